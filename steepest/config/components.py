@@ -1,0 +1,39 @@
+"""Check a component's recipe keys against the signature of the object that will receive them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, get_type_hints
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from steepest.errors import ConfigError, did_you_mean
+from steepest.registry import accepted_arguments
+
+
+def check_kwargs(where: str, target: Callable[..., Any], kwargs: dict[str, Any], injected: Iterable[str] = ()) -> None:
+    """Unknown keys -> ConfigError listing the valid ones; values checked against type hints where
+    the hints are plain types pydantic understands."""
+    params, var_kw = accepted_arguments(target)
+    injected = set(injected)
+    valid = sorted(k for k in params if k not in injected and k != "params")
+    for key in kwargs:
+        if key not in params and not var_kw:
+            raise ConfigError(f"{where}.{key}: unknown argument;{did_you_mean(key, valid)} valid: {', '.join(valid) or '(none)'}")
+    try:
+        hints = get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except Exception:
+        hints = {}
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        if hint is None:
+            continue
+        try:
+            adapter = TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+        except Exception:
+            continue
+        try:
+            adapter.validate_python(value, strict=False)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            raise ConfigError(f"{where}.{key}: {msg} (got {value!r})") from None

@@ -1,0 +1,134 @@
+"""Recipe -> validated `Recipe`: read YAML, apply dotted overrides, report the first problem in one line."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from steepest.config.schema import Recipe
+from steepest.config.yaml_io import parse_yaml, read_yaml
+from steepest.errors import ConfigError, did_you_mean
+
+DEFAULT_RECIPE = "digits_mlp"
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """Bundled recipe names -> files (the `recipes/` folder inside the package)."""
+    folder = resources.files("steepest") / "recipes"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def resolve_recipe_path(recipe: str | None) -> Path:
+    if recipe is None:
+        recipe = DEFAULT_RECIPE
+    path = Path(recipe)
+    if path.exists():
+        return path
+    bundled = bundled_recipes()
+    if recipe in bundled:
+        return bundled[recipe]
+    if path.suffix in (".yaml", ".yml") or "/" in recipe:
+        raise ConfigError(f"recipe file '{recipe}' does not exist; give a path or a bundled recipe name (steepest recipes)")
+    raise ConfigError(
+        f"recipe '{recipe}' is neither a file nor a bundled recipe;{did_you_mean(recipe, bundled)}"
+        f" bundled: {', '.join(sorted(bundled))}"
+    )
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides; values are parsed as YAML scalars/lists (`1e-3`, `[64, 32]`, `null`)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not KEY=VALUE; write it like --set optimizer.lr=1e-3")
+        value = parse_yaml(raw, f"override {key}") if raw.strip() else None
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part) if isinstance(node, dict) else None
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{key}': '{'.'.join(parts[: i + 1])}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _model_for(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at `loc` (for listing valid keys)."""
+    cls: Any = root
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        for c in candidates:
+            for cc in (c, *getattr(c, "__args__", ())):
+                if isinstance(cc, type) and issubclass(cc, BaseModel):
+                    cls = cc
+                    break
+            else:
+                continue
+            break
+        else:
+            return None
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def format_validation_error(exc: ValidationError, root: type[BaseModel] = Recipe) -> str:
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc) or "recipe"
+    if err["type"] == "extra_forbidden":
+        owner = _model_for(loc, root)
+        valid = sorted(owner.model_fields) if owner else []
+        hint = did_you_mean(str(loc[-1]), valid)
+        listing = f" valid keys: {', '.join(valid)}" if valid else ""
+        return f"{key}: unknown key;{hint}{listing}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    given = err.get("input")
+    shown = "" if isinstance(given, dict | list) or err["type"] == "missing" else f" (got {given!r})"
+    return f"{key}: {msg}{shown}"
+
+
+def recipe_from_dict(data: Any, source: str = "recipe") -> Recipe:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a recipe must be a mapping of sections (data, model, optimizer, ...)")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_recipe(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe file or bundled name, apply overrides, and validate the schema."""
+    path = resolve_recipe_path(None if recipe is None else str(recipe))
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections (data, model, optimizer, ...)")
+    data = apply_overrides(data, overrides or [])
+    result = recipe_from_dict(data, str(path))
+    if result.name is None:
+        result.name = path.stem
+    return result
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The resolved recipe as plain data (what config.yaml and every checkpoint store)."""
+    return recipe.model_dump(mode="json", exclude_none=False)

@@ -1,0 +1,155 @@
+"""The recipe schema: typed, strict sections. Unknown keys, wrong types and out-of-range values
+are rejected with the dotted key that is wrong (see `steepest.config.load`).
+
+Component sections (`model`, `optimizer`, `schedule`, `loss`, `callbacks[]`) name a registered
+component (`name: adamw`) or user code (`component: mypkg.nets:Net`); their other keys are the
+component's own keyword arguments, checked against its signature when the recipe is validated.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Component(BaseModel):
+    """A registry name or an import path, plus the component's own keyword arguments."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str | None = None
+    component: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.name is not None and self.component is not None:
+            raise ValueError("give either 'name' (a registered component) or 'component' (an import path), not both")
+        return self
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataConfig(Section):
+    name: str | None = "digits"
+    format: Literal["csv", "npz"] | None = None
+    path: str | None = None
+    target: str | None = None
+    component: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    task: Literal["auto", "classification", "regression", "binary", "multilabel"] = "auto"
+    num_classes: PositiveInt | None = None
+    split: tuple[Fraction, Fraction, Fraction] | None = None
+    stratify: bool = True
+    split_seed: int = 0
+    batch_size: PositiveInt | Literal["full"] = 64
+    eval_batch_size: PositiveInt | None = None
+    normalize: Literal["standard", "none"] = "standard"
+    normalize_targets: bool = True
+    subset: PositiveInt | None = None
+    shuffle: bool = True
+    drop_last: bool = False
+    data_dir: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and (data.get("format") or data.get("component")):
+            if data.get("name"):
+                raise ValueError("give one data source: 'name' (a bundled set), 'format'+'path' or 'component'")
+            data = {**data, "name": None}
+        return data
+
+    @model_validator(mode="after")
+    def _source(self):
+        if self.format is not None and self.path is None:
+            raise ValueError(f"format '{self.format}' needs 'path' (the file to read)")
+        if self.format == "csv" and self.target is None:
+            raise ValueError("format 'csv' needs 'target' (the label column's name)")
+        if self.split is not None and abs(sum(self.split) - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must add up to 1, got {sum(self.split):g}")
+        return self
+
+
+class ModelConfig(Component):
+    name: str | None = "mlp"
+
+
+class OptimizerConfig(Component):
+    name: str | None = "adamw"
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+
+
+class ScheduleConfig(Component):
+    name: str | None = "constant"
+
+
+class LossConfig(Component):
+    name: str | None = None  # None: chosen from the task (cross_entropy, mse, bce_with_logits)
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = "val_loss"
+    mode: Literal["min", "max", "auto"] = "auto"
+    patience: PositiveInt = 5
+    min_delta: NonNegativeFloat = 0.0
+    restore_best: bool = True
+
+
+class TrainerConfig(Section):
+    max_epochs: PositiveInt | None = 20
+    max_steps: PositiveInt | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    accumulate: PositiveInt = 1
+    clip_norm: PositiveFloat | None = None
+    clip_value: PositiveFloat | None = None
+    eval_every_n_epochs: PositiveInt | None = 1
+    eval_every_n_steps: PositiveInt | None = None
+    log_every_n_steps: PositiveInt = 10
+    early_stopping: EarlyStoppingConfig | None = None
+    max_nonfinite_steps: PositiveInt = 5
+    progress: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+    deterministic: bool = False
+
+    @model_validator(mode="after")
+    def _budget(self):
+        if self.max_epochs is None and self.max_steps is None:
+            raise ValueError("set max_epochs or max_steps (the training budget)")
+        if self.clip_norm is not None and self.clip_value is not None:
+            raise ValueError("set clip_norm or clip_value, not both")
+        return self
+
+
+class CheckpointConfig(Section):
+    every_n_steps: PositiveInt | None = None
+    every_n_epochs: PositiveInt | None = 1
+    keep_last: PositiveInt = 2
+    keep_best: bool = True
+    monitor: str = "val_loss"
+    enabled: bool = True
+
+
+class Recipe(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    callbacks: list[Component] = Field(default_factory=list)
+    name: str | None = None
+    description: str | None = None

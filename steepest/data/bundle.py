@@ -1,0 +1,161 @@
+"""Load a data config into train/val/test tensors plus what the model and loss need to know."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from steepest.data.checks import check_features, check_lengths, check_targets
+from steepest.data.normalize import Standardizer
+from steepest.data.raw import RawData
+from steepest.data.sources import DATASETS, from_dataset_object, read_csv, read_npz
+from steepest.data.splits import default_fractions, split_indices
+from steepest.errors import DataError
+
+MAX_AUTO_CLASSES = 100
+
+
+@dataclass
+class DataInfo:
+    """What the rest of steepest needs to know about the data (saved with every run)."""
+
+    source: str
+    task: str
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    feature_names: list[str] | None = None
+    kind: str = "tabular"
+    sizes: dict[str, int] = field(default_factory=dict)
+    fractions: tuple[float, float, float] | None = None
+    x_norm: dict | None = None
+    y_norm: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class DataBundle:
+    train: Split
+    val: Split
+    test: Split
+    info: DataInfo
+
+    def to(self, device: torch.device | str) -> DataBundle:
+        move = lambda s: Split(s.x.to(device), s.y.to(device))  # noqa: E731
+        return DataBundle(move(self.train), move(self.val), move(self.test), self.info)
+
+
+def read_source(cfg) -> tuple[str, RawData]:
+    if cfg.component is not None:
+        return cfg.component, from_dataset_object(cfg.component, cfg.options)
+    if cfg.format == "csv":
+        return str(cfg.path), read_csv(cfg.path, cfg.target, **cfg.options)
+    if cfg.format == "npz":
+        return str(cfg.path), read_npz(cfg.path, **cfg.options)
+    record = DATASETS.get(cfg.name, "data.name")
+    return cfg.name, record.target(data_dir=cfg.data_dir, **cfg.options)
+
+
+def infer_task(raw: RawData, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if raw.task != "auto":
+        return raw.task
+    y = np.asarray(raw.y)
+    if y.ndim == 2 and np.isin(y, (0, 1)).all():
+        return "multilabel"
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.number) and np.isfinite(y).all() and (y == np.round(y)).all():
+        if len(np.unique(y)) <= MAX_AUTO_CLASSES:
+            return "classification"
+    return "regression"
+
+
+def _targets_array(y: np.ndarray, task: str) -> np.ndarray:
+    if task == "classification":
+        return y.astype(np.int64)
+    y = y.astype(np.float32)
+    return y[:, None] if (task in ("regression", "binary") and y.ndim == 1) else y
+
+
+def load_data(cfg, seed: int = 0) -> DataBundle:
+    """Read, check, split (stratified, seeded), normalize (fitted on train) and tensorize."""
+    source, raw = read_source(cfg)
+    x, y = np.asarray(raw.x), np.asarray(raw.y)
+    check_lengths(x, y, source)
+    task = infer_task(raw, cfg.task)
+    num_classes = None
+    if task in ("classification", "binary"):
+        all_y = y if raw.y_test is None else np.concatenate([y, np.asarray(raw.y_test)])
+        num_classes = cfg.num_classes or raw.num_classes or (2 if task == "binary" else None)
+        check_targets(all_y, task, num_classes, f"{source} labels")
+        num_classes = num_classes or int(np.max(all_y)) + 1
+    else:
+        check_targets(y, task, None, f"{source} targets")
+    check_features(x, f"{source} features")
+    if x.ndim == 1:
+        x = x[:, None]
+
+    labels = y if task in ("classification", "binary") and cfg.stratify else None
+    if raw.x_test is not None:
+        check_features(np.asarray(raw.x_test), f"{source} test features")
+        n_total = len(x) + len(raw.x_test)
+        fr = cfg.split or default_fractions(n_total)
+        val_share = fr[1] / max(fr[0] + fr[1], 1e-12)
+        tr, va, _ = split_indices(len(x), (1 - val_share, val_share, 0.0), labels, cfg.split_seed)
+        parts = {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (np.asarray(raw.x_test), np.asarray(raw.y_test))}
+    else:
+        fr = cfg.split or default_fractions(len(x))
+        tr, va, te = split_indices(len(x), fr, labels, cfg.split_seed)
+        parts = {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (x[te], y[te])}
+    if cfg.subset is not None and cfg.subset < len(parts["train"][0]):
+        keep = np.sort(np.random.default_rng(cfg.split_seed).permutation(len(parts["train"][0]))[: cfg.subset])
+        parts["train"] = (parts["train"][0][keep], parts["train"][1][keep])
+    if len(parts["train"][0]) == 0:
+        raise DataError(f"{source}: the training split is empty; use more data or a larger train fraction in data.split")
+
+    per_channel = raw.kind == "image"
+    x_norm = Standardizer.fit(parts["train"][0], per_channel) if cfg.normalize == "standard" else None
+    y_norm = None
+    if task == "regression" and cfg.normalize_targets:
+        y_norm = Standardizer.fit(_targets_array(parts["train"][1], task))
+
+    def tensors(xs: np.ndarray, ys: np.ndarray) -> Split:
+        xs = x_norm.transform(xs) if x_norm else xs.astype(np.float32)
+        ys = _targets_array(ys, task)
+        if y_norm is not None:
+            ys = y_norm.transform(ys)
+        return Split(torch.from_numpy(np.ascontiguousarray(xs, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(ys)))
+
+    splits = {k: tensors(*v) for k, v in parts.items()}
+    y_train = splits["train"].y
+    num_outputs = num_classes if task == "classification" else (1 if task == "binary" else int(y_train.shape[1]))
+    info = DataInfo(
+        source=source,
+        task=task,
+        input_shape=tuple(int(d) for d in x.shape[1:]),
+        num_outputs=int(num_outputs),
+        num_classes=num_classes,
+        class_names=raw.class_names,
+        feature_names=raw.feature_names,
+        kind=raw.kind,
+        sizes={k: len(v) for k, v in splits.items()},
+        fractions=tuple(float(f) for f in fr),
+        x_norm=x_norm.to_dict() if x_norm else None,
+        y_norm=y_norm.to_dict() if y_norm else None,
+    )
+    return DataBundle(splits["train"], splits["val"], splits["test"], info)

@@ -1,0 +1,78 @@
+"""A loader for data that lives on the device: batches are index slices, no per-sample collation.
+
+The order of epoch e is a permutation drawn from a generator seeded with (seed, e), so any
+position in training can be reproduced from (epoch, step) alone: that is what resume relies on.
+With several processes (DDP) each rank takes every world_size-th index of the same permutation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class DeviceLoader:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(x))
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        """Micro-batches per epoch on this rank."""
+        n = math.ceil(len(self.x) / self.world_size)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def steps_per_epoch(self, accumulate: int = 1) -> int:
+        return math.ceil(len(self) / accumulate)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        n = len(self.x)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(n, generator=gen)
+        else:
+            perm = torch.arange(n)
+        if self.world_size > 1:
+            per_rank = math.ceil(n / self.world_size)
+            perm = torch.cat([perm, perm[: per_rank * self.world_size - n]])  # pad by wrapping
+            perm = perm[self.rank :: self.world_size]
+        return perm.to(self.x.device)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """Micro-batches of `epoch`, starting at micro-batch index `start`."""
+        perm = self.order(epoch)
+        for i in range(start, len(self)):
+            idx = perm[i * self.batch_size : (i + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+    def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Batch]]:
+        """Groups of `accumulate` micro-batches, one per optimizer step (the last may be shorter)."""
+        group: list[Batch] = []
+        for batch in self.batches(epoch, start_step * accumulate):
+            group.append(batch)
+            if len(group) == accumulate:
+                yield group
+                group = []
+        if group:
+            yield group
+
+
+def eval_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterator[Batch]:
+    for i in range(0, len(x), batch_size):
+        yield x[i : i + batch_size], y[i : i + batch_size]

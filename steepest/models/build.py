@@ -1,0 +1,38 @@
+"""Build a model from its recipe section and the data's shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from steepest.errors import ConfigError
+from steepest.models._registry import MODELS
+from steepest.registry import accepted_arguments, import_object
+
+
+def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
+    """`section` is a ModelConfig: a registered name or an import path plus keyword arguments.
+
+    A user's class receives `input_shape` / `num_outputs` only if its signature asks for them.
+    """
+    kwargs: dict[str, Any] = section.kwargs()
+    if section.component is not None:
+        target = import_object(section.component, "model.component")
+        where = f"model ({section.component})"
+    else:
+        record = MODELS.get(section.name, "model.name")
+        target, kwargs = record.target, {**record.defaults, **kwargs}
+        where = f"model ({section.name})"
+    params, var_kw = accepted_arguments(target)
+    sizes = {"input_shape": tuple(input_shape), "num_outputs": int(num_outputs)}
+    for key, value in sizes.items():
+        if key in params or var_kw:
+            kwargs.setdefault(key, value)
+    try:
+        model = target(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{where}: built a {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -1,0 +1,63 @@
+"""Stop when a validation metric stops improving; optionally restore the best weights at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from steepest.errors import ConfigError
+from steepest.train.callbacks._registry import CALLBACKS
+from steepest.train.events import Callback
+
+MAXIMIZE = ("accuracy", "f1", "r2", "auc")
+
+
+@CALLBACKS.register("early_stopping")
+class EarlyStopping(Callback):
+    """Stop after `patience` evaluations without an improvement larger than `min_delta`."""
+
+    name = "early_stopping"
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
+        if mode == "auto":
+            mode = "max" if any(m in monitor for m in MAXIMIZE) else "min"
+        if mode not in ("min", "max"):
+            raise ConfigError(f"early_stopping.mode: '{mode}' is not min, max or auto")
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.restore_best = restore_best
+        self.best: float | None = None
+        self.best_step = 0
+        self.bad_evals = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+
+    def on_eval_end(self, trainer, split: str, metrics: dict[str, float]) -> None:
+        if split != "val":
+            return
+        if self.monitor not in metrics:
+            raise ConfigError(f"early_stopping.monitor: '{self.monitor}' is not a validation metric; choose from {', '.join(sorted(metrics))}")
+        value = metrics[self.monitor]
+        if self.improved(value):
+            self.best, self.best_step, self.bad_evals = value, trainer.state.step, 0
+            if self.restore_best:
+                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in trainer.unwrapped_model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+            if self.bad_evals >= self.patience:
+                trainer.state.request_stop(f"early stopping: {self.monitor} did not improve for {self.patience} evaluations (best {self.best:.4g} at step {self.best_step})")
+
+    def on_fit_end(self, trainer) -> None:
+        if self.restore_best and self.best_weights is not None and trainer.state.stop_reason.startswith("early stopping"):
+            trainer.unwrapped_model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step, self.bad_evals = state["best"], state["best_step"], state["bad_evals"]
+        self.best_weights = state.get("best_weights")

@@ -1,0 +1,62 @@
+"""The closed list of training events, and the Callback base class that listens to them.
+
+Events fire in this order (`steepest events` prints the loop with them):
+
+    on_fit_start
+      on_epoch_start
+        on_step_start            before the forward pass of an optimizer step (its micro-batches)
+        on_before_optimizer_step gradients are complete (accumulated, all-reduced, unscaled), not yet clipped
+        on_step_end              after the optimizer step; `output` has loss, grad_norm, skipped
+        on_eval_end              after an evaluation (val or test); `metrics` are plain floats
+      on_epoch_end
+    on_fit_end                   always runs when training ends normally (stop flags included)
+    on_exception                 training raised; the exception is re-raised afterwards
+
+Callbacks never reach into the Trainer's internals beyond its public attributes
+(`model`, `optimizer`, `state`, `config`, `info`, `evaluate()`, `state_dict()`); to stop
+training they call `trainer.state.request_stop(reason)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EVENTS = (
+    "on_fit_start",
+    "on_epoch_start",
+    "on_step_start",
+    "on_before_optimizer_step",
+    "on_step_end",
+    "on_eval_end",
+    "on_epoch_end",
+    "on_fit_end",
+    "on_exception",
+)
+
+
+class Callback:
+    """Override any of the event methods. State returned by `state_dict` is saved in checkpoints
+    under the callback's `name`, so a resumed run continues exactly."""
+
+    name: str = "callback"
+
+    def on_fit_start(self, trainer) -> None: ...
+    def on_epoch_start(self, trainer) -> None: ...
+    def on_step_start(self, trainer, batches) -> None: ...
+    def on_before_optimizer_step(self, trainer) -> None: ...
+    def on_step_end(self, trainer, output) -> None: ...
+    def on_eval_end(self, trainer, split: str, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer) -> None: ...
+    def on_fit_end(self, trainer) -> None: ...
+    def on_exception(self, trainer, exc: BaseException) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def show_training_loop() -> str:
+    """The events in firing order, one per line (the text `steepest events` prints)."""
+    return (__doc__ or "").split("\n\n")[1]

@@ -1,0 +1,105 @@
+"""Evaluation metrics accumulated on the device; one host sync per evaluation, not per batch."""
+
+from __future__ import annotations
+
+import torch
+
+
+class ClassificationMeter:
+    """Loss, accuracy and macro-F1 from a confusion matrix built with bincount."""
+
+    def __init__(self, num_classes: int, device: torch.device):
+        self.k = num_classes
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+
+    def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if self.k == 2 and outputs.shape[-1] == 1:
+            pred = (outputs.reshape(-1) > 0).long()
+            targets = targets.reshape(-1).long()
+        else:
+            pred = outputs.argmax(dim=-1)
+            if targets.dim() > 1:
+                targets = targets.argmax(dim=-1)
+        self.confusion += torch.bincount(targets * self.k + pred, minlength=self.k * self.k)
+        self.loss_sum += loss_sum.double()
+        self.count += len(targets)
+
+    def compute(self) -> dict[str, float]:
+        conf = self.confusion.view(self.k, self.k).double().cpu()
+        tp = conf.diag()
+        support = conf.sum(1)
+        predicted = conf.sum(0)
+        f1 = 2 * tp / (support + predicted).clamp_min(1)
+        present = (support + predicted) > 0
+        return {
+            "loss": float(self.loss_sum) / max(self.count, 1),
+            "accuracy": float(tp.sum() / conf.sum().clamp_min(1)),
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        }
+
+
+class RegressionMeter:
+    """Loss plus MSE, MAE and R^2 in the targets' original units (`y_mean`/`y_std` undo normalization)."""
+
+    def __init__(self, device: torch.device, y_mean: torch.Tensor | None = None, y_std: torch.Tensor | None = None):
+        self.y_mean, self.y_std = y_mean, y_std
+        z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
+        self.loss_sum, self.se, self.ae, self.y_sum, self.y_sq = z(), z(), z(), z(), z()
+        self.count = 0
+        self.values = 0
+
+    def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        out, tgt = outputs.double().reshape(targets.shape), targets.double()
+        if self.y_std is not None:
+            out = out * self.y_std + self.y_mean
+            tgt = tgt * self.y_std + self.y_mean
+        err = out - tgt
+        self.loss_sum += loss_sum.double()
+        self.se += err.square().sum()
+        self.ae += err.abs().sum()
+        self.y_sum += tgt.sum()
+        self.y_sq += tgt.square().sum()
+        self.count += len(targets)
+        self.values += targets.numel()
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.values, 1)
+        se, y_sum, y_sq = float(self.se), float(self.y_sum), float(self.y_sq)
+        total = y_sq - y_sum * y_sum / n
+        return {
+            "loss": float(self.loss_sum) / max(self.count, 1),
+            "mse": se / n,
+            "mae": float(self.ae) / n,
+            "r2": 1 - se / total if total > 0 else 0.0,
+        }
+
+
+class MultilabelMeter:
+    """Loss, per-label accuracy and micro-F1 for 0/1 indicator targets."""
+
+    def __init__(self, device: torch.device):
+        z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
+        self.loss_sum, self.tp, self.fp, self.fn, self.correct = z(), z(), z(), z(), z()
+        self.count = 0
+        self.values = 0
+
+    def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        pred = outputs > 0
+        truth = targets > 0.5
+        self.loss_sum += loss_sum.double()
+        self.tp += (pred & truth).sum()
+        self.fp += (pred & ~truth).sum()
+        self.fn += (~pred & truth).sum()
+        self.correct += (pred == truth).sum()
+        self.count += len(targets)
+        self.values += targets.numel()
+
+    def compute(self) -> dict[str, float]:
+        tp, fp, fn = float(self.tp), float(self.fp), float(self.fn)
+        return {
+            "loss": float(self.loss_sum) / max(self.count, 1),
+            "accuracy": float(self.correct) / max(self.values, 1),
+            "micro_f1": 2 * tp / max(2 * tp + fp + fn, 1),
+        }
