@@ -12,6 +12,11 @@ def _first_bad_row(mask: np.ndarray) -> int:
     return int(np.flatnonzero(rows)[0])
 
 
+def _show(value) -> str:
+    value = np.asarray(value).item()
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
+
+
 def check_features(x: np.ndarray, where: str = "features") -> None:
     if x.ndim == 0 or x.shape[0] == 0:
         raise DataError(f"{where}: no samples; check the data source")
@@ -33,15 +38,15 @@ def check_targets(y: np.ndarray, task: str, num_classes: int | None, where: str 
             raise DataError(f"{where}: row {_first_bad_row(bad_float)} has a non-finite label; fix or drop it")
         if np.issubdtype(y.dtype, np.floating) and (y != np.round(y)).any():
             row = _first_bad_row(y != np.round(y))
-            raise DataError(f"{where}: row {row} has non-integer label {y[row]!r}; labels must be 0..K-1 (or set data.task: regression)")
+            raise DataError(f"{where}: row {row} has non-integer label {_show(y[row])}; labels must be 0..K-1 (or set data.task: regression)")
         k = num_classes if num_classes is not None else 2 if task == "binary" else None
         low = y < 0
         if low.any():
             row = _first_bad_row(low)
-            raise DataError(f"{where}: row {row} has label {y[row]!r}, outside [0, {k or 'K'}); labels must be 0..K-1")
+            raise DataError(f"{where}: row {row} has label {_show(y[row])}, outside [0, {k or 'K'}); labels must be 0..K-1")
         if k is not None and (y >= k).any():
             row = _first_bad_row(y >= k)
-            raise DataError(f"{where}: row {row} has label {y[row]!r}, outside [0, {k}); relabel to 0..{k - 1} or raise data.num_classes")
+            raise DataError(f"{where}: row {row} has label {_show(y[row])}, outside [0, {k}); relabel to 0..{k - 1} or raise data.num_classes")
     elif task == "multilabel":
         bad = ~np.isin(y, (0, 1))
         if bad.any():

@@ -28,7 +28,8 @@ def default_fractions(n: int) -> tuple[float, float, float]:
     for (t0, *a), (t1, *b) in zip(_ANCHORS, _ANCHORS[1:]):
         if t <= t1:
             w = (t - t0) / (t1 - t0)
-            return tuple(round(x + w * (y - x), 6) for x, y in zip(a, b))  # type: ignore[return-value]
+            val, test = (round(x + w * (y - x), 6) for x, y in zip(a[1:], b[1:]))
+            return (1.0 - val - test, val, test)
     return _ANCHORS[-1][1:]
 
 

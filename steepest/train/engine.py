@@ -57,15 +57,17 @@ class Engine:
 
     def train_step(self, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], measure_grad_norm: bool = False) -> StepOutput:
         total = sum(len(x) for x, _ in batches)
-        step_loss = torch.zeros((), device=self.device)
+        step_loss = None
         for i, (x, y) in enumerate(batches):
             if self.batch_transform is not None:
                 x, y = self.batch_transform(x, y)
             with self._no_sync(i < len(batches) - 1):
                 _, loss = self.forward_loss(x, y)
-                weighted = loss.float() * (len(x) / total)  # exact mean over the step's samples
+                if loss.dtype in (torch.float16, torch.bfloat16):
+                    loss = loss.float()
+                weighted = loss * (len(x) / total)  # exact mean over the step's samples
                 (self.scaler.scale(weighted) if self.scaler else weighted).backward(create_graph=self.create_graph)
-            step_loss += weighted.detach()
+            step_loss = weighted.detach() if step_loss is None else step_loss + weighted.detach()
         # A CPU-GPU sync point: skipping a step needs the answer on the host.
         if self.check_finite and not bool(torch.isfinite(step_loss)):
             self.optimizer.zero_grad(set_to_none=True)

@@ -19,6 +19,8 @@ from steepest.train.metrics import ClassificationMeter, MultilabelMeter, Regress
 from steepest.train.precision import autocast
 from steepest.train.state import TrainState, rng_state, set_rng_state
 
+BUDGET_DONE = "completed the step budget"
+
 
 class Trainer:
     """Train `model` on `data` with `optimizer` and `loss_fn`.
@@ -102,7 +104,7 @@ class Trainer:
                 if s.step_in_epoch >= self.steps_per_epoch:  # the epoch is complete
                     s.epoch, s.step_in_epoch = s.epoch + 1, 0
                     self._fire("on_epoch_end")
-            s.request_stop("completed the step budget" if s.step >= self.max_steps else "stopped")
+            s.request_stop(BUDGET_DONE if s.step >= self.max_steps else "stopped")
             self._fire("on_fit_end")
         except BaseException as exc:
             self._fire("on_exception", exc)
@@ -184,6 +186,8 @@ class Trainer:
         if self.engine.scaler is not None and state.get("scaler"):
             self.engine.scaler.load_state_dict(state["scaler"])
         self.state = TrainState.from_dict(state["train_state"])
+        if self.state.stop_reason == BUDGET_DONE:  # a resumed run may have been given a larger budget
+            self.state.stop_reason = ""
         saved = state.get("callbacks", {})
         for cb in self.callbacks:
             if cb.name in saved:

@@ -1,0 +1,130 @@
+"""Integration tests that run the real `steepest` command."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from steepest.cli import main
+from steepest.track import read_series
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args, env_extra=None, **kw):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "steepest", *args], capture_output=True, text=True, env=env, cwd=kw.pop("cwd", REPO), **kw)
+
+
+def test_main_job_reaches_97_percent_on_digits(tmp_path, capsys):
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("test accuracy: ")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.97, summary
+    for key in ("val_accuracy", "val_loss", "steps", "epochs", "wall_seconds", "test_macro_f1"):
+        assert key in summary
+    run = tmp_path / "run"
+    assert (run / "config.yaml").exists() and (run / "model.safetensors").exists()
+    assert len(list((run / "checkpoints").glob("step-*.safetensors"))) <= 2
+    losses = read_series(run / "metrics.db", "train_loss")
+    assert len(losses) >= 10 and losses[-1][1] < losses[0][1]
+    assert main(["runs", "--root", str(tmp_path)]) == 0
+    assert "run" in capsys.readouterr().out
+
+
+def test_user_error_prints_one_line_without_traceback():
+    result = run_cli("train", "--set", "optimizer.lr=-1")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "optimizer.lr" in result.stderr
+
+
+SLOW_CALLBACK = textwrap.dedent(
+    """
+    import time
+    from steepest.train.events import Callback
+
+    class Slow(Callback):
+        name = "slow"
+        def __init__(self, seconds=0.02):
+            self.seconds = seconds
+        def on_step_end(self, trainer, output):
+            time.sleep(self.seconds)
+    """
+)
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    (tmp_path / "slowdown.py").write_text(SLOW_CALLBACK)
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    args = ["train", "digits_mlp", "-q", "--set", "trainer.max_epochs=4", "--set", "checkpoint.every_n_steps=7",
+            "--set", "callbacks=[{component: 'slowdown:Slow', seconds: 0.01}]", "--set", "model.dropout=0.2"]
+    reference = run_cli(*args, "--run-dir", str(tmp_path / "a"), env_extra=env, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+
+    victim_dir = tmp_path / "b"
+    proc = subprocess.Popen([sys.executable, "-m", "steepest", *args, "--run-dir", str(victim_dir)], cwd=REPO,
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((victim_dir / "checkpoints").glob("step-*.safetensors"))) < 2:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (victim_dir / "model.safetensors").exists(), "the run finished before it could be killed"
+
+    resumed = run_cli("train", "--run-dir", str(victim_dir), "--resume", "-q", env_extra=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(victim_dir / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key].equal(b[key]), key
+    sa = json.loads((tmp_path / "a" / "summary.json").read_text())
+    sb = json.loads((victim_dir / "summary.json").read_text())
+    assert sa["steps"] == sb["steps"] and sa["test_loss"] == sb["test_loss"]
+
+
+def test_resume_skips_corrupt_latest_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["--set", "trainer.max_epochs=3", "--set", "checkpoint.every_n_steps=10", "-q"]
+    assert main(["train", "--run-dir", str(tmp_path / "ref"), *common]) == 0
+    # The same run, then its newest checkpoint is damaged: resume must fall back to the one before.
+    assert main(["train", "--run-dir", str(run), *common]) == 0
+    files = sorted((run / "checkpoints").glob("step-*.safetensors"))
+    assert len(files) == 2
+    files[-1].write_bytes(files[-1].read_bytes()[:100])
+    (run / "model.safetensors").unlink()
+    with pytest.warns(UserWarning, match="falling back"):
+        assert main(["train", "--run-dir", str(run), "--resume", *common]) == 0
+    a, b = load_file(tmp_path / "ref" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)
+
+
+def test_csv_of_real_tabular_data_trains(tmp_path, capsys):
+    import sklearn.datasets as skd
+
+    bunch = skd.load_breast_cancer()
+    header = ",".join(f"f{i}" for i in range(bunch.data.shape[1])) + ",diagnosis"
+    rows = [",".join(f"{v:.6g}" for v in x) + ("," + ("benign" if t else "malignant")) for x, t in zip(bunch.data, bunch.target)]
+    path = tmp_path / "cancer.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    recipe = tmp_path / "csv.yaml"
+    recipe.write_text(f"data: {{format: csv, path: {path}, target: diagnosis}}\ntrainer: {{max_epochs: 30}}\n")
+    assert main(["train", str(recipe), "--run-dir", str(tmp_path / "run"), "-q"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.93, summary
+
+
+def test_bad_data_rejected_before_training_with_row(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b,y\n" + "\n".join(f"{i},{i * 2},{i % 2}" for i in range(20)) + "\n3,nan,1\n")
+    code = main(["train", "--set", "data={format: csv, path: " + str(path) + ", target: y}", "--run-dir", str(tmp_path / "r"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "row 20 contains NaN" in err and err.count("\n") == 1
