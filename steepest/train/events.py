@@ -59,4 +59,5 @@ class Callback:
 
 def show_training_loop() -> str:
     """The events in firing order, one per line (the text `steepest events` prints)."""
-    return (__doc__ or "").split("\n\n")[1]
+    blocks = (__doc__ or "").split("\n\n")
+    return next(b for b in blocks if b.lstrip().startswith("on_fit_start"))
