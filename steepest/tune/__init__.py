@@ -1,0 +1,1 @@
+"""Tuning: the LR range test, optimizer comparison, batch-size advice, hyperparameter search."""

@@ -1,0 +1,84 @@
+"""`steepest find-lr` and `steepest compare`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from steepest.errors import ConfigError
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", nargs="?", help="recipe file or bundled name (default: digits_mlp)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
+
+
+def _out_dir(args, prefix: str, recipe) -> Path:
+    from steepest.track import default_run_dir
+
+    out = Path(args.out) if args.out else default_run_dir(f"{prefix}-{recipe.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cmd_find_lr(args: argparse.Namespace) -> int:
+    from steepest.config import load_recipe
+    from steepest.train.run import build_run
+    from steepest.tune.lr_finder import grid_search, plot, range_test
+
+    recipe = load_recipe(args.recipe, args.set)
+    run = build_run(recipe, None, console=False)
+    if args.mode == "range":
+        result = range_test(run.trainer, args.start, args.end, args.steps, suggest=args.suggest)
+    else:
+        result = grid_search(run.trainer, steps_per_lr=args.grid_steps)
+    out = _out_dir(args, "find-lr", recipe)
+    (out / "lr_finder.json").write_text(json.dumps(result.to_dict(), indent=2))
+    plotted = plot(result, out / "lr_finder.png")
+    others = ", ".join(f"{k} {v:.2e}" for k, v in result.suggestions.items() if k != result.chosen)
+    print(f"suggested lr: {result.suggested_lr:.2e}" + (f"  ({result.chosen}; {others})" if others else f"  ({result.chosen})"))
+    print(f"results: {out / 'lr_finder.json'}" + (f", plot: {out / 'lr_finder.png'}" if plotted else " (install matplotlib for the plot)"))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from steepest.config import load_recipe
+    from steepest.tune.compare import compare, format_table
+
+    recipe = load_recipe(args.recipe, args.set)
+    names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("compare --optimizers: give a comma-separated list, e.g. sgd,momentum,adam")
+    lrs = {}
+    for item in args.lr or []:
+        name, _, value = item.partition("=")
+        try:
+            lrs[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"compare --lr: '{item}' is not NAME=FLOAT") from None
+    out = _out_dir(args, "compare", recipe)
+    rows = compare(recipe, names, out, lrs, lr_from_finder=args.lr_from_finder)
+    print(format_table(rows))
+    print(f"results: {out / 'comparison.md'}, curves: {out / 'comparison.png'}")
+    return 0
+
+
+def add_commands(sub) -> dict:
+    p = sub.add_parser("find-lr", help="learning-rate range test (or the grid mode) with a suggested lr and a plot")
+    _recipe_args(p)
+    p.add_argument("--mode", choices=["range", "grid"], default="range")
+    p.add_argument("--start", type=float, default=1e-7, help="first lr of the range test (default 1e-7)")
+    p.add_argument("--end", type=float, default=10.0, help="last lr of the range test (default 10)")
+    p.add_argument("--steps", type=int, default=100, help="steps of the range test (default 100)")
+    p.add_argument("--suggest", choices=["valley", "steepest", "min10"], default="valley")
+    p.add_argument("--grid-steps", type=int, default=30, help="steps per lr in grid mode")
+    p.add_argument("--out", help="output folder (default runs/find-lr-<recipe>-<time>)")
+
+    p = sub.add_parser("compare", help="train one recipe with several optimizers side by side")
+    _recipe_args(p)
+    p.add_argument("--optimizers", default="sgd,momentum,adam,adamw,rmsprop,lion")
+    p.add_argument("--lr", action="append", metavar="NAME=LR", help="an optimizer's own lr (repeatable)")
+    p.add_argument("--lr-from-finder", action="store_true", help="run each optimizer at its range-test suggestion")
+    p.add_argument("--out", help="output folder (default runs/compare-<recipe>-<time>)")
+    return {"find-lr": cmd_find_lr, "compare": cmd_compare}

@@ -1,0 +1,104 @@
+"""Optimizer comparison: the same recipe, seed, data order and step budget, one optimizer at a time.
+
+Each optimizer keeps the recipe's lr and weight decay unless given its own (`lrs`), or each runs at
+its own LR-range-test suggestion (`lr_from_finder=True`). Results: a table (final and best val
+metrics, wall time) and a PNG of the loss curves in the comparison directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from steepest.config import Recipe, recipe_from_dict, recipe_to_dict
+from steepest.track import read_series
+
+
+@dataclass
+class CompareRow:
+    optimizer: str
+    lr: float
+    summary: dict
+
+    def cells(self) -> dict:
+        s = self.summary
+        best = s.get("best_val_loss")
+        return {"optimizer": self.optimizer, "lr": self.lr, "val_loss": s.get("val_loss"), "best_val_loss": best,
+                "val_accuracy": s.get("val_accuracy", s.get("val_r2")), "test_accuracy": s.get("test_accuracy", s.get("test_r2")),
+                "seconds": s.get("wall_seconds")}
+
+
+def recipe_for(recipe: Recipe, optimizer: str, lr: float | None) -> Recipe:
+    data = recipe_to_dict(recipe)
+    base = data["optimizer"]
+    data["optimizer"] = {"name": optimizer, "lr": lr if lr is not None else base["lr"], "weight_decay": base["weight_decay"]}
+    data["checkpoint"]["enabled"] = False
+    return recipe_from_dict(data)
+
+
+def compare(recipe: Recipe, optimizers: list[str], out_dir: Path, lrs: dict[str, float] | None = None,
+            lr_from_finder: bool = False, console: bool = False) -> list[CompareRow]:
+    from steepest.train.build import validate_recipe
+    from steepest.train.run import build_run, train
+
+    out_dir = Path(out_dir)
+    rows: list[CompareRow] = []
+    recipes = {name: recipe_for(recipe, name, (lrs or {}).get(name)) for name in optimizers}
+    for r in recipes.values():
+        validate_recipe(r)  # every name checked before the first run starts
+    for name, r in recipes.items():
+        if lr_from_finder:
+            from steepest.tune.lr_finder import range_test
+
+            run = build_run(r, None, console=False)
+            r = recipe_for(recipe, name, range_test(run.trainer).suggested_lr)
+        summary = train(r, out_dir / name, console=console)
+        val = read_series(out_dir / name / "metrics.db", "val_loss")
+        summary["best_val_loss"] = min((v for _, v in val if math.isfinite(v)), default=None)
+        rows.append(CompareRow(name, r.optimizer.lr, summary))
+    (out_dir / "comparison.json").write_text(json.dumps([row.cells() for row in rows], indent=2))
+    (out_dir / "comparison.md").write_text(format_table(rows) + "\n")
+    plot_curves(out_dir, [row.optimizer for row in rows])
+    return rows
+
+
+def format_table(rows: list[CompareRow]) -> str:
+    cells = [row.cells() for row in rows]
+    if not cells:
+        return ""
+    keys = list(cells[0])
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(c[k]) for k in keys) + " |" for c in cells]
+    return "\n".join(lines)
+
+
+def plot_curves(out_dir: Path, names: list[str]) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name in names:
+        db = out_dir / name / "metrics.db"
+        for ax, metric in zip(axes, ("train_loss", "val_loss")):
+            series = read_series(db, metric)
+            if series:
+                ax.plot(*zip(*series), label=name)
+    for ax, title in zip(axes, ("training loss", "validation loss")):
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.set_yscale("log")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "comparison.png", dpi=120)
+    plt.close(fig)
+    return True

@@ -1,0 +1,241 @@
+"""The learning-rate range test (Smith 2017; fastai's LR finder) and the references' grid search.
+
+Range mode: train with an exponentially growing lr, lr_i = lr_0 (lr_N / lr_0)^(i/(N-1)), record the
+loss smoothed with a bias-corrected EMA (avg_i = beta avg_{i-1} + (1 - beta) loss_i,
+smooth_i = avg_i / (1 - beta^(i+1))), and stop once smooth_i > 4 * min(smooth). Grid mode: for
+each lr in 10^{-5.0, -4.5, ..., 0.0}, a short run from the same start; the answer is the largest
+lr whose loss does not diverge. Either way the model, optimizer, RNG and trainer state are
+restored afterwards, so the finder can run before training without changing it.
+
+Suggestions are pure functions of (lrs, losses):
+    steepest  lr where the smoothed loss falls fastest against log10(lr)
+    min10     the lr of the minimum smoothed loss, divided by 10
+    valley    the middle-to-late part of the longest descending stretch (fastai's "valley")
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from steepest.errors import ConfigError
+from steepest.train.state import rng_state, set_rng_state
+
+
+def exponential_lrs(start: float, end: float, num: int) -> list[float]:
+    if not (0 < start < end):
+        raise ConfigError(f"find-lr: need 0 < start ({start:g}) < end ({end:g})")
+    return [start * (end / start) ** (i / max(num - 1, 1)) for i in range(num)]
+
+
+def grid_lrs(low_exp: float = -5.0, high_exp: float = 0.0, step: float = 0.5) -> list[float]:
+    n = int(round((high_exp - low_exp) / step)) + 1
+    return [10 ** (low_exp + i * step) for i in range(n)]
+
+
+def smooth_losses(losses: list[float], beta: float = 0.98) -> list[float]:
+    """Bias-corrected exponential moving average; a non-finite loss propagates as inf."""
+    avg, out = 0.0, []
+    for i, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            out.append(math.inf)
+            continue
+        avg = beta * avg + (1 - beta) * loss
+        out.append(avg / (1 - beta ** (i + 1)))
+    return out
+
+
+def _finite(lrs, losses):
+    pairs = [(lr, l) for lr, l in zip(lrs, losses) if math.isfinite(l)]
+    if len(pairs) < 2:
+        raise ValueError("the range test recorded fewer than two finite losses; lower the start lr")
+    return np.log10([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def suggest_steepest(lrs: list[float], losses: list[float]) -> float:
+    log_lr, loss = _finite(lrs, losses)
+    slope = np.gradient(loss, log_lr)
+    return float(10 ** log_lr[int(np.argmin(slope))])
+
+
+def suggest_min10(lrs: list[float], losses: list[float]) -> float:
+    log_lr, loss = _finite(lrs, losses)
+    return float(10 ** log_lr[int(np.argmin(loss))] / 10)
+
+
+def suggest_valley(lrs: list[float], losses: list[float]) -> float:
+    """Longest run of consecutive decreases in the smoothed loss; pick a point 2/3 of the way down it."""
+    log_lr, loss = _finite(lrs, losses)
+    n = len(loss)
+    best_start, best_len, start = 0, 1, 0
+    for i in range(1, n):
+        if loss[i] >= loss[i - 1]:
+            start = i
+        if i - start + 1 > best_len:
+            best_start, best_len = start, i - start + 1
+    idx = best_start + int(round((best_len - 1) * 2 / 3))
+    return float(10 ** log_lr[idx])
+
+
+SUGGESTIONS = {"valley": suggest_valley, "steepest": suggest_steepest, "min10": suggest_min10}
+
+
+@dataclass
+class LRFinderResult:
+    mode: str
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float] = field(default_factory=list)
+    suggestions: dict[str, float] = field(default_factory=dict)
+    chosen: str = "valley"
+    stopped_early: bool = False
+
+    @property
+    def suggested_lr(self) -> float:
+        return self.suggestions[self.chosen]
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "suggested_lr": self.suggested_lr}
+
+
+def _snapshot(trainer) -> dict:
+    return {
+        "model": copy.deepcopy(trainer.unwrapped_model.state_dict()),
+        "optimizer": copy.deepcopy(trainer.optimizer.state_dict()),
+        "rng": rng_state(),
+        "state": copy.deepcopy(trainer.state),
+        "scaler": copy.deepcopy(trainer.engine.scaler.state_dict()) if trainer.engine.scaler else None,
+    }
+
+
+def _restore(trainer, snap: dict) -> None:
+    trainer.unwrapped_model.load_state_dict(snap["model"])
+    trainer.optimizer.load_state_dict(snap["optimizer"])
+    if snap["scaler"] is not None:
+        trainer.engine.scaler.load_state_dict(snap["scaler"])
+    trainer.state = snap["state"]
+    set_rng_state(snap["rng"])
+
+
+def _endless_steps(trainer) -> Iterator[list]:
+    epoch = 0
+    while True:
+        yield from trainer.loader.steps(epoch, trainer.accumulate)
+        epoch += 1
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float, ratios: list[float]) -> None:
+    for group, ratio in zip(optimizer.param_groups, ratios):
+        group["lr"] = lr * ratio
+
+
+def _lr_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Keep discriminative per-group learning rates in proportion during the sweep."""
+    base = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
+    return [g.get("initial_lr", g["lr"]) / base for g in optimizer.param_groups]
+
+
+def range_test(trainer, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100, beta: float = 0.98,
+               diverge_factor: float = 4.0, suggest: str = "valley") -> LRFinderResult:
+    """Exponential lr sweep on the trainer's model and data; the trainer is left as it was."""
+    if suggest not in SUGGESTIONS:
+        raise ConfigError(f"find-lr --suggest: unknown method '{suggest}'; valid: {', '.join(SUGGESTIONS)}")
+    snap = _snapshot(trainer)
+    ratios = _lr_ratios(trainer.optimizer)
+    lrs = exponential_lrs(start_lr, end_lr, num_steps)
+    used, losses, smoothed = [], [], []
+    stopped = False
+    try:
+        trainer.model.train()
+        batches = _endless_steps(trainer)
+        avg = 0.0
+        best = math.inf
+        for i, lr in enumerate(lrs):
+            _set_lr(trainer.optimizer, lr, ratios)
+            out = trainer.engine.train_step(next(batches))
+            loss = float(out.loss)  # a diagnostic: one sync per step is fine here
+            used.append(lr)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                smoothed.append(math.inf)
+                stopped = True
+                break
+            avg = beta * avg + (1 - beta) * loss
+            s = avg / (1 - beta ** (i + 1))
+            smoothed.append(s)
+            best = min(best, s)
+            if i > 0 and s > diverge_factor * best:
+                stopped = True
+                break
+    finally:
+        _restore(trainer, snap)
+    result = LRFinderResult("range", used, losses, smoothed, chosen=suggest, stopped_early=stopped)
+    result.suggestions = {name: fn(used, smoothed) for name, fn in SUGGESTIONS.items()}
+    return result
+
+
+def grid_search(trainer, lrs: list[float] | None = None, steps_per_lr: int = 30) -> LRFinderResult:
+    """The references' grid: a short run per lr from the same start; pick the largest lr that
+    does not diverge (final loss finite and below the starting loss)."""
+    lrs = lrs or grid_lrs()
+    snap = _snapshot(trainer)
+    ratios = _lr_ratios(trainer.optimizer)
+    finals: list[float] = []
+    first_losses: list[float] = []
+    try:
+        for lr in lrs:
+            _restore(trainer, snap)
+            _set_lr(trainer.optimizer, lr, ratios)
+            batches = _endless_steps(trainer)
+            trainer.model.train()
+            seen = []
+            for _ in range(steps_per_lr):
+                out = trainer.engine.train_step(next(batches))
+                seen.append(float(out.loss))
+                if not math.isfinite(seen[-1]):
+                    break
+            first_losses.append(seen[0])
+            tail = seen[-max(1, len(seen) // 5) :]
+            finals.append(float(np.mean(tail)) if all(math.isfinite(v) for v in tail) else math.inf)
+    finally:
+        _restore(trainer, snap)
+    ok = [lr for lr, f, s in zip(lrs, finals, first_losses) if math.isfinite(f) and f < s]
+    result = LRFinderResult("grid", list(lrs), finals, list(finals), chosen="largest_stable")
+    result.suggestions = {"largest_stable": max(ok) if ok else min(lrs)}
+    return result
+
+
+def plot(result: LRFinderResult, path) -> bool:
+    """Loss vs lr (log x) with the suggestion marked; returns False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    finite = [(lr, s) for lr, s in zip(result.lrs, result.smoothed) if math.isfinite(s)]
+    if result.mode == "range":
+        ax.plot(result.lrs, result.losses, color="0.75", lw=1, label="loss")
+    if finite:
+        ax.plot(*zip(*finite), marker="o" if result.mode == "grid" else None, label="smoothed loss" if result.mode == "range" else "final loss")
+    lr = result.suggested_lr
+    ax.axvline(lr, color="tab:red", ls="--", label=f"suggested ({result.chosen}) {lr:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    if finite:
+        lo = min(s for _, s in finite)
+        ax.set_ylim(lo - 0.05 * abs(lo), min(max(s for _, s in finite), 4 * abs(lo) + 1e-8) * 1.05)
+    ax.legend()
+    ax.set_title(f"LR {'range test' if result.mode == 'range' else 'grid search'}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
