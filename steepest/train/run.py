@@ -19,7 +19,14 @@ from steepest.errors import CheckpointError
 from steepest.models import build_model
 from steepest.track import MetricStore, default_run_dir
 from steepest.train import distributed
-from steepest.train.build import build_loss, build_lr_schedule, build_optimizer, build_user_callbacks, needs_create_graph, validate_recipe
+from steepest.train.build import (
+    build_loss,
+    build_lr_schedule,
+    build_optimizer,
+    build_user_callbacks,
+    needs_create_graph,
+    validate_recipe,
+)
 from steepest.train.callbacks import Checkpoint, EarlyStopping, Evaluate, MetricLogger, ProgressBar
 from steepest.train.checkpoint import CheckpointManager, atomic_write_bytes
 from steepest.train.precision import resolve_device

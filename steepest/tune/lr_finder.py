@@ -51,7 +51,7 @@ def smooth_losses(losses: list[float], beta: float = 0.98) -> list[float]:
 
 
 def _finite(lrs, losses):
-    pairs = [(lr, l) for lr, l in zip(lrs, losses) if math.isfinite(l)]
+    pairs = [(lr, loss) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
     if len(pairs) < 2:
         raise ValueError("the range test recorded fewer than two finite losses; lower the start lr")
     return np.log10([p[0] for p in pairs]), np.array([p[1] for p in pairs])

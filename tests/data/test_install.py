@@ -1,8 +1,8 @@
 import pytest
 
 from steepest.cli import main
-from steepest.data import load_data
 from steepest.config import recipe_from_dict
+from steepest.data import load_data
 
 
 def test_install_from_folder_into_user_cache(tmp_path, monkeypatch, shared_data, capsys):
