@@ -142,6 +142,41 @@ class CheckpointConfig(Section):
     enabled: bool = True
 
 
+class SearchParam(Section):
+    """One dimension of a hyperparameter search space (Optuna distributions)."""
+
+    type: Literal["float", "int", "categorical"] = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs 'choices'")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a {self.type} parameter needs low < high")
+        elif self.log and self.low <= 0:
+            raise ValueError("log scale needs low > 0")
+        return self
+
+
+class SearchConfig(Section):
+    """`steepest search`: Optuna over dotted recipe keys, trials stored in an RDB (SQLite by default)."""
+
+    space: dict[str, SearchParam] = Field(default_factory=dict)
+    n_trials: PositiveInt = 20
+    metric: str = "val_loss"
+    direction: Literal["minimize", "maximize", "auto"] = "auto"
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "none"] = "median"
+    seed: int = 0
+    timeout_seconds: PositiveFloat | None = None
+
+
 class Recipe(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -151,5 +186,6 @@ class Recipe(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     callbacks: list[Component] = Field(default_factory=list)
+    search: SearchConfig | None = None
     name: str | None = None
     description: str | None = None

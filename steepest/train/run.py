@@ -145,12 +145,13 @@ def finish(run: Run, started: float) -> dict[str, Any]:
     return summary
 
 
-def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool = False, console: bool = True) -> dict[str, Any]:
+def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool = False, console: bool = True,
+          extra_callbacks: list | None = None) -> dict[str, Any]:
     """Train a recipe end to end; returns the summary (also written to run_dir/summary.json)."""
     started = time.time()
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name or "run")
     run_path.mkdir(parents=True, exist_ok=True)
-    run = build_run(recipe, run_path, console=console)
+    run = build_run(recipe, run_path, console=console, extra_callbacks=extra_callbacks)
     try:
         if run.dist.rank == 0:
             write_config(recipe, run_path)

@@ -64,6 +64,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from steepest.config import load_recipe
+    from steepest.tune.search import format_trials, run_search
+
+    recipe = load_recipe(args.recipe, args.set)
+    out = _out_dir(args, "search", recipe)
+    study = run_search(recipe, out, storage=args.storage, study_name=args.study, n_trials=args.trials)
+    print(format_trials(study))
+    print(f"best {recipe.search.metric}: {study.best_value:.4g} with " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in study.best_params.items()))
+    print(f"best recipe: {out / 'best_recipe.yaml'}")
+    return 0
+
+
 def add_commands(sub) -> dict:
     p = sub.add_parser("find-lr", help="learning-rate range test (or the grid mode) with a suggested lr and a plot")
     _recipe_args(p)
@@ -81,4 +94,11 @@ def add_commands(sub) -> dict:
     p.add_argument("--lr", action="append", metavar="NAME=LR", help="an optimizer's own lr (repeatable)")
     p.add_argument("--lr-from-finder", action="store_true", help="run each optimizer at its range-test suggestion")
     p.add_argument("--out", help="output folder (default runs/compare-<recipe>-<time>)")
-    return {"find-lr": cmd_find_lr, "compare": cmd_compare}
+
+    p = sub.add_parser("search", help="hyperparameter search (Optuna) over the recipe's 'search' section")
+    _recipe_args(p)
+    p.add_argument("--trials", type=int, help="number of trials (default: search.n_trials)")
+    p.add_argument("--storage", help="Optuna RDB URL shared by parallel workers (default sqlite:///OUT/study.db)")
+    p.add_argument("--study", help="study name (default: the recipe name)")
+    p.add_argument("--out", help="output folder (default runs/search-<recipe>-<time>)")
+    return {"find-lr": cmd_find_lr, "compare": cmd_compare, "search": cmd_search}
