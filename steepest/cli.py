@@ -10,6 +10,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from steepest.errors import SteepestError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -49,6 +51,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"test r2: {summary['test_r2']:.4f}  (mse {summary['test_mse']:.4g}, mae {summary['test_mae']:.4g}, {summary['steps']} steps)")
     print(f"run directory: {summary['run_dir']}")
+    return 0
+
+
+@command("predict")
+def cmd_predict(args: argparse.Namespace) -> int:
+    from steepest.predict import Predictor, read_inputs
+
+    predictor = Predictor.load(args.run_dir)
+    x = read_inputs(args.input, predictor.info)
+    preds = predictor.predict(x)
+    names = predictor.info.class_names if predictor.info.task == "classification" else None
+    lines = [names[int(p)] if names else (" ".join(f"{v:.6g}" for v in np.atleast_1d(p))) for p in preds]
+    text = "\n".join(lines) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {len(lines)} predictions to {args.output}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -133,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list runs with their key metrics")
     p.add_argument("--root", default="runs", help="folder holding run directories (default runs)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("predict", help="predict with a finished run (its normalization is applied)")
+    p.add_argument("run_dir", help="run directory written by steepest train")
+    p.add_argument("input", help="CSV with the training feature columns, or .npz with array x")
+    p.add_argument("-o", "--output", help="write predictions here instead of stdout")
 
     sub.add_parser("recipes", help="list the bundled recipes")
     sub.add_parser("events", help="print the training loop's events in firing order")

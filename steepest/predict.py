@@ -1,0 +1,127 @@
+"""Inference from a finished run: the model, plus the normalization fitted on its training split.
+
+    >>> from steepest.predict import Predictor          # doctest: +SKIP
+    >>> p = Predictor.load("runs/digits_mlp-20261122")   # doctest: +SKIP
+    >>> p.predict(x_raw)                                 # class ids, or targets in original units
+
+`steepest predict RUN_DIR INPUT` reads a CSV (same feature columns as training; a target column,
+if present, is ignored) or an .npz with array `x`, and writes one prediction per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from steepest.config import load_recipe
+from steepest.data.bundle import DataInfo
+from steepest.data.checks import check_features
+from steepest.data.normalize import Standardizer
+from steepest.errors import CheckpointError, DataError
+from steepest.models import build_model
+
+
+class Predictor:
+    def __init__(self, model: torch.nn.Module, info: DataInfo, device: str | torch.device = "cpu"):
+        self.model = model.eval().to(device)
+        self.info, self.device = info, torch.device(device)
+        self.x_norm = Standardizer.from_dict(info.x_norm) if info.x_norm else None
+        self.y_norm = Standardizer.from_dict(info.y_norm) if info.y_norm else None
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> Predictor:
+        run = Path(run_dir)
+        for needed in ("config.yaml", "model.safetensors", "data_info.json"):
+            if not (run / needed).exists():
+                raise CheckpointError(f"{run} has no {needed}; predict needs a finished run directory (steepest train --run-dir ...)")
+        info_dict = json.loads((run / "data_info.json").read_text())
+        info_dict["input_shape"] = tuple(info_dict["input_shape"])
+        info = DataInfo(**info_dict)
+        recipe = load_recipe(str(run / "config.yaml"))
+        model = build_model(recipe.model, info.input_shape, info.num_outputs)
+        try:
+            state = load_file(str(run / "model.safetensors"))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{run / 'model.safetensors'} is unreadable ({exc})") from None
+        model.load_state_dict(state)
+        return cls(model, info, device)
+
+    @torch.no_grad()
+    def outputs(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        expected = tuple(self.info.input_shape)
+        if x.shape[1:] != expected:
+            if int(np.prod(x.shape[1:])) == int(np.prod(expected)):
+                x = x.reshape(len(x), *expected)
+            else:
+                raise DataError(f"inputs have shape {x.shape[1:]}, the model was trained on {expected}")
+        check_features(x, "inputs")
+        if self.x_norm is not None:
+            x = self.x_norm.transform(x)
+        chunks = [self.model(torch.from_numpy(x[i : i + batch_size]).to(self.device)).float().cpu().numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(chunks)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = self.outputs(x)
+        task = self.info.task
+        if task == "classification":
+            return out.argmax(axis=1)
+        if task == "binary":
+            return (out.reshape(-1) > 0).astype(np.int64)
+        if task == "multilabel":
+            return (out > 0).astype(np.int64)
+        return self.y_norm.inverse(out) if self.y_norm else out
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        out = torch.from_numpy(self.outputs(x))
+        if self.info.task == "classification":
+            return torch.softmax(out, dim=1).numpy()
+        if self.info.task in ("binary", "multilabel"):
+            p = torch.sigmoid(out).numpy()
+            return np.concatenate([1 - p, p], axis=1) if self.info.task == "binary" else p
+        raise DataError("predict_proba is for classification runs; this run is a regression")
+
+
+def read_inputs(path: str | Path, info: DataInfo) -> np.ndarray:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"input file '{path}' does not exist")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f:
+                raise DataError(f"{path}: needs an array named 'x'")
+            return f["x"]
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise DataError(f"{path}: empty file")
+    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
+    names = info.feature_names
+    if names and all(n in header for n in names):
+        cols = [header.index(n) for n in names]
+    elif all(_is_float(h) for h in header):
+        cols, body = list(range(len(header))), rows
+    else:
+        missing = [n for n in (names or []) if n not in header]
+        raise DataError(f"{path}: feature columns missing: {', '.join(missing[:5])}" if missing else f"{path}: cannot match columns to the model's features")
+    out = []
+    for i, row in enumerate(body):
+        try:
+            out.append([float(row[c]) for c in cols])
+        except (ValueError, IndexError):
+            raise DataError(f"{path}: row {i} is not numeric or too short") from None
+    return np.asarray(out, dtype=np.float32)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
