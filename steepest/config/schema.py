@@ -120,6 +120,7 @@ class TrainerConfig(Section):
     log_every_n_steps: PositiveInt = 10
     early_stopping: EarlyStoppingConfig | None = None
     max_nonfinite_steps: PositiveInt = 5
+    skip_nonfinite: bool = True  # one host sync per step; false: no check (fp16's GradScaler still skips inf grads)
     progress: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
     deterministic: bool = False

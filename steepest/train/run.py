@@ -81,6 +81,7 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         shuffle=recipe.data.shuffle, drop_last=recipe.data.drop_last, device=device, precision=t.precision,
         clip_norm=t.clip_norm, clip_value=t.clip_value, max_nonfinite_steps=t.max_nonfinite_steps,
         log_every_n_steps=t.log_every_n_steps, callbacks=callbacks, create_graph=needs_create_graph(recipe),
+        skip_nonfinite=t.skip_nonfinite,
         recipe=recipe_to_dict(recipe), rank=ctx.rank, world_size=ctx.world_size,
     )
     trainer.schedules["lr"] = build_lr_schedule(recipe, trainer.total_steps)

@@ -56,6 +56,7 @@ class Trainer:
         schedules: dict[str, Callable[[int], float]] | None = None,
         callbacks: Sequence[Callback] = (),
         create_graph: bool = False,
+        skip_nonfinite: bool = True,
         recipe: dict[str, Any] | None = None,
         rank: int = 0,
         world_size: int = 1,
@@ -64,7 +65,8 @@ class Trainer:
         self.model, self.optimizer, self.data, self.info = model, optimizer, data, data.info
         self.unwrapped_model = getattr(model, "module", model)
         self.engine = Engine(model, optimizer, loss_fn, device=self.device, precision=precision,
-                             clip_norm=clip_norm, clip_value=clip_value, create_graph=create_graph)
+                             clip_norm=clip_norm, clip_value=clip_value, create_graph=create_graph,
+                             check_finite=skip_nonfinite)
         self.engine.before_optimizer_step = lambda: self._fire("on_before_optimizer_step")
         self.loader = DeviceLoader(data.train.x, data.train.y, batch_size, shuffle=shuffle, seed=seed,
                                    drop_last=drop_last, rank=rank, world_size=world_size)
