@@ -29,11 +29,14 @@ class Component(BaseModel):
     name: str | None = None
     component: str | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self):
-        if self.name is not None and self.component is not None:
-            raise ValueError("give either 'name' (a registered component) or 'component' (an import path), not both")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("component") is not None:
+            if data.get("name") is not None:
+                raise ValueError("give either 'name' (a registered component) or 'component' (an import path), not both")
+            data = {**data, "name": None}
+        return data
 
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
