@@ -1,9 +1,9 @@
 """Optimizers: every algorithm in the references, registered by name.
 
     >>> import torch, steepest.optim as so
-    >>> opt = so.create("adamw", torch.nn.Linear(3, 1), lr=1e-3)
-    >>> type(opt).__name__
-    'AdamW'
+    >>> opt = so.create("lamb", torch.nn.Linear(3, 1), lr=1e-3, weight_decay=0.01)
+    >>> [g["weight_decay"] for g in opt.param_groups]    # the bias is in a no-decay group
+    [0.01, 0.0]
 """
 
 from __future__ import annotations
@@ -14,12 +14,42 @@ from typing import Any
 import torch
 
 from steepest.optim._registry import OPTIMIZERS
+from steepest.optim.adahessian import AdaHessian
+from steepest.optim.averaging import EMA, SWA
+from steepest.optim.lamb import Lamb
+from steepest.optim.lars import LARS
+from steepest.optim.lion import Lion
+from steepest.optim.lookahead import Lookahead
+from steepest.optim.momentum import EMAMomentum
+from steepest.optim.muon import MuonAdamW
+from steepest.optim.novograd import NovoGrad
+from steepest.optim.param_groups import param_groups
+from steepest.optim.radam_lars import RAdamLARS
 
 
-def create(name: str, params_or_model: torch.nn.Module | Iterable[Any], **hyperparameters: Any) -> torch.optim.Optimizer:
-    """Build the optimizer registered as `name` over a model's parameters or a list of groups."""
-    params = params_or_model.parameters() if isinstance(params_or_model, torch.nn.Module) else params_or_model
+def create(name: str, params_or_model: torch.nn.Module | Iterable[Any], *, lr_scale: dict[str, float] | None = None,
+           no_decay: Iterable[str] = (), group_params: bool = True, **hyperparameters: Any) -> torch.optim.Optimizer:
+    """Build the optimizer registered as `name`.
+
+    Given a model, biases and normalization parameters go to a group without weight decay (and
+    without LARS/LAMB adaptation) and `lr_scale` sets discriminative learning rates per module
+    prefix; `group_params=False` keeps all parameters in one group.
+    """
+    record = OPTIMIZERS.get(name)
+    params: Any = params_or_model
+    if isinstance(params_or_model, torch.nn.Module):
+        hp = {**record.defaults, **hyperparameters}
+        if group_params:
+            params = param_groups(params_or_model, hp.get("weight_decay", 0.0), no_decay=no_decay, lr_scale=lr_scale)
+            lr = hp.get("lr")
+            for group in params:
+                scale = group.pop("lr_scale")
+                if lr is not None and scale != 1.0:
+                    group["lr"] = lr * scale
+        else:
+            params = params_or_model.parameters()
     return OPTIMIZERS.build(name, params, **hyperparameters)
 
 
-__all__ = ["OPTIMIZERS", "create"]
+__all__ = ["EMA", "LARS", "OPTIMIZERS", "SWA", "AdaHessian", "EMAMomentum", "Lamb", "Lion", "Lookahead", "MuonAdamW",
+           "NovoGrad", "RAdamLARS", "create", "param_groups"]

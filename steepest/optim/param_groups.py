@@ -1,0 +1,58 @@
+"""Parameter groups: no weight decay (and no LARS/LAMB adaptation) for biases and normalization
+parameters, and per-group learning-rate scales for discriminative fine-tuning.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    >>> [len(g["params"]) for g in param_groups(model, weight_decay=0.1)]
+    [1, 3]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
+
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
+
+
+def no_decay_names(model: nn.Module, extra: Iterable[str] = ()) -> set[str]:
+    """Names of biases, normalization parameters and any parameter whose name contains `extra`."""
+    names = set()
+    for module_name, module in model.named_modules():
+        for pname, _ in module.named_parameters(recurse=False):
+            full = f"{module_name}.{pname}" if module_name else pname
+            if pname == "bias" or isinstance(module, NORM_TYPES) or any(e in full for e in extra):
+                names.add(full)
+    return names
+
+
+def param_groups(model: nn.Module, weight_decay: float = 0.0, *, no_decay: Iterable[str] = (),
+                 lr_scale: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Groups for an optimizer: decayed weights, and a no-decay group (`weight_decay=0`, `adapt=False`).
+
+    `lr_scale` maps a module-name prefix to a multiplier of the optimizer's lr (discriminative
+    learning rates: e.g. {"backbone": 0.1}); the longest matching prefix wins. Groups carry
+    `lr_scale`, which `create` turns into the group's lr.
+    """
+    skip = no_decay_names(model, no_decay)
+    scales = lr_scale or {}
+    buckets: dict[tuple[bool, float], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        prefix = max((k for k in scales if name.startswith(k)), key=len, default=None)
+        key = (name in skip, scales[prefix] if prefix is not None else 1.0)
+        buckets.setdefault(key, []).append(p)
+    groups = []
+    for (exempt, scale), params in sorted(buckets.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+        group: dict[str, Any] = {"params": params, "lr_scale": scale}
+        if exempt:
+            group.update(weight_decay=0.0, adapt=False)
+        else:
+            group["weight_decay"] = weight_decay
+        groups.append(group)
+    return groups

@@ -1,0 +1,176 @@
+"""Registry-wide checks: torch twins, convergence on a quadratic and Rosenbrock, state_dict resume."""
+
+import copy
+
+import pytest
+import torch
+
+import steepest.optim as so
+
+# name -> (torch twin factory, non-default hyperparameters)
+TWINS = {
+    "sgd": (torch.optim.SGD, dict(lr=0.05, weight_decay=0.01)),
+    "momentum": (lambda p, **k: torch.optim.SGD(p, momentum=0.9, **k), dict(lr=0.05, weight_decay=0.01, dampening=0.1)),
+    "nesterov": (lambda p, **k: torch.optim.SGD(p, momentum=0.9, nesterov=True, **k), dict(lr=0.05, weight_decay=0.01)),
+    "adagrad": (torch.optim.Adagrad, dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-9)),
+    "rmsprop": (torch.optim.RMSprop, dict(lr=0.01, alpha=0.95, momentum=0.5, centered=True, weight_decay=0.01)),
+    "adadelta": (torch.optim.Adadelta, dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.01)),
+    "adam": (torch.optim.Adam, dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01)),
+    "amsgrad": (lambda p, **k: torch.optim.Adam(p, amsgrad=True, **k), dict(lr=0.01, betas=(0.8, 0.99))),
+    "adamw": (torch.optim.AdamW, dict(lr=0.01, betas=(0.85, 0.995), weight_decay=0.1)),
+    "nadam": (torch.optim.NAdam, dict(lr=0.01, betas=(0.85, 0.995), momentum_decay=0.005)),
+    "radam": (torch.optim.RAdam, dict(lr=0.01, betas=(0.85, 0.995), weight_decay=0.01)),
+}
+
+
+def make_params(seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g, dtype=dtype) for s in [(6, 4), (4,), (3, 2, 2)]]
+
+
+def trajectory(factory, steps=50, seed=0):
+    ps = [p.requires_grad_(True) for p in make_params(seed)]
+    opt = factory(ps)
+    g = torch.Generator().manual_seed(seed + 99)
+    for _ in range(steps):
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype) + 0.1 * p.detach()
+        opt.step()
+    return [p.detach() for p in ps]
+
+
+@pytest.mark.parametrize("name", list(TWINS))
+def test_registered_twin_equals_torch(name):
+    twin, hp = TWINS[name]
+    ours = trajectory(lambda ps: so.create(name, ps, **hp))
+    theirs = trajectory(lambda ps: twin(ps, **hp))
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9)
+
+
+def test_ranger_equals_torch_radam_inside_lookahead():
+    k, alpha = 4, 0.6
+
+    def manual(ps):
+        inner = torch.optim.RAdam(ps, lr=0.01, betas=(0.95, 0.999), eps=1e-5)
+        slow = [p.detach().clone() for p in ps]
+        count = {"n": 0}
+
+        class Manual:
+            def step(self):
+                inner.step()
+                count["n"] += 1
+                if count["n"] % k == 0:
+                    with torch.no_grad():
+                        for p, s in zip(ps, slow):
+                            s += alpha * (p - s)
+                            p.copy_(s)
+
+        return Manual()
+
+    ours = trajectory(lambda ps: so.create("ranger", ps, lr=0.01, k=k, alpha=alpha))
+    expected = trajectory(manual)
+    for a, b in zip(ours, expected):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+
+
+ALL = so.OPTIMIZERS.names()
+TUNED_LR = {"sgd": 0.01, "momentum": 0.002, "nesterov": 0.002, "adagrad": 0.5, "rmsprop": 0.01, "adadelta": 5.0, "adam": 0.05,
+            "amsgrad": 0.05, "adamw": 0.05, "nadam": 0.05, "radam": 0.05, "lars": 5.0, "lamb": 0.05, "lion": 0.01, "lookahead": 0.05,
+            "ranger": 0.05, "rangerlars": 0.05, "novograd": 0.05, "adahessian": 0.2, "muon": 0.02}
+# Rosenbrock's curved valley (curvature ~1e3) needs smaller steps for the plain-gradient methods.
+ROSENBROCK_LR = {**TUNED_LR, "sgd": 5e-4, "momentum": 1e-4, "nesterov": 1e-4, "radam": 2e-3, "ranger": 2e-3}
+
+
+def loss_quadratic(w):
+    scales = torch.tensor([1.0, 10.0], dtype=w.dtype)
+    return (scales * (w - torch.tensor([1.0, -2.0], dtype=w.dtype)) ** 2).sum()
+
+
+def loss_rosenbrock(w):
+    return (1 - w[0]) ** 2 + 100 * (w[1] - w[0] ** 2) ** 2
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("fn,start,steps,lrs", [(loss_quadratic, [3.0, 3.0], 300, TUNED_LR), (loss_rosenbrock, [-1.0, 1.5], 500, ROSENBROCK_LR)],
+                         ids=["quadratic", "rosenbrock"])
+def test_every_optimizer_decreases_quadratic_and_rosenbrock(name, fn, start, steps, lrs):
+    w = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt = so.create(name, [w], lr=lrs[name], **({"adamw_lr": 0.05} if name == "muon" else {}))
+    initial = float(fn(w.detach()))
+    create_graph = name == "adahessian"
+    for _ in range(steps):
+        opt.zero_grad()
+        fn(w).backward(create_graph=create_graph)
+        opt.step()
+    final = float(fn(w.detach()))
+    assert final < 0.3 * initial, (name, initial, final)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.LayerNorm(6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+
+
+def train_steps(model, opt, n, start, create_graph=False):
+    g = torch.Generator().manual_seed(start)
+    for _ in range(n):
+        x = torch.randn(8, 4, generator=g, dtype=torch.float64)
+        opt.zero_grad()
+        model(x).pow(2).mean().backward(create_graph=create_graph)
+        opt.step()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_state_dict_resume_equals_uninterrupted(name):
+    cg = name == "adahessian"
+    hp = {"lr": TUNED_LR[name] / 10, "weight_decay": 0.01}
+    straight = tiny_model()
+    opt = so.create(name, straight, **hp)
+    train_steps(straight, opt, 7, 1, cg)
+    train_steps(straight, opt, 6, 2, cg)
+
+    first = tiny_model()
+    opt1 = so.create(name, first, **hp)
+    train_steps(first, opt1, 7, 1, cg)
+    saved_model, saved_opt = copy.deepcopy(first.state_dict()), copy.deepcopy(opt1.state_dict())
+    resumed = tiny_model(seed=123)
+    resumed.load_state_dict(saved_model)
+    opt2 = so.create(name, resumed, **hp)
+    opt2.load_state_dict(saved_opt)
+    train_steps(resumed, opt2, 6, 2, cg)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        if name == "nadam":  # torch's load_state_dict casts NAdam's float32 mu_product to the parameter dtype
+            assert torch.allclose(a, b, rtol=0, atol=1e-12), name
+        else:
+            assert torch.equal(a, b), name
+
+
+def test_param_groups_exclude_bias_and_norm_and_scale_lr():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    opt = so.create("lamb", model, lr=0.1, weight_decay=0.05, lr_scale={"2": 0.1})
+    by_lr = {}
+    for g in opt.param_groups:
+        by_lr.setdefault(round(g["lr"], 6), []).append(g)
+    assert set(by_lr) == {0.1, 0.01}
+    decayed = [p for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]]
+    assert {id(p) for p in decayed} == {id(model[0].weight), id(model[2].weight)}
+    assert all(g["adapt"] is False for g in opt.param_groups if g["weight_decay"] == 0)
+
+
+def test_create_names_unknown_optimizer():
+    from steepest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean 'lamb'"):
+        so.create("lamc", [torch.zeros(1, requires_grad=True)])
+
+
+def test_muon_splits_matrices_and_the_rest():
+    model = tiny_model()
+    opt = so.create("muon", model, lr=0.02, adamw_lr=1e-3)
+    assert isinstance(opt.muon, torch.optim.Muon) and isinstance(opt.adamw, torch.optim.AdamW)
+    muon_params = {id(p) for g in opt.muon.param_groups for p in g["params"]}
+    assert muon_params == {id(model[0].weight), id(model[3].weight)}
+    before = model[0].weight.detach().clone()
+    train_steps(model, opt, 2, 0)
+    assert not torch.equal(before, model[0].weight)
