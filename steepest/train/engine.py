@@ -5,6 +5,7 @@ inspect, clip, step, zero. Everything a Trainer, a recipe script or a benchmark 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,8 @@ class Engine:
         self.scaler = grad_scaler(device, precision)
         self.batch_transform: Callable | None = None  # (x, y) -> (x, y), training only
         self.before_optimizer_step: Callable[[], None] = lambda: None
+        if create_graph:  # gradients are set to None after every step, which breaks torch's reference cycle
+            warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
 
     def _no_sync(self, skip_sync: bool):
         """DDP: skip the gradient all-reduce on all but the last micro-batch of a step."""
