@@ -54,7 +54,9 @@ class StepwiseOptimizer(torch.optim.Optimizer):
                 states.append(state)
             step = int(states[0]["step"])  # a CPU tensor: no device synchronization
             grads = self._grads(params)
-            use_foreach = group["foreach"] if group["foreach"] is not None else True
+            # Default: lists of tensors on accelerators; on the CPU one tensor at a time, which keeps each
+            # tensor in cache across the update's operations (measured faster: benchmarks/optim_step.py).
+            use_foreach = group["foreach"] if group["foreach"] is not None else params[0].device.type != "cpu"
             (self._foreach if use_foreach else self._reference)(group, params, grads, states, step)
         return loss
 

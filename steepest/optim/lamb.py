@@ -35,13 +35,17 @@ class Lamb(StepwiseOptimizer):
         bc1, bc2 = 1 - beta1**step, 1 - beta2**step
         for p, g, s in zip(params, grads, states):
             m, v = s["exp_avg"], s["exp_avg_sq"]
-            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            r = (m / bc1) / ((v / bc2).sqrt() + eps) + wd * p
-            ratio = trust_ratio(p.norm(), r.norm()) if group["adapt"] else torch.ones((), device=p.device)
+            # r = (m / bc1) / (sqrt(v / bc2) + eps) + wd * w, with the bias corrections folded into the denominator
+            denom = v.sqrt().mul_(bc1 / math.sqrt(bc2)).add_(eps * bc1)
+            r = torch.div(m, denom, out=denom)
+            if wd:
+                r.add_(p, alpha=wd)
+            ratio = trust_ratio(torch.linalg.vector_norm(p), torch.linalg.vector_norm(r)) if group["adapt"] else torch.ones((), dtype=p.dtype, device=p.device)
             if group["max_trust"] is not None:
                 ratio = ratio.clamp(max=group["max_trust"])
-            p.sub_(lr * ratio * r)
+            p.addcmul_(r, ratio, value=-lr)
 
     def _foreach(self, group, params, grads, states, step):
         (beta1, beta2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], group["lr"]

@@ -45,9 +45,10 @@ class LARS(StepwiseOptimizer):
     def _reference(self, group, params, grads, states, step):
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
         for p, g, s in zip(params, grads, states):
-            local = self._scale(group, local_lr(p.norm(), g.norm(), group["trust_coefficient"], wd, group["eps"]))
+            norms = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
+            local = self._scale(group, local_lr(*norms, group["trust_coefficient"], wd, group["eps"]))
             v = s["momentum_buffer"]
-            v.mul_(mu).add_(lr * local * (g + wd * p))
+            v.mul_(mu).addcmul_(torch.add(g, p, alpha=wd) if wd else g, local, value=lr)
             p.sub_(v)
 
     def _foreach(self, group, params, grads, states, step):

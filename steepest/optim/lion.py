@@ -36,10 +36,11 @@ class Lion(StepwiseOptimizer):
         lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
         for p, g, s in zip(params, grads, states):
             m = s["exp_avg"]
-            c = beta1 * m + (1 - beta1) * g
-            p.mul_(1 - lr * wd)
-            p.add_(torch.sign(c), alpha=-lr)
-            m.mul_(beta2).add_(g, alpha=1 - beta2)
+            c = torch.lerp(m, g, 1 - beta1)  # beta1 * m + (1 - beta1) * g
+            if wd:
+                p.mul_(1 - lr * wd)
+            p.add_(c.sign_(), alpha=-lr)
+            m.lerp_(g, 1 - beta2)
 
     def _foreach(self, group, params, grads, states, step):
         lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]

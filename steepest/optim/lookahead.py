@@ -86,14 +86,16 @@ def lookahead(params, base: str = "adamw", k: int = 5, alpha: float = 0.5, **bas
 
 
 def ranger(params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.999), eps: float = 1e-5, weight_decay: float = 0.0,
-           k: int = 6, alpha: float = 0.5) -> Lookahead:
+           k: int = 6, alpha: float = 0.5, foreach: bool | None = None) -> Lookahead:
     """Ranger: RAdam (torch.optim.RAdam) inside Lookahead, with Ranger's defaults (k=6, alpha=0.5, betas=(0.95, 0.999))."""
-    return Lookahead(torch.optim.RAdam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay), k=k, alpha=alpha)
+    inner = torch.optim.RAdam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
+    return Lookahead(inner, k=k, alpha=alpha)
 
 
 def rangerlars(params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.999), eps: float = 1e-5, weight_decay: float = 0.0,
-               max_trust: float | None = None, k: int = 6, alpha: float = 0.5) -> Lookahead:
+               max_trust: float | None = None, k: int = 6, alpha: float = 0.5, foreach: bool | None = None) -> Lookahead:
     """RangerLARS: RAdam with a LARS trust ratio (RAdamLARS) inside Lookahead."""
     from steepest.optim.radam_lars import RAdamLARS
 
-    return Lookahead(RAdamLARS(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, max_trust=max_trust), k=k, alpha=alpha)
+    inner = RAdamLARS(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, max_trust=max_trust, foreach=foreach)
+    return Lookahead(inner, k=k, alpha=alpha)

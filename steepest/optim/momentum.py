@@ -27,10 +27,11 @@ class EMAMomentum(StepwiseOptimizer):
     def _reference(self, group, params, grads, states, step):
         beta, wd, lr = group["momentum"], group["weight_decay"], group["lr"]
         for p, g, s in zip(params, grads, states):
-            g = g + wd * p
+            if wd:
+                g = torch.add(g, p, alpha=wd)
             m = s["momentum_buffer"]
-            m.mul_(beta).add_(g, alpha=1 - beta)
-            p.sub_(lr * (beta * m + (1 - beta) * g if group["nesterov"] else m))
+            m.lerp_(g, 1 - beta)
+            p.add_(torch.lerp(g, m, beta) if group["nesterov"] else m, alpha=-lr)
 
     def _foreach(self, group, params, grads, states, step):
         beta, wd, lr = group["momentum"], group["weight_decay"], group["lr"]
@@ -47,9 +48,10 @@ class EMAMomentum(StepwiseOptimizer):
 
 
 def momentum(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False,
-             ema: bool = False, **kwargs):
-    """Heavy-ball momentum: PyTorch's form (`v = mu v + g`, torch.optim.SGD) or, with `ema=True`,
-    the references' EMA form (`m = beta m + (1 - beta) g`)."""
+             dampening: float = 0.0, ema: bool = False, foreach: bool | None = None, fused: bool | None = None):
+    """Heavy-ball momentum: PyTorch's form (`v = mu v + (1 - dampening) g`, torch.optim.SGD) or, with
+    `ema=True`, the references' EMA form (`m = beta m + (1 - beta) g`)."""
     if ema:
-        return EMAMomentum(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **kwargs)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, **kwargs)
+        return EMAMomentum(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, foreach=foreach)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, dampening=dampening,
+                           foreach=foreach, fused=fused)

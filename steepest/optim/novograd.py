@@ -29,19 +29,19 @@ class NovoGrad(StepwiseOptimizer):
 
     def _reference(self, group, params, grads, states, step):
         (beta1, beta2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], group["lr"]
+        scale = (1 - beta1) if group["grad_averaging"] and step > 1 else 1.0
         for p, g, s in zip(params, grads, states):
-            sq = g.pow(2).sum()
-            v = sq if step == 1 else beta2 * s["exp_avg_sq"] + (1 - beta2) * sq
-            s["exp_avg_sq"].copy_(v)
-            d = g / (v.sqrt() + eps) + wd * p
-            if group["grad_averaging"] and step > 1:
-                d = d * (1 - beta1)
-            m = s["exp_avg"]
+            sq = torch.linalg.vector_norm(g).square()
+            v = s["exp_avg_sq"]
             if step == 1:
-                m.copy_(d)
+                v.copy_(sq)
             else:
-                m.mul_(beta1).add_(d)
-            p.sub_(lr * m)
+                v.mul_(beta2).add_(sq, alpha=1 - beta2)
+            m = s["exp_avg"]  # zero before the first step, so m_1 = d_1
+            m.mul_(beta1).addcdiv_(g, v.sqrt().add_(eps), value=scale)
+            if wd:
+                m.add_(p, alpha=wd * scale)
+            p.add_(m, alpha=-lr)
 
     def _foreach(self, group, params, grads, states, step):
         (beta1, beta2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], group["lr"]

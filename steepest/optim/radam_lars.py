@@ -51,11 +51,16 @@ class RAdamLARS(StepwiseOptimizer):
         rect = radam_rectification(step, beta2)
         for p, g, s in zip(params, grads, states):
             m, v = s["exp_avg"], s["exp_avg_sq"]
-            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            u = m / bc1 if rect is None else (m / bc1) * rect / ((v / bc2).sqrt() + eps)
-            u = u + wd * p
-            p.sub_(lr * self._ratio(group, p.norm(), u.norm()) * u)
+            if rect is None:
+                u = m / bc1
+            else:  # (m / bc1) * rect / (sqrt(v / bc2) + eps), folded into one denominator
+                denom = v.sqrt().mul_(bc1 / (rect * math.sqrt(bc2))).add_(eps * bc1 / rect)
+                u = torch.div(m, denom, out=denom)
+            if wd:
+                u.add_(p, alpha=wd)
+            p.addcmul_(u, self._ratio(group, torch.linalg.vector_norm(p), torch.linalg.vector_norm(u)), value=-lr)
 
     def _foreach(self, group, params, grads, states, step):
         (beta1, beta2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], group["lr"]

@@ -1,0 +1,147 @@
+"""One optimizer step over GPT-2-shaped parameters: steepest's optimizers beside public ones.
+
+    python benchmarks/optim_step.py                      # CPU: width-scaled GPT-2 (d=256, vocab 8192)
+    python benchmarks/optim_step.py --shape gpt2         # GPT-2 124M shapes (148 tensors, 124.4M params)
+    python benchmarks/optim_step.py --out optim_step_cpu.md
+
+For each optimizer: gradients are re-assigned before every step (some libraries consume them), the
+first step is untimed (state allocation, compilation), then the median of `--repeats` timed steps
+(CUDA events on a GPU) is reported with its ratio to the memory-bandwidth limit: the bytes the
+update must move per parameter (reads + writes of weights, gradient and state, fp32) times the
+parameter count, divided by the copy bandwidth measured in the same run. The check column says
+whether the parameters changed. Peers that are not installed are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import header, median, timed, write_result  # noqa: E402
+
+import steepest.optim as so  # noqa: E402
+
+
+def gpt2_shapes(d: int = 768, vocab: int = 50257, ctx: int = 1024, layers: int = 12) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = [(vocab, d), (ctx, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    return shapes + [(d,), (d,)]
+
+
+# bytes per parameter a minimal implementation must move (fp32): reads + writes
+BYTES = {"sgd": 12, "momentum": 20, "nesterov": 20, "adagrad": 20, "rmsprop": 20, "adadelta": 28, "adam": 28, "amsgrad": 36,
+         "adamw": 28, "nadam": 28, "radam": 28, "lars": 28, "lamb": 36, "lion": 20, "novograd": 24, "ranger": 36, "rangerlars": 44}
+
+
+def candidates(lr: float = 1e-3) -> list[tuple[str, str, Callable]]:
+    """(family, label, factory(params) -> optimizer)."""
+    out: list[tuple[str, str, Callable]] = []
+    hp = {"lr": lr}
+    for name in BYTES:
+        kwargs = {"lars": {"lr": 1.0}}.get(name, hp)
+        out.append((name, f"steepest {name}", lambda p, n=name, k=kwargs: so.create(n, p, **k)))
+    out += [
+        ("adamw", "torch AdamW foreach", lambda p: torch.optim.AdamW(p, lr=lr, foreach=True)),
+        ("adamw", "torch AdamW fused", lambda p: torch.optim.AdamW(p, lr=lr, fused=True)),
+        ("adam", "torch Adam fused", lambda p: torch.optim.Adam(p, lr=lr, fused=True)),
+        ("sgd", "torch SGD fused", lambda p: torch.optim.SGD(p, lr=lr, fused=True)),
+        ("momentum", "torch SGD(momentum) fused", lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9, fused=True)),
+    ]
+    peers = [
+        ("pytorch_optimizer", [("lion", "Lion", {}), ("lamb", "Lamb", {}), ("lars", "LARS", {"lr": 1.0}), ("novograd", "NovoGrad", {}),
+                               ("ranger", "Ranger", {}), ("adamw", "AdamW", {})]),
+        ("lion_pytorch", [("lion", "Lion", {})]),
+        ("heavyball", [("adamw", "AdamW", {}), ("nadam", "NAdam", {})]),
+        ("timm.optim", [("lamb", "Lamb", {}), ("lars", "Lars", {"lr": 1.0}), ("lion", "Lion", {}), ("nadam", "NAdamW", {})]),
+    ]
+    for module, entries in peers:
+        try:
+            mod = importlib.import_module(module)
+        except Exception as exc:  # missing or broken install: note and skip
+            print(f"skipping {module}: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}", file=sys.stderr)
+            continue
+        for family, cls_name, kw in entries:
+            cls = getattr(mod, cls_name, None)
+            if cls is not None:
+                out.append((family, f"{module.split('.')[0]} {cls_name}", lambda p, c=cls, k={**hp, **kw}: c(p, **k)))
+    return out
+
+
+def copy_bandwidth(device: torch.device, numel: int, repeats: int) -> float:
+    src = torch.randn(numel, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    t = median([timed(lambda: dst.copy_(src), device) for _ in range(repeats)])
+    return 2 * numel * 4 / t
+
+
+def bench_one(factory, params, grads, device, repeats) -> tuple[float, bool]:
+    opt = factory(params)
+
+    def assign():
+        for p, g in zip(params, grads):
+            p.grad = g.clone() if device.type == "cpu" else g.detach().clone()
+
+    before = params[0].detach().clone()
+    assign()
+    opt.step()  # untimed: state allocation, kernel selection, compilation
+    changed = not torch.equal(before, params[0].detach())
+    times = []
+    for _ in range(repeats):
+        assign()
+        times.append(timed(opt.step, device))
+    del opt
+    return median(times), changed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--shape", choices=["gpt2", "gpt2-small-cpu"], default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--only", default="", help="comma-separated families to run (e.g. adamw,lion)")
+    parser.add_argument("--out", help="results file under benchmarks/results/")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    shape = args.shape or ("gpt2" if device.type == "cuda" else "gpt2-small-cpu")
+    shapes = gpt2_shapes() if shape == "gpt2" else gpt2_shapes(d=256, vocab=8192, ctx=256)
+    repeats = args.repeats or (20 if device.type == "cuda" else 5)
+    n = sum(torch.Size(s).numel() for s in shapes)
+    bw = copy_bandwidth(device, 32 * 2**20, repeats)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    base = [torch.randn(s, generator=g) * 0.02 for s in shapes]
+    grads = [(torch.randn(s, generator=g) * 1e-3).to(device) for s in shapes]
+    only = {f for f in args.only.split(",") if f}
+    rows = []
+    for family, label, factory in candidates():
+        if only and family not in only:
+            continue
+        params = [b.clone().to(device).requires_grad_(True) for b in base]
+        try:
+            t, changed = bench_one(factory, params, grads, device, repeats)
+        except Exception as exc:
+            print(f"{label}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", file=sys.stderr)
+            continue
+        limit = BYTES[family] * n / bw
+        rows.append((family, label, t * 1e3, t / limit, changed))
+        print(f"{label:<32} {t * 1e3:9.2f} ms  {t / limit:6.2f}x limit  changed={changed}", flush=True)
+    lines = [f"# Optimizer step: {len(shapes)} tensors, {n / 1e6:.1f}M fp32 parameters ({shape})", "", header(device),
+             f"copy bandwidth {bw / 1e9:.1f} GB/s; median of {repeats} steps; ratio = step time / (bytes per parameter x parameters / bandwidth)", "",
+             "| family | implementation | ms/step | x bandwidth limit | params changed |", "|---|---|---|---|---|"]
+    for family, label, ms, ratio, changed in sorted(rows, key=lambda r: (r[0], r[2])):
+        lines.append(f"| {family} | {label} | {ms:.2f} | {ratio:.2f} | {changed} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        print("written to", write_result(args.out, text))
+
+
+if __name__ == "__main__":
+    main()
