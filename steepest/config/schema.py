@@ -186,6 +186,7 @@ class Recipe(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    schedules: dict[str, ScheduleConfig] = Field(default_factory=dict)  # other hyperparameters: momentum, beta1, weight_decay
     loss: LossConfig = Field(default_factory=LossConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)

@@ -7,12 +7,12 @@ Fields named `total_steps` are filled in by `build_schedule` from the Trainer's 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Protocol
 
 import torch
 
 from steepest.errors import ConfigError
+from steepest.registry import accepted_arguments
 from steepest.schedules._registry import SCHEDULES
 
 
@@ -25,7 +25,7 @@ def build_schedule(name: str, total_steps: int, **kwargs: Any) -> Schedule:
     record = SCHEDULES.get(name, "schedule.name")
     cls = record.target
     args = {**record.defaults, **kwargs}
-    if dataclasses.is_dataclass(cls) and "total_steps" in {f.name for f in dataclasses.fields(cls)}:
+    if "total_steps" in accepted_arguments(cls)[0]:
         args.setdefault("total_steps", total_steps)
     try:
         return cls(**args)
@@ -34,10 +34,21 @@ def build_schedule(name: str, total_steps: int, **kwargs: Any) -> Schedule:
 
 
 def apply(schedule: Schedule, optimizer: torch.optim.Optimizer, step: int, key: str = "lr") -> float:
-    """Write `initial_<key> * schedule(step)` into every param group; return the multiplier."""
+    """Write `initial_<key> * schedule(step)` into every param group; return the multiplier.
+
+    `key` is any group hyperparameter ("lr", "momentum", "weight_decay", ...) or "beta1", the first
+    entry of Adam-style `betas`.
+    """
     factor = float(schedule(step))
     base = "initial_" + key
     for group in optimizer.param_groups:
+        if key == "beta1":
+            if base not in group:
+                group[base] = group["betas"][0]
+            group["betas"] = (group[base] * factor, *tuple(group["betas"])[1:])
+            continue
+        if key not in group:
+            raise KeyError(f"the optimizer has no '{key}' hyperparameter to schedule")
         if base not in group:
             group[base] = group[key]
         group[key] = group[base] * factor

@@ -79,8 +79,8 @@ def build_loss(recipe: Recipe, task: str):
     return loss
 
 
-def build_lr_schedule(recipe: Recipe, total_steps: int):
-    section = recipe.schedule
+def build_lr_schedule(recipe: Recipe, total_steps: int, section=None):
+    section = section or recipe.schedule
     if section.component is not None:
         return import_object(section.component, "schedule.component")(**section.kwargs())
     return build_schedule(section.name, total_steps, **section.kwargs())
@@ -113,6 +113,14 @@ def validate_recipe(recipe: Recipe) -> None:
         target, _ = _target(recipe.schedule, SCHEDULES, "schedule")
         check_kwargs("schedule", target, recipe.schedule.kwargs(), ("total_steps",))
         build_lr_schedule(recipe, 100)
+    for key, section in recipe.schedules.items():
+        if key == "lr":
+            raise ConfigError("schedules.lr: the learning rate's schedule is the 'schedule' section")
+        if key not in ("beta1",) and key not in {"momentum", "weight_decay", "alpha", "rho", "eps", "dampening"}:
+            raise ConfigError(f"schedules.{key}: not a schedulable hyperparameter; use momentum, beta1 or weight_decay")
+        target, _ = _target(section, SCHEDULES, f"schedules.{key}")
+        check_kwargs(f"schedules.{key}", target, section.kwargs(), ("total_steps",))
+        build_lr_schedule(recipe, 100, section)
     if recipe.loss.name is not None:
         target, _ = _target(recipe.loss, LOSSES, "loss")
         check_kwargs("loss", target, recipe.loss.kwargs())

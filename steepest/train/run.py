@@ -85,6 +85,8 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         recipe=recipe_to_dict(recipe), rank=ctx.rank, world_size=ctx.world_size,
     )
     trainer.schedules["lr"] = build_lr_schedule(recipe, trainer.total_steps)
+    for key, section in recipe.schedules.items():
+        trainer.schedules[key] = build_lr_schedule(recipe, trainer.total_steps, section)
     trainer.progress_active = progress.enabled
     return Run(trainer, data, run_path, store, ctx)
 
