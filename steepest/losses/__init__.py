@@ -1,5 +1,7 @@
-"""Losses: functional first, with thin nn.Module wrappers registered for recipes."""
+"""Losses: functional first (`steepest.losses.functional`), thin nn.Module wrappers registered for recipes."""
 
+from steepest.losses import functional
 from steepest.losses._registry import LOSSES
+from steepest.losses.functional import elastic_net, l1_penalty, l2_penalty
 
-__all__ = ["LOSSES"]
+__all__ = ["LOSSES", "elastic_net", "functional", "l1_penalty", "l2_penalty"]

@@ -66,8 +66,9 @@ def build_loss(recipe: Recipe, task: str):
         name = loss_name(recipe, task)
         record = LOSSES.get(name, "loss.name")
         fits = record.flags.get("task", "any")
-        if fits not in ("any", task):
-            raise ConfigError(f"loss.name: '{name}' is a {fits} loss but the data is a {task} task; use {DEFAULT_LOSS[task]}")
+        fits = fits if isinstance(fits, tuple) else (fits,)
+        if "any" not in fits and task not in fits:
+            raise ConfigError(f"loss.name: '{name}' is a {'/'.join(fits)} loss but the data is a {task} task; use {DEFAULT_LOSS[task]}")
         target = record.target
     kwargs = section.kwargs()
     try:

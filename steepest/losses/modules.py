@@ -1,0 +1,160 @@
+"""nn.Module wrappers of the functional losses, so recipes can name them (`loss: {name: focal, gamma: 2}`).
+
+Supervised losses take `(outputs, targets)`; the metric-learning and preference losses keep the
+arguments of their functional form (see each class).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from steepest.losses import functional as L
+
+
+class _Loss(nn.Module):
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training")
+
+
+class MSE(_Loss):
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.mse(outputs, targets)
+
+
+class MAE(_Loss):
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.mae(outputs, targets)
+
+
+class Huber(_Loss):
+    def __init__(self, delta: float = 1.0):
+        super().__init__()
+        self.delta = delta
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.huber(outputs, targets, self.delta)
+
+
+class SmoothL1(_Loss):
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.smooth_l1(outputs, targets, self.beta)
+
+
+class CrossEntropy(_Loss):
+    """Class indices or soft targets (N, K); label smoothing; optional per-class weights."""
+
+    def __init__(self, label_smoothing: float = 0.0, weight: list[float] | None = None):
+        super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = label_smoothing
+        self.register_buffer("weight", None if weight is None else torch.tensor(weight, dtype=torch.float32))
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        w = None if self.weight is None else self.weight.to(outputs.dtype)
+        return L.cross_entropy(outputs, targets, self.label_smoothing, w)
+
+
+class NLL(_Loss):
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.nll(outputs, targets)
+
+
+class BCEWithLogits(_Loss):
+    def __init__(self, pos_weight: float | list[float] | None = None):
+        super().__init__()
+        self.pos_weight = pos_weight
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        pw = None if self.pos_weight is None else torch.as_tensor(self.pos_weight, dtype=outputs.dtype, device=outputs.device)
+        return L.bce_with_logits(outputs, targets, pw)
+
+
+class Focal(_Loss):
+    def __init__(self, gamma: float = 2.0, alpha: float | list[float] | None = None):
+        super().__init__()
+        self.gamma, self.alpha = gamma, alpha
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.focal(outputs, targets, self.gamma, self.alpha)
+
+
+class Dice(_Loss):
+    def __init__(self, smooth: float = 1.0):
+        super().__init__()
+        self.smooth = smooth
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.dice(outputs, targets, self.smooth)
+
+
+class BCEDice(_Loss):
+    def __init__(self, bce_weight: float = 0.5, smooth: float = 1.0):
+        super().__init__()
+        self.bce_weight, self.smooth = bce_weight, smooth
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.bce_dice(outputs, targets, self.bce_weight, self.smooth)
+
+
+class KLDistillation(_Loss):
+    """outputs: the student's logits; targets: the teacher's logits."""
+
+    def __init__(self, temperature: float = 2.0):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return L.kl_distillation(outputs, targets, self.temperature)
+
+
+class Contrastive(_Loss):
+    """forward(a, b, similar)."""
+
+    def __init__(self, margin: float = 1.0):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, a: Tensor, b: Tensor, similar: Tensor) -> Tensor:
+        return L.contrastive(a, b, similar, self.margin)
+
+
+class Triplet(_Loss):
+    """forward(anchor, positive, negative), or with `batch_hard=True` forward(embeddings, labels)."""
+
+    def __init__(self, margin: float = 1.0, batch_hard: bool = False):
+        super().__init__()
+        self.margin, self.batch_hard = margin, batch_hard
+
+    def forward(self, *args: Tensor) -> Tensor:
+        if self.batch_hard:
+            return L.batch_hard_triplet(*args, margin=self.margin)
+        return L.triplet(*args, margin=self.margin)
+
+
+class BradleyTerry(_Loss):
+    """forward(chosen_rewards, rejected_rewards)."""
+
+    def __init__(self, margin: float = 0.0):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, chosen: Tensor, rejected: Tensor) -> Tensor:
+        return L.bradley_terry(chosen, rejected, self.margin)
+
+
+class DPO(_Loss):
+    """forward(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    -> (loss, chosen_rewards, rejected_rewards, reward_accuracy)."""
+
+    def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0):
+        super().__init__()
+        self.beta, self.label_smoothing = beta, label_smoothing
+
+    def forward(self, pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor):
+        return L.dpo(pc, pr, rc, rr, self.beta, self.label_smoothing)
