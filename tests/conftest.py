@@ -19,3 +19,39 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "mnist").exists():
         pytest.skip("../shared/data is not beside the checkout")
     return SHARED_DATA
+
+
+class _Crash(Exception):
+    pass
+
+
+def crash_and_resume(overrides: list[str], crash_at_step: int, tmp_path: Path):
+    """Train a recipe straight through, and again with a crash at `crash_at_step` followed by
+    --resume; returns both runs' final weights (dicts of tensors)."""
+    from safetensors.torch import load_file
+
+    from steepest.cli import main
+    from steepest.config import load_recipe
+    from steepest.train.events import Callback
+    from steepest.train.run import train
+
+    class Crash(Callback):
+        name = "crash"
+
+        def on_step_end(self, trainer, output):
+            if trainer.state.step == crash_at_step:
+                raise _Crash()
+
+    sets = [*overrides, "checkpoint.every_n_steps=1"]
+    args = [x for s in sets for x in ("--set", s)]
+    assert main(["train", "--run-dir", str(tmp_path / "straight"), "-q", *args]) == 0
+    with pytest.raises(_Crash):
+        train(load_recipe("digits_mlp", sets), tmp_path / "crashed", console=False, extra_callbacks=[Crash()])
+    assert main(["train", "--run-dir", str(tmp_path / "crashed"), "--resume", "-q", *args]) == 0
+    return load_file(tmp_path / "straight" / "model.safetensors"), load_file(tmp_path / "crashed" / "model.safetensors")
+
+
+@pytest.fixture
+def crash_resume(tmp_path):
+    """crash_resume(overrides, step) -> (straight weights, crashed-and-resumed weights)."""
+    return lambda overrides, step: crash_and_resume(overrides, step, tmp_path)

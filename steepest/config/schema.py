@@ -191,6 +191,7 @@ class Recipe(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     callbacks: list[Component] = Field(default_factory=list)
+    batch_transform: Component | None = None  # mixup / cutmix / mixup_cutmix (training batches only)
     search: SearchConfig | None = None
     name: str | None = None
     description: str | None = None

@@ -10,13 +10,21 @@ from steepest.errors import ConfigError
 from steepest.models._registry import MODELS
 from steepest.registry import accepted_arguments, import_object
 
+RESERVED = ("init", "dropconnect", "output_bias")  # handled here, not passed to the model class
+
 
 def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     """`section` is a ModelConfig: a registered name or an import path plus keyword arguments.
 
     A user's class receives `input_shape` / `num_outputs` only if its signature asks for them.
+    Reserved keys: `init` (a scheme name, or {scheme: ..., gain/mode/...}) re-initializes Linear/Conv
+    weights; `dropconnect: p` swaps hidden Linear layers for DropConnectLinear; `output_bias: auto`
+    is applied by the run from the training targets (steepest.nn.init_output_bias).
     """
     kwargs: dict[str, Any] = section.kwargs()
+    init = kwargs.pop("init", None)
+    dropconnect = kwargs.pop("dropconnect", None)
+    kwargs.pop("output_bias", None)
     if section.component is not None:
         target = import_object(section.component, "model.component")
         where = f"model ({section.component})"
@@ -35,4 +43,19 @@ def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.M
         raise ConfigError(f"{where}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"{where}: built a {type(model).__name__}, not a torch.nn.Module")
+    if init is not None:
+        from steepest.nn.init import initialize
+
+        spec = {"scheme": init} if isinstance(init, str) else dict(init)
+        try:
+            initialize(model, spec.pop("scheme"), **spec)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"model.init: {exc}") from None
+    if dropconnect:
+        from steepest.regularize import apply_dropconnect
+
+        try:
+            apply_dropconnect(model, float(dropconnect))
+        except ValueError as exc:
+            raise ConfigError(f"model.dropconnect: {exc}") from None
     return model

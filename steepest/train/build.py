@@ -20,6 +20,7 @@ from steepest.train.callbacks import CALLBACKS
 
 DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "binary": "bce_with_logits", "multilabel": "bce_with_logits"}
 MODEL_INJECTED = ("input_shape", "num_outputs")
+MODEL_RESERVED = ("init", "dropconnect", "output_bias")
 
 
 def _target(section, registry, key: str):
@@ -87,6 +88,24 @@ def build_lr_schedule(recipe: Recipe, total_steps: int, section=None):
     return build_schedule(section.name, total_steps, **section.kwargs())
 
 
+def build_batch_transform(recipe: Recipe, num_classes: int | None, seed: int):
+    """mixup/CutMix from the recipe, bound to a generator the Trainer checkpoints."""
+    section = recipe.batch_transform
+    if section is None:
+        return None, None
+    from steepest.regularize import BATCH_TRANSFORMS
+
+    if num_classes is None:
+        raise ConfigError("batch_transform: mixup/CutMix need a classification task")
+    target, defaults = _target(section, BATCH_TRANSFORMS, "batch_transform")
+    try:
+        transform = target(**{**defaults, **section.kwargs(), "num_classes": num_classes})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"batch_transform ({section.name}): {exc}") from None
+    generator = torch.Generator().manual_seed(seed + 7919)
+    return (lambda x, y: transform(x, y, generator)), generator
+
+
 def build_user_callbacks(recipe: Recipe) -> list:
     built = []
     for i, section in enumerate(recipe.callbacks):
@@ -106,7 +125,18 @@ def validate_recipe(recipe: Recipe) -> None:
 
         DATASETS.get(recipe.data.name, "data.name")
     target, _ = _target(recipe.model, MODELS, "model")
-    check_kwargs("model", target, recipe.model.kwargs(), MODEL_INJECTED)
+    model_kwargs = {k: v for k, v in recipe.model.kwargs().items() if k not in MODEL_RESERVED}
+    check_kwargs("model", target, model_kwargs, MODEL_INJECTED)
+    init = recipe.model.kwargs().get("init")
+    if init is not None:
+        from steepest.nn.init import INITS
+
+        INITS.get(init if isinstance(init, str) else dict(init).get("scheme", ""), "model.init")
+    if recipe.batch_transform is not None:
+        from steepest.regularize import BATCH_TRANSFORMS
+
+        target, _ = _target(recipe.batch_transform, BATCH_TRANSFORMS, "batch_transform")
+        check_kwargs("batch_transform", target, recipe.batch_transform.kwargs(), ("num_classes",))
     target, _ = _target(recipe.optimizer, OPTIMIZERS, "optimizer")
     check_kwargs("optimizer", target, recipe.optimizer.kwargs(), ("params", "lr", "weight_decay"))
     build_optimizer(recipe, [nn.Parameter(torch.zeros(2, 2))])  # the optimizer's own range checks

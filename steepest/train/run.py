@@ -20,6 +20,7 @@ from steepest.models import build_model
 from steepest.track import MetricStore, default_run_dir
 from steepest.train import distributed
 from steepest.train.build import (
+    build_batch_transform,
     build_loss,
     build_lr_schedule,
     build_optimizer,
@@ -55,6 +56,10 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     seed_everything(t.seed)
     data = (data or load_data(recipe.data, t.seed)).to(device)
     model = build_model(recipe.model, data.info.input_shape, data.info.num_outputs).to(device)
+    if recipe.model.kwargs().get("output_bias") == "auto":
+        from steepest.nn.init import init_output_bias
+
+        init_output_bias(model, data.train.y, data.info.task)
     optimizer = build_optimizer(recipe, model)
     loss_fn = build_loss(recipe, data.info.task)
     batch_size = len(data.train) if recipe.data.batch_size == "full" else recipe.data.batch_size
@@ -88,6 +93,8 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     for key, section in recipe.schedules.items():
         trainer.schedules[key] = build_lr_schedule(recipe, trainer.total_steps, section)
     trainer.progress_active = progress.enabled
+    transform, generator = build_batch_transform(recipe, data.info.num_classes if data.info.task == "classification" else None, t.seed)
+    trainer.engine.batch_transform, trainer.generators["batch_transform"] = transform, generator
     return Run(trainer, data, run_path, store, ctx)
 
 

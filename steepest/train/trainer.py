@@ -85,6 +85,7 @@ class Trainer:
         self.is_main_process = rank == 0
         self.state = TrainState()
         self.progress_active = False
+        self.generators: dict[str, torch.Generator | None] = {}  # e.g. mixup's; saved in checkpoints
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -177,6 +178,7 @@ class Trainer:
             "scaler": scaler.state_dict() if scaler is not None else None,
             "train_state": self.state.to_dict(),
             "rng": rng_state(),
+            "generators": {k: g.get_state() for k, g in self.generators.items() if g is not None},
             "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
             "config": self.recipe,
             "data_info": self.info.to_dict(),
@@ -195,6 +197,9 @@ class Trainer:
             if cb.name in saved:
                 cb.load_state_dict(saved[cb.name])
         set_rng_state(state["rng"])
+        for key, gen_state in state.get("generators", {}).items():
+            if self.generators.get(key) is not None:
+                self.generators[key].set_state(gen_state)
 
 
 assert set(EVENTS) == {n for n in dir(Callback) if n.startswith("on_")}
