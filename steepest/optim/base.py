@@ -61,6 +61,14 @@ class StepwiseOptimizer(torch.optim.Optimizer):
         return loss
 
 
+def init_composite(optimizer: torch.optim.Optimizer) -> None:
+    """The bookkeeping torch.optim.Optimizer.__init__ would do, for optimizers built around other
+    optimizers (Lookahead, MuonAdamW) that share their parameter groups instead of owning them."""
+    for hooks in ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks", "_optimizer_state_dict_pre_hooks",
+                  "_optimizer_state_dict_post_hooks", "_optimizer_load_state_dict_pre_hooks", "_optimizer_load_state_dict_post_hooks"):
+        setattr(optimizer, hooks, {})
+
+
 def trust_ratio(w_norm: torch.Tensor, u_norm: torch.Tensor) -> torch.Tensor:
     """||w|| / ||u||, and 1 where either norm is zero (the LARS/LAMB convention); no host sync."""
     ok = (w_norm > 0) & (u_norm > 0)

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from steepest.optim.base import init_composite
+
 
 class Lookahead(torch.optim.Optimizer):
     def __init__(self, optimizer: torch.optim.Optimizer, k: int = 5, alpha: float = 0.5, foreach: bool | None = None):
@@ -27,12 +29,7 @@ class Lookahead(torch.optim.Optimizer):
         self.defaults = {**optimizer.defaults, "lookahead_k": k, "lookahead_alpha": alpha}
         self.param_groups = optimizer.param_groups
         self.lookahead_state: dict[str, Any] = {"step": 0, "slow": None}
-        self._optimizer_step_pre_hooks = {}
-        self._optimizer_step_post_hooks = {}
-        self._optimizer_state_dict_pre_hooks = {}
-        self._optimizer_state_dict_post_hooks = {}
-        self._optimizer_load_state_dict_pre_hooks = {}
-        self._optimizer_load_state_dict_post_hooks = {}
+        init_composite(self)
 
     @property
     def state(self):  # the inner optimizer's per-parameter state

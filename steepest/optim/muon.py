@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from steepest.optim.base import init_composite
+
 
 def _groups(params) -> list[dict[str, Any]]:
     params = list(params)
@@ -43,12 +45,7 @@ class MuonAdamW(torch.optim.Optimizer):
         self.adamw = torch.optim.AdamW(other_groups, lr=adamw_lr, betas=adamw_betas, eps=adamw_eps,
                                        weight_decay=adamw_weight_decay) if other_groups else None
         self.defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "adamw_lr": adamw_lr}
-        self._optimizer_step_pre_hooks = {}
-        self._optimizer_step_post_hooks = {}
-        self._optimizer_state_dict_pre_hooks = {}
-        self._optimizer_state_dict_post_hooks = {}
-        self._optimizer_load_state_dict_pre_hooks = {}
-        self._optimizer_load_state_dict_post_hooks = {}
+        init_composite(self)
         self._sync_groups()
 
     def _parts(self) -> list[torch.optim.Optimizer]:

@@ -14,8 +14,40 @@ from steepest.train.callbacks._registry import CALLBACKS
 from steepest.train.events import Callback
 
 
+class _Averaging(Callback):
+    """Shared lifecycle: build the averager at fit start, restore a checkpointed one, save it."""
+
+    def __init__(self):
+        self.averager: SWA | EMA | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def make(self, model) -> SWA | EMA:
+        raise NotImplementedError
+
+    def on_fit_start(self, trainer) -> None:
+        self.averager = self.make(trainer.unwrapped_model)
+        if self._pending is not None:
+            self.averager.load_state_dict(self._pending)
+            self._pending = None
+
+    def finish(self, trainer) -> None:
+        """Load the average into the model (BatchNorm statistics re-estimated) and re-validate."""
+        self.averager.copy_to(trainer.unwrapped_model)
+        recompute_bn(trainer.model, (x for x, _ in trainer.loader.batches(0)))
+        trainer.evaluate("val")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"averaged": self.averager.state_dict() if self.averager else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pending = state.get("averaged")
+        if self.averager is not None and self._pending is not None:
+            self.averager.load_state_dict(self._pending)
+            self._pending = None
+
+
 @CALLBACKS.register("swa")
-class StochasticWeightAveraging(Callback):
+class StochasticWeightAveraging(_Averaging):
     """Average the weights every `every_n_steps` (default: every epoch) once `start_fraction` of the
     step budget has passed, optionally at a constant `swa_lr`; at the end, load the average and
     recompute BatchNorm statistics over the training data."""
@@ -23,20 +55,20 @@ class StochasticWeightAveraging(Callback):
     name = "swa"
 
     def __init__(self, start_fraction: float = 0.75, every_n_steps: int | None = None, swa_lr: float | None = None):
+        super().__init__()
         if not 0 <= start_fraction < 1:
             raise ValueError(f"start_fraction must be in [0, 1), got {start_fraction}")
         self.start_fraction, self.every_n_steps, self.swa_lr = start_fraction, every_n_steps, swa_lr
-        self.swa: SWA | None = None
-        self._pending: dict[str, Any] | None = None
+
+    @property
+    def swa(self) -> SWA | None:
+        return self.averager
+
+    def make(self, model) -> SWA:
+        return SWA(model)
 
     def _start_step(self, trainer) -> int:
         return int(self.start_fraction * trainer.total_steps)
-
-    def on_fit_start(self, trainer) -> None:
-        self.swa = SWA(trainer.unwrapped_model)
-        if self._pending is not None:
-            self.swa.load_state_dict(self._pending)
-            self._pending = None
 
     def on_step_start(self, trainer, batches) -> None:
         if self.swa_lr is not None and trainer.state.step >= self._start_step(trainer):
@@ -45,57 +77,35 @@ class StochasticWeightAveraging(Callback):
 
     def on_step_end(self, trainer, output) -> None:
         every = self.every_n_steps or trainer.steps_per_epoch
-        step = trainer.state.step
-        if step > self._start_step(trainer) and (step - self._start_step(trainer)) % every == 0:
-            self.swa.update(trainer.unwrapped_model)
+        since = trainer.state.step - self._start_step(trainer)
+        if since > 0 and since % every == 0:
+            self.averager.update(trainer.unwrapped_model)
 
     def on_fit_end(self, trainer) -> None:
-        if self.swa is None or self.swa.n_averaged == 0:
-            return
-        self.swa.copy_to(trainer.unwrapped_model)
-        recompute_bn(trainer.model, (x for x, _ in trainer.loader.batches(0)))
-        trainer.evaluate("val")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"averaged": self.swa.state_dict() if self.swa else None}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._pending = state.get("averaged")
-        if self.swa is not None and self._pending is not None:
-            self.swa.load_state_dict(self._pending)
-            self._pending = None
+        if self.averager is not None and self.averager.n_averaged > 0:
+            self.finish(trainer)
 
 
 @CALLBACKS.register("ema")
-class ExponentialMovingAverage(Callback):
+class ExponentialMovingAverage(_Averaging):
     """Keep w_ema = decay * w_ema + (1 - decay) * w after every step; load it into the model at the end."""
 
     name = "ema"
 
     def __init__(self, decay: float = 0.999, apply_at_end: bool = True):
+        super().__init__()
         self.decay, self.apply_at_end = decay, apply_at_end
-        self.ema: EMA | None = None
-        self._pending: dict[str, Any] | None = None
 
-    def on_fit_start(self, trainer) -> None:
-        self.ema = EMA(trainer.unwrapped_model, self.decay)
-        if self._pending is not None:
-            self.ema.load_state_dict(self._pending)
-            self._pending = None
+    @property
+    def ema(self) -> EMA | None:
+        return self.averager
+
+    def make(self, model) -> EMA:
+        return EMA(model, self.decay)
 
     def on_step_end(self, trainer, output) -> None:
-        self.ema.update(trainer.unwrapped_model)
+        self.averager.update(trainer.unwrapped_model)
 
     def on_fit_end(self, trainer) -> None:
-        if self.apply_at_end and self.ema is not None:
-            self.ema.copy_to(trainer.unwrapped_model)
-            trainer.evaluate("val")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"averaged": self.ema.state_dict() if self.ema else None}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._pending = state.get("averaged")
-        if self.ema is not None and self._pending is not None:
-            self.ema.load_state_dict(self._pending)
-            self._pending = None
+        if self.apply_at_end and self.averager is not None:
+            self.finish(trainer)
