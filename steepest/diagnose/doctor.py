@@ -1,0 +1,100 @@
+"""`run_doctor`: build the recipe's components and run the checks; `diagnose_fit` reads a finished run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from steepest.diagnose import checks_data, checks_model, checks_training  # noqa: F401  (register the checks)
+from steepest.diagnose._registry import CHECKS
+from steepest.diagnose.context import DoctorContext
+from steepest.diagnose.report import CheckResult, Report, fail, ok, warn
+from steepest.errors import ConfigError, did_you_mean
+
+
+def context_from_recipe(recipe, data=None) -> DoctorContext:
+    from steepest.data import load_data
+    from steepest.models import build_model
+    from steepest.train.build import build_loss, build_optimizer, loss_name, validate_recipe
+    from steepest.train.precision import resolve_device
+
+    validate_recipe(recipe)
+    device = resolve_device(recipe.trainer.device)
+    data = (data or load_data(recipe.data, recipe.trainer.seed)).to(device)
+    info = data.info
+    batch = len(data.train) if recipe.data.batch_size == "full" else recipe.data.batch_size
+    return DoctorContext(
+        make_model=lambda: build_model(recipe.model, info.input_shape, info.num_outputs),
+        data=data,
+        loss_fn=build_loss(recipe, info.task),
+        make_optimizer=lambda model: build_optimizer(recipe, model),
+        batch_size=batch,
+        lr=recipe.optimizer.lr,
+        device=device,
+        loss_name=loss_name(recipe, info.task) or "",
+        seed=recipe.trainer.seed,
+    )
+
+
+def default_checks() -> list[str]:
+    return [n for n in CHECKS.names() if CHECKS.get(n).flags.get("default", True)]
+
+
+def run_doctor(ctx: DoctorContext, checks: list[str] | None = None) -> Report:
+    names = checks or default_checks()
+    for n in names:
+        if n not in CHECKS:
+            raise ConfigError(f"doctor --checks: unknown check '{n}';{did_you_mean(n, CHECKS.names())} valid: {', '.join(CHECKS.names())}")
+    order = [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
+    results: list[CheckResult] = []
+    for name in order:
+        try:
+            results.append(CHECKS.get(name).target(ctx))
+        except Exception as exc:  # a check that crashes is itself a finding about the setup
+            results.append(fail(name, f"the check raised {type(exc).__name__}: {exc}", "fix the error above (it will stop training too)"))
+    return Report(results)
+
+
+ORDER = ["forward_shape", "loss_api", "nonfinite", "initial_loss", "preprocessing", "duplicates", "class_imbalance",
+         "dropout_with_norm", "batchnorm_batch_size", "sigmoid_hidden", "activations", "dead_relu", "gradient_flow",
+         "overfit_tiny", "real_vs_noise", "learning_rate", "precision", "weight_decay"]
+
+
+def diagnose_fit(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]], baseline: float | None = None) -> CheckResult:
+    """Underfitting vs overfitting from learning curves (the references' 003 §4.1 / §4.5.2 rules).
+
+    `baseline` is the loss of a know-nothing predictor (e.g. ln K); a final training loss above half
+    of it means the model has not learned the training data."""
+    if not train_loss or not val_loss:
+        return warn("fit", "not enough logged metrics to judge the fit", "train with evaluation enabled")
+    tr = [v for _, v in train_loss if math.isfinite(v)]
+    va = [v for _, v in val_loss if math.isfinite(v)]
+    final_train = sum(tr[-3:]) / len(tr[-3:])
+    best_val, final_val = min(va), va[-1]
+    ev = {"final_train_loss": final_train, "best_val_loss": best_val, "final_val_loss": final_val}
+    if baseline is not None and final_train > 0.5 * baseline:
+        return warn("fit", f"underfitting: training loss {final_train:.3f} stays near the baseline {baseline:.3f}",
+                    "use a bigger model, train longer, raise the lr or reduce regularization", **ev)
+    if final_val > 1.5 * best_val and final_val > final_train * 2:
+        return warn("fit", f"overfitting: val loss rose from {best_val:.3f} to {final_val:.3f} while training loss is {final_train:.3f}",
+                    "regularize (weight decay, dropout, augmentation), use early stopping, or get more data", **ev)
+    if final_val > 3 * final_train + 0.1:
+        return warn("fit", f"overfitting: val loss {final_val:.3f} vs training loss {final_train:.3f}",
+                    "regularize (weight decay, dropout, augmentation), use early stopping, or get more data", **ev)
+    return ok("fit", f"training {final_train:.3f}, validation {final_val:.3f} (best {best_val:.3f})", **ev)
+
+
+def diagnose_run(run_dir: str | Path) -> CheckResult:
+    import json
+
+    from steepest.track import read_series
+
+    run = Path(run_dir)
+    db = run / "metrics.db"
+    if not db.exists():
+        raise ConfigError(f"{run} has no metrics.db; give a run directory written by steepest train")
+    info = json.loads((run / "data_info.json").read_text()) if (run / "data_info.json").exists() else {}
+    baseline = math.log(info["num_classes"]) if info.get("task") == "classification" and info.get("num_classes") else None
+    if info.get("task") == "regression":
+        baseline = 1.0  # normalized targets: predicting the mean scores the variance, 1
+    return diagnose_fit(read_series(db, "train_loss"), read_series(db, "val_loss"), baseline)

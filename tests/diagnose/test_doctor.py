@@ -1,0 +1,212 @@
+"""The doctor's gallery: one deliberately broken setup per check, each flagged by the right check;
+and no alarm on healthy recipes."""
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from steepest.cli import main
+from steepest.config import load_recipe
+from steepest.data import DataBundle, DataInfo, Split
+from steepest.diagnose import CHECKS, context_from_recipe, diagnose_fit, run_doctor
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    return context_from_recipe(load_recipe("digits_mlp"))
+
+
+def ctx_with(ctx, **changes):
+    return dataclasses.replace(ctx, **changes)
+
+
+def mlp(k=10, d=64, act=nn.ReLU, depth=2, width=64):
+    layers, w = [], d
+    for _ in range(depth):
+        layers += [nn.Linear(w, width), act()]
+        w = width
+    return nn.Sequential(*layers, nn.Linear(w, k))
+
+
+class IgnoresInput(nn.Module):
+    def __init__(self, k=10):
+        super().__init__()
+        self.b = nn.Parameter(torch.zeros(k))
+
+    def forward(self, x):
+        return self.b.expand(len(x), -1)
+
+
+class LogOfNegative(nn.Module):
+    def forward(self, x):
+        return torch.log(x - 100.0)
+
+
+def verdict(ctx, name):
+    return run_doctor(ctx, [name])[name]
+
+
+@pytest.mark.parametrize("recipe", ["digits_mlp", "breast_cancer_sgd", "diabetes_regression"])
+def test_no_false_alarm_on_healthy_recipes(recipe):
+    report = run_doctor(context_from_recipe(load_recipe(recipe)))
+    bad = [(r.name, r.verdict, r.summary) for r in report.results if r.verdict in ("warn", "fail")]
+    assert not bad
+    assert len(report.results) >= 17
+
+
+def test_wrong_output_shape(healthy):
+    assert verdict(ctx_with(healthy, make_model=lambda: mlp(k=3)), "forward_shape").verdict == "fail"
+
+
+def test_softmax_before_cross_entropy(healthy):
+    r = verdict(ctx_with(healthy, make_model=lambda: nn.Sequential(mlp(), nn.Softmax(dim=1))), "loss_api")
+    assert r.verdict == "fail" and "Softmax" in r.summary
+
+
+def test_sigmoid_before_bce_with_logits():
+    ctx = context_from_recipe(load_recipe("breast_cancer_sgd", ["data.task=binary", "loss.name=bce_with_logits"]))
+    r = verdict(ctx_with(ctx, make_model=lambda: nn.Sequential(mlp(k=1, d=30), nn.Sigmoid())), "loss_api")
+    assert r.verdict == "fail" and "Sigmoid" in r.summary
+
+
+def test_nll_on_raw_logits(healthy):
+    r = verdict(ctx_with(healthy, loss_name="nll", loss_fn=nn.NLLLoss()), "loss_api")
+    assert r.verdict == "fail"
+
+
+def test_huge_initial_outputs(healthy):
+    def loud():
+        m = mlp()
+        with torch.no_grad():
+            m[-1].weight.mul_(100)
+        return m
+
+    assert verdict(ctx_with(healthy, make_model=loud), "initial_loss").verdict == "fail"
+
+
+def test_model_that_ignores_its_input(healthy):
+    ctx = ctx_with(healthy, make_model=IgnoresInput)
+    assert verdict(ctx, "overfit_tiny").verdict == "fail"
+    assert verdict(ctx, "real_vs_noise").verdict == "fail"
+
+
+def test_nan_produced_inside_layer_3(healthy):
+    r = verdict(ctx_with(healthy, make_model=lambda: nn.Sequential(nn.Linear(64, 32), nn.ReLU(), LogOfNegative(), nn.Linear(32, 10))), "nonfinite")
+    assert r.verdict == "fail" and r.evidence["module"].startswith("2 (LogOfNegative)")
+
+
+def test_deep_sigmoid_net(healthy):
+    ctx = ctx_with(healthy, make_model=lambda: mlp(act=nn.Sigmoid, depth=12))
+    assert verdict(ctx, "gradient_flow").verdict == "fail"
+    assert verdict(ctx, "sigmoid_hidden").verdict == "warn"
+
+
+def test_dead_relus(healthy):
+    def dead():
+        m = mlp()
+        with torch.no_grad():
+            m[0].bias.fill_(-100)
+        return m
+
+    assert verdict(ctx_with(healthy, make_model=dead), "dead_relu").verdict == "warn"
+
+
+def test_collapsing_activations(healthy):
+    def tiny():
+        m = mlp(act=nn.Tanh, depth=10)
+        for layer in m:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=0.01)
+                nn.init.zeros_(layer.bias)
+        return m
+
+    assert verdict(ctx_with(healthy, make_model=tiny), "activations").verdict == "fail"
+
+
+def test_dropout_with_batchnorm_and_small_batch():
+    ctx = context_from_recipe(load_recipe("digits_mlp", ["model.norm=batchnorm", "model.dropout=0.2", "data.batch_size=4"]))
+    assert verdict(ctx, "dropout_with_norm").verdict == "warn"
+    assert verdict(ctx, "batchnorm_batch_size").verdict == "warn"
+
+
+def test_normalization_applied_twice_to_validation(healthy):
+    d = healthy.data
+    stats_mean, stats_std = d.train.x.mean(0), d.train.x.std(0).clamp_min(1e-6)
+    twice = (d.val.x * 4.0 - stats_mean) / stats_std * 3  # a second (wrong) standardization, val only
+    bad = DataBundle(d.train, Split(twice, d.val.y), d.test, d.info)
+    assert verdict(ctx_with(healthy, data=bad), "preprocessing").verdict == "fail"
+
+
+def synthetic(n=1000, pos=0.05, dup=0):
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(n, generator=g) < pos).long()
+    x = torch.randn(n, 5, generator=g) + y[:, None]
+    tr, va, te = slice(0, 700), slice(700, 850), slice(850, n)
+    val_x = x[va].clone()
+    val_x[:dup] = x[tr][:dup]
+    info = DataInfo("synthetic", "classification", (5,), 2, num_classes=2)
+    return DataBundle(Split(x[tr], y[tr]), Split(val_x, y[va]), Split(x[te], y[te]), info)
+
+
+def test_imbalanced_95_5(healthy):
+    r = verdict(ctx_with(healthy, data=synthetic(pos=0.05), make_model=lambda: mlp(k=2, d=5)), "class_imbalance")
+    assert r.verdict == "warn" and r.evidence["ratio"] > 10
+
+
+def test_duplicated_rows_across_splits(healthy):
+    r = verdict(ctx_with(healthy, data=synthetic(pos=0.5, dup=7), make_model=lambda: mlp(k=2, d=5)), "duplicates")
+    assert r.verdict == "fail" and r.evidence["train_val"] == 7
+
+
+def test_learning_rate_of_10():
+    ctx = context_from_recipe(load_recipe("digits_mlp", ["optimizer={name: sgd, lr: 10}", "trainer.clip_norm=null"]))
+    assert verdict(ctx, "learning_rate").verdict == "fail"
+    slow = context_from_recipe(load_recipe("digits_mlp", ["optimizer={name: sgd, lr: 1e-7}"]))
+    assert verdict(slow, "learning_rate").verdict == "warn"
+
+
+def test_fp16_overflow(healthy):
+    def loud():
+        m = mlp()
+        with torch.no_grad():
+            m[0].weight.mul_(1e5)
+        return m
+
+    assert verdict(ctx_with(healthy, make_model=loud), "precision").verdict == "warn"
+
+
+def test_weight_decay_sensitivity_optional(healthy):
+    assert "weight_decay" not in [r.name for r in run_doctor(healthy, ["forward_shape"]).results]
+    assert CHECKS.get("weight_decay").flags["default"] is False
+    assert verdict(healthy, "weight_decay").verdict == "ok"
+
+    class Frozen(nn.Module):  # no trainable weights for decay to act on
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+            self.net = mlp()
+            self.net.requires_grad_(False)
+
+        def forward(self, x):
+            return self.net(x) + 0 * self.w
+
+    assert verdict(ctx_with(healthy, make_model=Frozen), "weight_decay").verdict == "warn"
+
+
+def test_fit_diagnosis():
+    under = diagnose_fit([(i, 2.2) for i in range(10)], [(i, 2.25) for i in range(10)], baseline=2.3)
+    assert under.verdict == "warn" and under.summary.startswith("underfitting")
+    over = diagnose_fit([(i, 1.0 / (i + 1)) for i in range(30)], [(i, 0.5 + abs(i - 5) * 0.1) for i in range(30)], baseline=2.3)
+    assert over.verdict == "warn" and over.summary.startswith("overfitting")
+    good = diagnose_fit([(i, 0.3) for i in range(10)], [(i, 0.35) for i in range(10)], baseline=2.3)
+    assert good.verdict == "ok"
+
+
+def test_doctor_cli_exit_codes_and_json(tmp_path, capsys):
+    assert main(["doctor", "--checks", "forward_shape,duplicates", "--json", str(tmp_path / "d.json")]) == 0
+    assert "forward_shape" in capsys.readouterr().out and (tmp_path / "d.json").exists()
+    assert main(["doctor", "--set", "optimizer={name: sgd, lr: 10}", "--set", "trainer.clip_norm=null", "--checks", "learning_rate"]) == 1
+    assert main(["doctor", "--checks", "forward_shap"]) == 2
+    assert "did you mean 'forward_shape'" in capsys.readouterr().err
