@@ -67,7 +67,7 @@ def estimate_noise_scale(model: nn.Module, loss_fn, sample: Callable[[int, torch
         raise ValueError(f"need 0 < b_small ({b_small}) < b_big ({b_big})")
     gen = torch.Generator().manual_seed(seed)
     avg_g = avg_s = 0.0
-    for i in range(1, iterations + 1):
+    for _ in range(iterations):
         x, y = sample(b_big, gen)
         g_big = _grad_sq(model, loss_fn, x, y)
         g_small = _grad_sq(model, loss_fn, x[:b_small], y[:b_small])
