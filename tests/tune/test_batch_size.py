@@ -38,3 +38,12 @@ def test_regimes_and_cli(capsys):
     assert main(["batch-size", "--iterations", "5", "--warmup-steps", "5", "--big", "256"]) == 0
     out = capsys.readouterr().out
     assert "B_simple" in out and "recommended batch" in out
+
+
+def test_noise_scale_callback_logs_during_training(tmp_path):
+    from steepest.track import read_series
+
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "-q", "--set", "trainer.max_epochs=3",
+                 "--set", "callbacks=[{name: noise_scale, every_n_steps: 20, iterations: 3}]"]) == 0
+    series = read_series(tmp_path / "r" / "metrics.db", "noise_scale")
+    assert [s for s, _ in series] == [20, 40, 60] and all(v > 0 for _, v in series)
