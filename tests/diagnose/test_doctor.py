@@ -210,3 +210,9 @@ def test_doctor_cli_exit_codes_and_json(tmp_path, capsys):
     assert main(["doctor", "--set", "optimizer={name: sgd, lr: 10}", "--set", "trainer.clip_norm=null", "--checks", "learning_rate"]) == 1
     assert main(["doctor", "--checks", "forward_shap"]) == 2
     assert "did you mean 'forward_shape'" in capsys.readouterr().err
+
+
+def test_labels_shifted_by_one_row(healthy):
+    d = healthy.data
+    shifted = DataBundle(Split(d.train.x, torch.roll(d.train.y, 1)), Split(d.val.x, torch.roll(d.val.y, 1)), d.test, d.info)
+    assert verdict(ctx_with(healthy, data=shifted), "real_vs_noise").verdict == "fail"
