@@ -17,7 +17,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from steepest.diagnose import context_from_recipe, diagnose_run, run_doctor
     from steepest.diagnose.report import Report
 
-    results = []
+    recipe = None
     if args.run_dir and args.recipe is None and not args.set:
         report = Report([diagnose_run(args.run_dir)])
     else:
@@ -28,11 +28,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             report.results.append(diagnose_run(args.run_dir))
     results = report.results
     print(report.table())
-    out = Path(args.json) if args.json else (Path(args.run_dir) / "doctor.json" if args.run_dir else None)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report.to_json())
-        print(f"report: {out}")
+    if args.json:
+        out = Path(args.json)
+    elif args.run_dir:
+        out = Path(args.run_dir) / "doctor.json"
+    else:
+        from steepest.track import default_run_dir
+
+        out = default_run_dir(f"doctor-{recipe.name}") / "doctor.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.to_json())
+    print(f"report: {out}")
     return 1 if any(r.verdict == "fail" for r in results) else 0
 
 
@@ -86,7 +92,7 @@ def add_commands(sub) -> dict:
     _recipe_args(p)
     p.add_argument("--checks", help="comma-separated subset of checks (add weight_decay for the slow optional one)")
     p.add_argument("--run-dir", help="also diagnose under/overfitting from this finished run's learning curves")
-    p.add_argument("--json", help="write the report as JSON here (default: RUN_DIR/doctor.json when --run-dir is given)")
+    p.add_argument("--json", help="write the report as JSON here (default: RUN_DIR/doctor.json, else runs/doctor-<recipe>-<time>/)")
 
     p = sub.add_parser("batch-size", help="gradient noise scale: critical batch size, regime and scaled lr")
     _recipe_args(p)
