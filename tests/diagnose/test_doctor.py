@@ -204,10 +204,12 @@ def test_fit_diagnosis():
     assert good.verdict == "ok"
 
 
-def test_doctor_cli_exit_codes_and_json(tmp_path, capsys):
+def test_doctor_cli_exit_codes_and_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["doctor", "--checks", "forward_shape,duplicates", "--json", str(tmp_path / "d.json")]) == 0
     assert "forward_shape" in capsys.readouterr().out and (tmp_path / "d.json").exists()
     assert main(["doctor", "--set", "optimizer={name: sgd, lr: 10}", "--set", "trainer.clip_norm=null", "--checks", "learning_rate"]) == 1
+    assert len(list((tmp_path / "runs").glob("doctor-*/doctor.json"))) == 1  # saved by default
     assert main(["doctor", "--checks", "forward_shap"]) == 2
     assert "did you mean 'forward_shape'" in capsys.readouterr().err
 
