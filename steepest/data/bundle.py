@@ -95,6 +95,11 @@ def _targets_array(y: np.ndarray, task: str) -> np.ndarray:
 def load_data(cfg, seed: int = 0) -> DataBundle:
     """Read, check, split (stratified, seeded), normalize (fitted on train) and tensorize."""
     source, raw = read_source(cfg)
+    return prepare(raw, cfg, source)
+
+
+def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
+    """Check, split, normalize and tensorize data already in memory (what load_data does after reading)."""
     x, y = np.asarray(raw.x), np.asarray(raw.y)
     check_lengths(x, y, source)
     task = infer_task(raw, cfg.task)
