@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from steepest.data import series as _series  # noqa: F401  (registers the series data sets)
 from steepest.data.checks import check_features, check_lengths, check_targets
 from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData
@@ -125,7 +126,11 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         parts = {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (np.asarray(raw.x_test), np.asarray(raw.y_test))}
     else:
         fr = cfg.split or default_fractions(len(x))
-        tr, va, te = split_indices(len(x), fr, labels, cfg.split_seed)
+        if cfg.split_order == "ordered":  # the held-out stretches come after the training one
+            a, b = int(round(fr[0] * len(x))), int(round((fr[0] + fr[1]) * len(x)))
+            tr, va, te = np.arange(a), np.arange(a, b), np.arange(b, len(x))
+        else:
+            tr, va, te = split_indices(len(x), fr, labels, cfg.split_seed)
         parts = {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (x[te], y[te])}
     if cfg.subset is not None and cfg.subset < len(parts["train"][0]):
         keep = np.sort(np.random.default_rng(cfg.split_seed).permutation(len(parts["train"][0]))[: cfg.subset])
