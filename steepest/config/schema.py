@@ -53,7 +53,8 @@ class DataConfig(Section):
     num_classes: PositiveInt | None = None
     split: tuple[Fraction, Fraction, Fraction] | None = None
     stratify: bool = True
-    split_order: Literal["random", "ordered"] = "random"  # ordered: train, then val, then test (time series)
+    split_order: Literal["random", "ordered"] = "random"
+    balance: Literal["none", "class_weights", "sampler", "oversample", "smote", "undersample"] = "none"  # ordered: train, then val, then test (time series)
     split_seed: int = 0
     batch_size: PositiveInt | Literal["full"] = 64
     eval_batch_size: PositiveInt | None = None

@@ -152,6 +152,19 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         return Split(torch.from_numpy(np.ascontiguousarray(xs, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(ys)))
 
     splits = {k: tensors(*v) for k, v in parts.items()}
+    if cfg.balance in ("oversample", "smote", "undersample") and task in ("classification", "binary"):
+        from steepest.data import imbalance
+
+        k = num_classes or 2
+        train, gen = splits["train"], torch.Generator().manual_seed(cfg.split_seed)
+        labels_1d = train.y.reshape(-1).long()
+        if cfg.balance == "oversample":
+            bx, by = imbalance.oversample(train.x, labels_1d, k, gen)
+        elif cfg.balance == "smote":
+            bx, by = imbalance.smote(train.x, labels_1d, k, gen)
+        else:
+            bx, by = imbalance.undersample_hard(train.x, labels_1d, k)
+        splits["train"] = Split(bx, by.to(train.y.dtype).reshape(-1, *train.y.shape[1:]))  # after the split: train only
     y_train = splits["train"].y
     num_outputs = num_classes if task == "classification" else (1 if task == "binary" else int(y_train.shape[1]))
     info = DataInfo(

@@ -27,8 +27,10 @@ class DeviceLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        weights: torch.Tensor | None = None,
     ):
         self.x, self.y = x, y
+        self.weights = weights  # per-sample sampling weights: each epoch draws n samples with replacement
         self.batch_size = min(batch_size, len(x))
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.rank, self.world_size = rank, world_size
@@ -43,7 +45,10 @@ class DeviceLoader:
 
     def order(self, epoch: int) -> torch.Tensor:
         n = len(self.x)
-        if self.shuffle:
+        if self.weights is not None:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.multinomial(self.weights.double().cpu(), n, replacement=True, generator=gen)
+        elif self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             perm = torch.randperm(n, generator=gen)
         else:

@@ -13,8 +13,14 @@ class ClassificationMeter:
         self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.count = 0
+        self.scores: list[torch.Tensor] = []  # positive-class scores for PR-AUC (two classes only)
+        self.labels: list[torch.Tensor] = []
 
     def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if self.k == 2:
+            score = outputs.reshape(-1) if outputs.shape[-1] == 1 else outputs[:, 1] - outputs[:, 0]
+            self.scores.append(score.detach())
+            self.labels.append((targets.argmax(-1) if targets.dim() > 1 and targets.shape[-1] == 2 else targets).reshape(-1).long())
         if self.k == 2 and outputs.shape[-1] == 1:
             pred = (outputs.reshape(-1) > 0).long()
             targets = targets.reshape(-1).long()
@@ -33,11 +39,16 @@ class ClassificationMeter:
         predicted = conf.sum(0)
         f1 = 2 * tp / (support + predicted).clamp_min(1)
         present = (support + predicted) > 0
-        return {
+        out = {
             "loss": float(self.loss_sum) / max(self.count, 1),
             "accuracy": float(tp.sum() / conf.sum().clamp_min(1)),
             "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         }
+        if self.scores:
+            from steepest.data.imbalance import average_precision
+
+            out["pr_auc"] = average_precision(torch.cat(self.scores).cpu(), torch.cat(self.labels).cpu())
+        return out
 
 
 class RegressionMeter:

@@ -62,6 +62,12 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         init_output_bias(model, data.train.y, data.info.task)
     optimizer = build_optimizer(recipe, model)
     loss_fn = build_loss(recipe, data.info.task)
+    balance = recipe.data.balance if data.info.task in ("classification", "binary") else "none"
+    if balance == "class_weights":
+        from steepest.data.imbalance import class_weights
+
+        weights = class_weights(data.train.y.reshape(-1).long(), data.info.num_classes or 2).to(device)
+        loss_fn = _weighted(loss_fn, weights, data.info.task)
     batch_size = len(data.train) if recipe.data.batch_size == "full" else recipe.data.batch_size
     wrapped = distributed.wrap_model(model, ctx, device)
     if t.compile:
@@ -89,6 +95,10 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         skip_nonfinite=t.skip_nonfinite,
         recipe=recipe_to_dict(recipe), rank=ctx.rank, world_size=ctx.world_size,
     )
+    if balance == "sampler":
+        from steepest.data.imbalance import sample_weights
+
+        trainer.loader.weights = sample_weights(data.train.y.reshape(-1).long(), data.info.num_classes or 2)
     trainer.schedules["lr"] = build_lr_schedule(recipe, trainer.total_steps)
     for key, section in recipe.schedules.items():
         trainer.schedules[key] = build_lr_schedule(recipe, trainer.total_steps, section)
@@ -96,6 +106,17 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     transform, generator = build_batch_transform(recipe, data.info.num_classes if data.info.task == "classification" else None, t.seed)
     trainer.engine.batch_transform, trainer.generators["batch_transform"] = transform, generator
     return Run(trainer, data, run_path, store, ctx)
+
+
+def _weighted(loss_fn, class_weight: torch.Tensor, task: str):
+    """Per-class weights for the recipe's loss: CE's `weight`, or BCE's pos_weight (neg/pos) for binary tasks."""
+    if task == "binary":
+        pos_weight = class_weight[1] / class_weight[0]
+        return lambda out, y: torch.nn.functional.binary_cross_entropy_with_logits(out, y.reshape(out.shape).to(out.dtype), pos_weight=pos_weight)
+    if hasattr(loss_fn, "weight"):
+        loss_fn.weight = class_weight
+        return loss_fn
+    return lambda out, y: torch.nn.functional.cross_entropy(out, y, weight=class_weight.to(out.dtype))
 
 
 def resume(run: Run) -> int:

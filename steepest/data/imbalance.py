@@ -1,0 +1,99 @@
+"""Class imbalance, handled after the split on the training split only (003 §4.5.1): class weights,
+random oversampling, SMOTE-style interpolation, undersampling that keeps the hard majority samples,
+and the sampling weights of a weighted sampler.
+
+    data: {balance: smote}        # none | class_weights | sampler | oversample | smote | undersample
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def class_counts(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.bincount(y.reshape(-1).long(), minlength=num_classes)
+
+
+def class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights n / (K n_c), so a balanced data set gets all ones."""
+    counts = class_counts(y, num_classes).double()
+    return torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp_min(1)), torch.zeros_like(counts)).float()
+
+
+def sample_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-sample weights for a weighted sampler: every class is drawn equally often."""
+    return class_weights(y, num_classes)[y.reshape(-1).long()]
+
+
+def oversample(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Repeat random minority samples until every class has the majority's count."""
+    counts = class_counts(y, num_classes)
+    target = int(counts.max())
+    extra = []
+    for c in range(num_classes):
+        idx = torch.nonzero(y.reshape(-1) == c).reshape(-1)
+        if 0 < len(idx) < target:
+            extra.append(idx[torch.randint(len(idx), (target - len(idx),), generator=generator).to(idx.device)])
+    if not extra:
+        return x, y
+    more = torch.cat(extra)
+    return torch.cat([x, x[more]]), torch.cat([y, y[more]])
+
+
+def smote(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.Generator, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """SMOTE (Chawla et al. 2002): new minority samples x_i + u (x_nn - x_i), u ~ U(0, 1), with x_nn
+    one of the k nearest neighbours of x_i within its class: every new sample lies on a segment
+    between two real same-class samples."""
+    counts = class_counts(y, num_classes)
+    target = int(counts.max())
+    new_x, new_y = [x], [y]
+    flat = x.reshape(len(x), -1)
+    for c in range(num_classes):
+        idx = torch.nonzero(y.reshape(-1) == c).reshape(-1)
+        need = target - len(idx)
+        if need <= 0 or len(idx) < 2:
+            continue
+        members = flat[idx]
+        d = torch.cdist(members, members)
+        d.fill_diagonal_(float("inf"))
+        kk = min(k, len(idx) - 1)
+        neighbours = d.topk(kk, largest=False).indices  # (n_c, kk)
+        base = torch.randint(len(idx), (need,), generator=generator).to(idx.device)
+        pick = neighbours[base, torch.randint(kk, (need,), generator=generator).to(idx.device)]
+        u = torch.rand(need, 1, generator=generator).to(flat)
+        made = members[base] + u * (members[pick] - members[base])
+        new_x.append(made.reshape(need, *x.shape[1:]))
+        new_y.append(torch.full((need,), c, dtype=y.dtype, device=y.device).reshape(need, *y.shape[1:]))
+    return torch.cat(new_x), torch.cat(new_y)
+
+
+def undersample_hard(x: torch.Tensor, y: torch.Tensor, num_classes: int, ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep, from every larger class, the `ratio` x (smallest class count) samples closest to another
+    class (the hard, informative ones near the boundary); drop the easy far-away majority."""
+    counts = class_counts(y, num_classes)
+    present = counts[counts > 0]
+    keep_n = int(round(float(present.min()) * ratio))
+    flat = x.reshape(len(x), -1)
+    labels = y.reshape(-1)
+    keep = []
+    for c in range(num_classes):
+        idx = torch.nonzero(labels == c).reshape(-1)
+        others = torch.nonzero(labels != c).reshape(-1)
+        if len(idx) <= keep_n or len(others) == 0:
+            keep.append(idx)
+            continue
+        margin = torch.cdist(flat[idx], flat[others]).min(1).values
+        keep.append(idx[margin.argsort()[:keep_n]])
+    kept = torch.sort(torch.cat(keep)).values
+    return x[kept], y[kept]
+
+
+def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the precision-recall curve (average precision), for the positive class."""
+    order = torch.argsort(scores, descending=True)
+    hits = labels.reshape(-1)[order].double()
+    positives = hits.sum()
+    if positives == 0:
+        return 0.0
+    precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1, dtype=torch.float64)
+    return float((precision * hits).sum() / positives)
