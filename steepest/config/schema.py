@@ -54,6 +54,7 @@ class DataConfig(Section):
     split: tuple[Fraction, Fraction, Fraction] | None = None
     stratify: bool = True
     split_order: Literal["random", "ordered"] = "random"
+    augment: dict[str, Any] | None = None  # {crop_pad, hflip, rotate_degrees, brightness, contrast, erase_prob}
     balance: Literal["none", "class_weights", "sampler", "oversample", "smote", "undersample"] = "none"  # ordered: train, then val, then test (time series)
     split_seed: int = 0
     batch_size: PositiveInt | Literal["full"] = 64

@@ -104,8 +104,30 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         trainer.schedules[key] = build_lr_schedule(recipe, trainer.total_steps, section)
     trainer.progress_active = progress.enabled
     transform, generator = build_batch_transform(recipe, data.info.num_classes if data.info.task == "classification" else None, t.seed)
+    if recipe.data.augment:
+        transform, trainer.generators["augment"] = _with_augmentation(recipe.data.augment, transform, t.seed)
     trainer.engine.batch_transform, trainer.generators["batch_transform"] = transform, generator
     return Run(trainer, data, run_path, store, ctx)
+
+
+def _with_augmentation(options: dict, then, seed: int):
+    """Image augmentation on training batches (before mixup/CutMix when both are set)."""
+    from steepest.data.augment import ImageAugment
+    from steepest.errors import ConfigError
+
+    try:
+        augment = ImageAugment(**options)
+    except TypeError as exc:
+        raise ConfigError(f"data.augment: {exc}; valid keys: crop_pad, hflip, rotate_degrees, brightness, contrast, erase_prob") from None
+    generator = torch.Generator().manual_seed(seed + 104729)
+
+    def transform(x, y):
+        if x.dim() != 4:
+            raise ConfigError("data.augment: image augmentation needs image inputs (N, C, H, W)")
+        x = augment(x, generator)
+        return then(x, y) if then is not None else (x, y)
+
+    return transform, generator
 
 
 def _weighted(loss_fn, class_weight: torch.Tensor, task: str):
