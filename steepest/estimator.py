@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from steepest.config import load_recipe, recipe_to_dict
 from steepest.config.load import recipe_from_dict
@@ -57,10 +57,7 @@ class _SteepestEstimator(BaseEstimator):
         from steepest.predict import Predictor
         from steepest.train.run import build_run
 
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y)
-        if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
+        X, y = check_X_y(X, y, dtype=np.float32, y_numeric=self._task == "regression")  # rejects NaN/inf and 1-D X
         recipe = self._recipe()
         if self._task == "classification":
             self.classes_, y = np.unique(y, return_inverse=True)
@@ -75,9 +72,9 @@ class _SteepestEstimator(BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self, "predictor_")
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[-1] if X.ndim else 0} features, the model was fitted on {self.n_features_in_}")
+        X = check_array(X, dtype=np.float32)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, the model was fitted on {self.n_features_in_}")
         return X
 
 
@@ -85,10 +82,12 @@ class SteepestClassifier(ClassifierMixin, _SteepestEstimator):
     _task = "classification"
 
     def predict(self, X):
-        return self.classes_[self.predictor_.predict(self._outputs(X))]
+        X = self._outputs(X)
+        return self.classes_[self.predictor_.predict(X)]
 
     def predict_proba(self, X):
-        return self.predictor_.predict_proba(self._outputs(X))
+        X = self._outputs(X)
+        return self.predictor_.predict_proba(X)
 
 
 class SteepestRegressor(RegressorMixin, _SteepestEstimator):
@@ -100,5 +99,6 @@ class SteepestRegressor(RegressorMixin, _SteepestEstimator):
         super().__init__(recipe, max_epochs, lr, batch_size, hidden, weight_decay, validation_fraction, seed, overrides)
 
     def predict(self, X):
-        out = self.predictor_.predict(self._outputs(X))
+        X = self._outputs(X)
+        out = self.predictor_.predict(X)
         return out.reshape(-1) if out.ndim == 2 and out.shape[1] == 1 else out

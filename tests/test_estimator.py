@@ -58,3 +58,21 @@ def test_regression_beats_constant_and_linear_on_diabetes():
     scores = [SteepestRegressor(seed=s).fit(Xtr, ytr).score(Xte, yte) for s in range(3)]
     assert min(scores) > constant + 0.3
     assert np.mean(scores) > linear, (scores, linear)
+
+
+CHECKS = ["check_estimators_fit_returns_self", "check_get_params_invariance", "check_set_params", "check_fit2d_predict1d",
+          "check_n_features_in", "check_estimators_dtypes", "check_fit_score_takes_y", "check_dict_unchanged",
+          "check_dont_overwrite_parameters", "check_estimators_unfitted", "check_fit2d_1sample", "check_fit1d", "check_estimators_nan_inf"]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("cls", [SteepestClassifier, SteepestRegressor])
+def test_sklearn_estimator_checks(cls, check):
+    """The scikit-learn `check_estimator` checks that apply to a network trained from a recipe."""
+    import warnings
+
+    from sklearn.utils import estimator_checks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        getattr(estimator_checks, check)(cls.__name__, cls(max_epochs=2))
