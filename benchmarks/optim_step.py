@@ -19,6 +19,7 @@ import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header, median, timed, write_result  # noqa: E402
 
 import steepest.optim as so  # noqa: E402
+from steepest.optim.base import StepwiseOptimizer  # noqa: E402
 
 
 def gpt2_shapes(d: int = 768, vocab: int = 50257, ctx: int = 1024, layers: int = 12) -> list[tuple[int, ...]]:
@@ -36,31 +38,41 @@ def gpt2_shapes(d: int = 768, vocab: int = 50257, ctx: int = 1024, layers: int =
 
 
 # bytes per parameter a minimal implementation must move (fp32): reads + writes
-BYTES = {"sgd": 12, "momentum": 20, "nesterov": 20, "adagrad": 20, "rmsprop": 20, "adadelta": 28, "adam": 28, "amsgrad": 36,
-         "adamw": 28, "nadam": 28, "radam": 28, "lars": 28, "lamb": 36, "lion": 20, "novograd": 24, "ranger": 36, "rangerlars": 44}
+BYTES = {"sgd": 12, "momentum": 20, "momentum-ema": 20, "nesterov": 20, "adagrad": 20, "rmsprop": 20, "adadelta": 28,
+         "adam": 28, "amsgrad": 36, "adamw": 28, "nadam": 28, "radam": 28, "lars": 28, "lamb": 36, "lion": 20, "novograd": 24,
+         "ranger": 36, "rangerlars": 44}
+OURS = {"momentum-ema": ("momentum", {"ema": True})}
+LARGE_LR = {"lars": 1.0}
 
 
-def candidates(lr: float = 1e-3) -> list[tuple[str, str, Callable]]:
+def candidates(device: torch.device, compile_ours: bool, lr: float = 1e-3) -> list[tuple[str, str, Callable]]:
     """(family, label, factory(params) -> optimizer)."""
     out: list[tuple[str, str, Callable]] = []
-    hp = {"lr": lr}
-    for name in BYTES:
-        kwargs = {"lars": {"lr": 1.0}}.get(name, hp)
-        out.append((name, f"steepest {name}", lambda p, n=name, k=kwargs: so.create(n, p, **k)))
+    for family in BYTES:
+        name, extra = OURS.get(family, (family, {}))
+        kwargs = {"lr": LARGE_LR.get(family, lr), **extra}
+        out.append((family, f"steepest {family}", lambda p, n=name, k=kwargs: so.create(n, p, **k)))
+        if compile_ours and device.type == "cpu" and isinstance(so.OPTIMIZERS.get(name).target, type) and \
+                issubclass(so.OPTIMIZERS.get(name).target, StepwiseOptimizer):
+            out.append((family, f"steepest {family} compiled", lambda p, n=name, k=kwargs: so.create(n, p, impl="compiled", **k)))
     out += [
         ("adamw", "torch AdamW foreach", lambda p: torch.optim.AdamW(p, lr=lr, foreach=True)),
         ("adamw", "torch AdamW fused", lambda p: torch.optim.AdamW(p, lr=lr, fused=True)),
         ("adam", "torch Adam fused", lambda p: torch.optim.Adam(p, lr=lr, fused=True)),
+        ("radam", "torch RAdam foreach", lambda p: torch.optim.RAdam(p, lr=lr, foreach=True)),
+        ("nadam", "torch NAdam foreach", lambda p: torch.optim.NAdam(p, lr=lr, foreach=True)),
         ("sgd", "torch SGD fused", lambda p: torch.optim.SGD(p, lr=lr, fused=True)),
         ("momentum", "torch SGD(momentum) fused", lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9, fused=True)),
     ]
     peers = [
         ("pytorch_optimizer", [("lion", "Lion", {}), ("lamb", "Lamb", {}), ("lars", "LARS", {"lr": 1.0}), ("novograd", "NovoGrad", {}),
-                               ("ranger", "Ranger", {}), ("adamw", "AdamW", {})]),
+                               ("ranger", "Ranger", {}), ("adamw", "AdamW", {}), ("radam", "RAdam", {}), ("nadam", "NAdam", {}),
+                               ("rmsprop", "RMSprop", {}), ("adadelta", "AdaDelta", {}), ("adam", "Adam", {})]),
         ("lion_pytorch", [("lion", "Lion", {})]),
-        ("heavyball", [("adamw", "AdamW", {}), ("nadam", "NAdam", {})]),
-        ("timm.optim", [("lamb", "Lamb", {}), ("lars", "Lars", {"lr": 1.0}), ("lion", "Lion", {}), ("nadam", "NAdamW", {})]),
+        ("heavyball", [("adamw", "AdamW", {}), ("nadam", "NAdam", {}), ("rmsprop", "RMSprop", {})]),
     ]
+    if device.type == "cuda":  # timm's optimizers are compared on the GPU only
+        peers.append(("timm.optim", [("lamb", "Lamb", {}), ("lars", "Lars", {"lr": 1.0}), ("lion", "Lion", {}), ("nadam", "NAdamW", {})]))
     for module, entries in peers:
         try:
             mod = importlib.import_module(module)
@@ -70,7 +82,7 @@ def candidates(lr: float = 1e-3) -> list[tuple[str, str, Callable]]:
         for family, cls_name, kw in entries:
             cls = getattr(mod, cls_name, None)
             if cls is not None:
-                out.append((family, f"{module.split('.')[0]} {cls_name}", lambda p, c=cls, k={**hp, **kw}: c(p, **k)))
+                out.append((family, f"{module.split('.')[0]} {cls_name}", lambda p, c=cls, k={"lr": lr, **kw}: c(p, **k)))
     return out
 
 
@@ -82,23 +94,34 @@ def copy_bandwidth(device: torch.device, numel: int, repeats: int) -> float:
     return 2 * numel * 4 / t
 
 
-def bench_one(factory, params, grads, device, repeats) -> tuple[float, bool]:
-    opt = factory(params)
-
-    def assign():
-        for p, g in zip(params, grads):
-            p.grad = g.clone() if device.type == "cpu" else g.detach().clone()
-
-    before = params[0].detach().clone()
-    assign()
-    opt.step()  # untimed: state allocation, kernel selection, compilation
-    changed = not torch.equal(before, params[0].detach())
-    times = []
+def bench_family(factories: list[Callable], base: list[torch.Tensor], grads: list[torch.Tensor], device: torch.device,
+                 repeats: int) -> list[tuple[float, bool] | Exception]:
+    """Time one family's implementations round-robin (each repeat steps every implementation once), so
+    a noisy machine slows them alike. Gradients are re-assigned before every step; the first step is
+    untimed (state allocation, kernel selection, compilation)."""
+    runs: list[Any] = []
+    for factory in factories:
+        params = [b.clone().to(device).requires_grad_(True) for b in base]
+        try:
+            opt = factory(params)
+            assign(params, grads)
+            opt.step()
+            runs.append((opt, params, not torch.equal(base[0].to(device), params[0].detach()), []))
+        except Exception as exc:
+            runs.append(exc)
     for _ in range(repeats):
-        assign()
-        times.append(timed(opt.step, device))
-    del opt
-    return median(times), changed
+        for run in runs:
+            if isinstance(run, Exception):
+                continue
+            opt, params, _, times = run
+            assign(params, grads)
+            times.append(timed(opt.step, device))
+    return [run if isinstance(run, Exception) else (median(run[3]), run[2]) for run in runs]
+
+
+def assign(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
 
 
 def main() -> None:
@@ -107,9 +130,13 @@ def main() -> None:
     parser.add_argument("--shape", choices=["gpt2", "gpt2-small-cpu"], default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--only", default="", help="comma-separated families to run (e.g. adamw,lion)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU (1 on a shared machine)")
+    parser.add_argument("--compile", action="store_true", help="on the CPU, also time impl='compiled' (minutes of compilation)")
     parser.add_argument("--out", help="results file under benchmarks/results/")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     shape = args.shape or ("gpt2" if device.type == "cuda" else "gpt2-small-cpu")
     shapes = gpt2_shapes() if shape == "gpt2" else gpt2_shapes(d=256, vocab=8192, ctx=256)
     repeats = args.repeats or (20 if device.type == "cuda" else 5)
@@ -119,19 +146,21 @@ def main() -> None:
     base = [torch.randn(s, generator=g) * 0.02 for s in shapes]
     grads = [(torch.randn(s, generator=g) * 1e-3).to(device) for s in shapes]
     only = {f for f in args.only.split(",") if f}
+    families: dict[str, list[tuple[str, Callable]]] = {}
+    for family, label, factory in candidates(device, args.compile):
+        if not only or family in only:
+            families.setdefault(family, []).append((label, factory))
     rows = []
-    for family, label, factory in candidates():
-        if only and family not in only:
-            continue
-        params = [b.clone().to(device).requires_grad_(True) for b in base]
-        try:
-            t, changed = bench_one(factory, params, grads, device, repeats)
-        except Exception as exc:
-            print(f"{label}: failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})", file=sys.stderr)
-            continue
+    for family, entries in families.items():
+        results = bench_family([f for _, f in entries], base, grads, device, repeats)
         limit = BYTES[family] * n / bw
-        rows.append((family, label, t * 1e3, t / limit, changed))
-        print(f"{label:<32} {t * 1e3:9.2f} ms  {t / limit:6.2f}x limit  changed={changed}", flush=True)
+        for (label, _), result in zip(entries, results):
+            if isinstance(result, Exception):
+                print(f"{label}: failed ({type(result).__name__}: {str(result).splitlines()[0][:120]})", file=sys.stderr)
+                continue
+            t, changed = result
+            rows.append((family, label, t * 1e3, t / limit, changed))
+            print(f"{label:<36} {t * 1e3:9.2f} ms  {t / limit:6.2f}x limit  changed={changed}", flush=True)
     lines = [f"# Optimizer step: {len(shapes)} tensors, {n / 1e6:.1f}M fp32 parameters ({shape})", "", header(device),
              f"copy bandwidth {bw / 1e9:.1f} GB/s; median of {repeats} steps; ratio = step time / (bytes per parameter x parameters / bandwidth)", "",
              "| family | implementation | ms/step | x bandwidth limit | params changed |", "|---|---|---|---|---|"]

@@ -1,31 +1,71 @@
-"""The base class for steepest's own optimizers: one readable reference step per tensor, one fast
-step over lists of tensors (torch._foreach_*), chosen per parameter group.
+"""The base class for steepest's own optimizers: the math of one step written twice, once per tensor
+(the readable reference) and once over lists of tensors (torch._foreach_*), and run one of three ways:
 
-Subclasses implement `_init_state(p, group)`, `_reference(group, params, grads, states, step)`
-and `_foreach(group, params, grads, states, step)`. `step` is the group's step count as a Python
-int, kept in a CPU tensor (`state["step"]`, as torch.optim does), so bias corrections never
-wait for the GPU. Norms and trust ratios stay on the device.
+    impl="reference"  the per-tensor function, one tensor at a time
+    impl="foreach"    the list function, in cache-sized chunks of tensors on the CPU
+    impl="compiled"   torch.compile of the list function: one fused pass over memory (the default on CUDA)
+
+A subclass names its per-parameter state (`state_keys`), allocates it (`_init_state`), turns the
+group's hyperparameters and the step count into plain numbers (`_scalars`, the only place the step
+count is used) and points `reference_step` and `foreach_step` at two module-level functions with the signature
+
+    fn(params, grads, *state_lists, **scalars)
+
+Every algorithm here is per tensor (LAMB/LARS norms included), so running the list function on a
+chunk of the tensors is exact. The step count lives in a CPU tensor (`state["step"]`, as in
+torch.optim), so bias corrections never wait for the GPU; norms and trust ratios stay on the device
+(torch._foreach_norm, torch.where): `step` has no host synchronization.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import torch
 
+IMPLS = ("reference", "foreach", "compiled")
+# Elements per foreach chunk on the CPU: a few state tensors of this size stay in the L2 cache
+# between the update's passes (measured in benchmarks/optim_step.py).
+CPU_CHUNK_NUMEL = 1 << 16
+_COMPILED: dict[Callable, Callable] = {}
+
+
+def compiled(fn: Callable) -> Callable:
+    """torch.compile(fn), built once per function (floats are graph inputs: a new lr does not recompile)."""
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, fullgraph=False)
+    return _COMPILED[fn]
+
+
+def chunks(params: list[torch.Tensor], budget: int) -> Iterator[slice]:
+    """Consecutive slices of `params` holding about `budget` elements each (a large tensor alone)."""
+    start, size = 0, 0
+    for i, p in enumerate(params):
+        if size and size + p.numel() > budget:
+            yield slice(start, i)
+            start, size = i, 0
+        size += p.numel()
+    if start < len(params):
+        yield slice(start, len(params))
+
 
 class StepwiseOptimizer(torch.optim.Optimizer):
-    def __init__(self, params, defaults: dict[str, Any], foreach: bool | None = None):
-        super().__init__(params, {**defaults, "foreach": foreach})
+    state_keys: ClassVar[tuple[str, ...]] = ()
+    # scalars that change from step to step: 0-d device tensors under torch.compile (no recompiles)
+    dynamic_scalars: ClassVar[tuple[str, ...]] = ("lr",)
+    reference_step: ClassVar[Callable[..., None]]
+    foreach_step: ClassVar[Callable[..., None]]
 
-    def _init_state(self, p: torch.Tensor, group: dict) -> dict:
+    def __init__(self, params, defaults: dict[str, Any], foreach: bool | None = None, impl: str | None = None):
+        if impl is not None and impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS} or None, got {impl!r}")
+        super().__init__(params, {**defaults, "foreach": foreach, "impl": impl})
+
+    def _init_state(self, p: torch.Tensor, group: dict) -> dict[str, torch.Tensor]:
         return {}
 
-    def _reference(self, group, params, grads, states, step: int) -> None:
-        raise NotImplementedError
-
-    def _foreach(self, group, params, grads, states, step: int) -> None:
+    def _scalars(self, group: dict, step: int) -> dict[str, Any]:
         raise NotImplementedError
 
     def _grads(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -33,6 +73,40 @@ class StepwiseOptimizer(torch.optim.Optimizer):
         if any(g.is_sparse for g in grads):
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         return grads
+
+    @staticmethod
+    def resolve_impl(group: dict, device: torch.device) -> str:
+        """The group's `impl`; else `foreach` (True: foreach, False: reference); else compiled on CUDA, foreach elsewhere."""
+        if group.get("impl") is not None:
+            return group["impl"]
+        if group.get("foreach") is not None:
+            return "foreach" if group["foreach"] else "reference"
+        return "compiled" if device.type == "cuda" else "foreach"
+
+    def _run(self, impl: str, params, grads, lists, scalars) -> None:
+        cls = type(self)
+        if impl == "reference":
+            cls.reference_step(params, grads, *lists, **scalars)
+        elif impl == "compiled":
+            compiled(cls.foreach_step)(params, grads, *lists, **self._device_scalars(scalars, params[0]))
+        elif params[0].device.type == "cpu":
+            for s in chunks(params, CPU_CHUNK_NUMEL):
+                cls.foreach_step(params[s], grads[s], *[xs[s] for xs in lists], **scalars)
+        else:
+            cls.foreach_step(params, grads, *lists, **scalars)
+
+    def _device_scalars(self, scalars: dict[str, Any], like: torch.Tensor) -> dict[str, Any]:
+        """The dynamic scalars as 0-d tensors on `like`'s device, refilled in place: `fill_` launches a
+        kernel with the value as its argument, no host-to-device copy and no synchronization."""
+        buffers = self.__dict__.setdefault("_scalar_buffers", {})
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        out = dict(scalars)
+        for name in self.dynamic_scalars:
+            key = (name, like.device, dtype)
+            if key not in buffers:
+                buffers[key] = torch.zeros((), dtype=dtype, device=like.device)
+            out[name] = buffers[key].fill_(scalars[name])
+        return out
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
@@ -53,11 +127,9 @@ class StepwiseOptimizer(torch.optim.Optimizer):
                 state["step"] += 1
                 states.append(state)
             step = int(states[0]["step"])  # a CPU tensor: no device synchronization
-            grads = self._grads(params)
-            # Default: lists of tensors on accelerators; on the CPU one tensor at a time, which keeps each
-            # tensor in cache across the update's operations (measured faster: benchmarks/optim_step.py).
-            use_foreach = group["foreach"] if group["foreach"] is not None else params[0].device.type != "cpu"
-            (self._foreach if use_foreach else self._reference)(group, params, grads, states, step)
+            lists = [[s[key] for s in states] for key in self.state_keys]
+            impl = self.resolve_impl(group, params[0].device)
+            self._run(impl, params, self._grads(params), lists, self._scalars(group, step))
         return loss
 
 
@@ -73,6 +145,26 @@ def trust_ratio(w_norm: torch.Tensor, u_norm: torch.Tensor) -> torch.Tensor:
     """||w|| / ||u||, and 1 where either norm is zero (the LARS/LAMB convention); no host sync."""
     ok = (w_norm > 0) & (u_norm > 0)
     return torch.where(ok, w_norm / torch.where(ok, u_norm, torch.ones_like(u_norm)), torch.ones_like(w_norm))
+
+
+def clamped_trust(w_norm: torch.Tensor, u_norm: torch.Tensor, adapt: bool, max_trust: float | None,
+                  max_weight_norm: float | None) -> torch.Tensor:
+    """The LAMB/LARS-style trust ratio with its options: 1 for unadapted groups, ||w|| clamped to
+    `max_weight_norm` (the phi of You et al. 2020), the ratio clamped to `max_trust`."""
+    if not adapt:
+        return torch.ones_like(w_norm)
+    if max_weight_norm is not None:
+        w_norm = w_norm.clamp(max=max_weight_norm)
+    ratio = trust_ratio(w_norm, u_norm)
+    return ratio if max_trust is None else ratio.clamp(max=max_trust)
+
+
+def add_scaled_(xs: list[torch.Tensor], ys: list[torch.Tensor], alpha: float | torch.Tensor) -> None:
+    """xs += alpha * ys for a number or a 0-d tensor alpha (foreach `alpha=` takes numbers only)."""
+    if isinstance(alpha, torch.Tensor):
+        torch._foreach_add_(xs, torch._foreach_mul(ys, alpha))
+    else:
+        torch._foreach_add_(xs, ys, alpha=alpha)
 
 
 def stacked_norms(tensors: list[torch.Tensor]) -> torch.Tensor:

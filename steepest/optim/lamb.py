@@ -3,11 +3,18 @@ Training BERT in 76 minutes", Algorithm 2 with phi = identity).
 
     m_t = beta1 m + (1 - beta1) g            v_t = beta2 v + (1 - beta2) g^2
     r_t = (m_t / (1 - beta1^t)) / (sqrt(v_t / (1 - beta2^t)) + eps) + lambda * w
-    w   = w - lr * (||w|| / ||r_t||) * r_t       (trust ratio 1 when either norm is 0)
+    w   = w - lr * (phi(||w||) / ||r_t||) * r_t       (trust ratio 1 when either norm is 0)
 
-Options: `max_trust` clamps the trust ratio (None: no clamping, as in the paper); parameter groups
-with `adapt=False` (biases and normalization weights, see `param_groups`) use a trust ratio of 1.
-Defaults follow the paper: betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01.
+Options (variants as data): `max_trust` clamps the trust ratio (None: no clamping, as in the paper);
+`max_weight_norm` clamps ||w|| (phi(z) = min(z, max_weight_norm), e.g. 10 as in some public
+implementations); parameter groups with `adapt=False` (biases and normalization weights, see
+`param_groups`) use a trust ratio of 1. Defaults follow the paper: betas=(0.9, 0.999), eps=1e-6,
+weight_decay=0.01.
+
+    >>> import torch
+    >>> model = torch.nn.Linear(4, 2)
+    >>> opt = Lamb(model.parameters(), lr=1e-3, weight_decay=0.01)
+    >>> model(torch.randn(8, 4)).square().mean().backward(); opt.step()
 """
 
 from __future__ import annotations
@@ -16,54 +23,57 @@ import math
 
 import torch
 
-from steepest.optim.base import StepwiseOptimizer, stacked_norms, trust_ratio
+from steepest.optim.base import StepwiseOptimizer, clamped_trust, stacked_norms
+
+
+def lamb_reference(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, bias_correction1,
+                   bias_correction2, adapt, max_trust, max_weight_norm):
+    for w, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        r = (m / bias_correction1) / (v.sqrt() / math.sqrt(bias_correction2) + eps)
+        if weight_decay:
+            r = r + weight_decay * w
+        ratio = clamped_trust(torch.linalg.vector_norm(w), torch.linalg.vector_norm(r), adapt, max_trust, max_weight_norm)
+        w.sub_(lr * ratio * r)
+
+
+def lamb_foreach(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, bias_correction1,
+                 bias_correction2, adapt, max_trust, max_weight_norm):
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    # m_hat / (sqrt(v_hat) + eps) = (m / (sqrt(v) + eps sqrt(bc2))) * sqrt(bc2) / bc1: one pass fewer
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_add_(denom, eps * bias_correction2**0.5)
+    r = torch._foreach_div(exp_avgs, denom)
+    torch._foreach_mul_(r, bias_correction2**0.5 / bias_correction1)
+    if weight_decay:
+        torch._foreach_add_(r, params, alpha=weight_decay)
+    ratios = clamped_trust(stacked_norms(params), stacked_norms(r), adapt, max_trust, max_weight_norm)
+    torch._foreach_mul_(r, list((lr * ratios).unbind()))
+    torch._foreach_sub_(params, r)
 
 
 class Lamb(StepwiseOptimizer):
+    state_keys = ("exp_avg", "exp_avg_sq")
+    dynamic_scalars = ("lr", "bias_correction1", "bias_correction2")
+    reference_step = staticmethod(lamb_reference)
+    foreach_step = staticmethod(lamb_foreach)
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
-                 weight_decay: float = 0.01, max_trust: float | None = None, adapt: bool = True, foreach: bool | None = None):
+                 weight_decay: float = 0.01, max_trust: float | None = None, max_weight_norm: float | None = None,
+                 adapt: bool = True, foreach: bool | None = None, impl: str | None = None):
         if lr <= 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Invalid LAMB hyperparameters: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                                  "max_trust": max_trust, "adapt": adapt}, foreach)
+                                  "max_trust": max_trust, "max_weight_norm": max_weight_norm, "adapt": adapt}, foreach, impl)
 
     def _init_state(self, p, group):
         return {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
 
-    def _reference(self, group, params, grads, states, step):
-        (beta1, beta2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], group["lr"]
-        bc1, bc2 = 1 - beta1**step, 1 - beta2**step
-        for p, g, s in zip(params, grads, states):
-            m, v = s["exp_avg"], s["exp_avg_sq"]
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            # r = (m / bc1) / (sqrt(v / bc2) + eps) + wd * w, with the bias corrections folded into the denominator
-            denom = v.sqrt().mul_(bc1 / math.sqrt(bc2)).add_(eps * bc1)
-            r = torch.div(m, denom, out=denom)
-            if wd:
-                r.add_(p, alpha=wd)
-            ratio = trust_ratio(torch.linalg.vector_norm(p), torch.linalg.vector_norm(r)) if group["adapt"] else torch.ones((), dtype=p.dtype, device=p.device)
-            if group["max_trust"] is not None:
-                ratio = ratio.clamp(max=group["max_trust"])
-            p.addcmul_(r, ratio, value=-lr)
-
-    def _foreach(self, group, params, grads, states, step):
-        (beta1, beta2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], group["lr"]
-        bc1, bc2 = 1 - beta1**step, 1 - beta2**step
-        ms, vs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-        torch._foreach_lerp_(ms, grads, 1 - beta1)
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(vs)
-        torch._foreach_div_(denom, math.sqrt(bc2))
-        torch._foreach_add_(denom, eps)
-        r = torch._foreach_div(ms, denom)
-        torch._foreach_div_(r, bc1)
-        if wd:
-            torch._foreach_add_(r, params, alpha=wd)
-        if group["adapt"]:
-            ratios = trust_ratio(stacked_norms(params), stacked_norms(r))
-            if group["max_trust"] is not None:
-                ratios = ratios.clamp(max=group["max_trust"])
-            torch._foreach_mul_(r, list(ratios.unbind()))
-        torch._foreach_add_(params, r, alpha=-lr)
+    def _scalars(self, group, step):
+        beta1, beta2 = group["betas"]
+        return dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                    bias_correction1=1 - beta1**step, bias_correction2=1 - beta2**step, adapt=group["adapt"],
+                    max_trust=group["max_trust"], max_weight_norm=group.get("max_weight_norm"))

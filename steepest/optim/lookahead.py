@@ -90,9 +90,11 @@ def ranger(params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.999),
 
 
 def rangerlars(params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.999), eps: float = 1e-5, weight_decay: float = 0.0,
-               max_trust: float | None = None, k: int = 6, alpha: float = 0.5, foreach: bool | None = None) -> Lookahead:
+               max_trust: float | None = None, max_weight_norm: float | None = None, k: int = 6, alpha: float = 0.5,
+               foreach: bool | None = None, impl: str | None = None) -> Lookahead:
     """RangerLARS: RAdam with a LARS trust ratio (RAdamLARS) inside Lookahead."""
     from steepest.optim.radam_lars import RAdamLARS
 
-    inner = RAdamLARS(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, max_trust=max_trust, foreach=foreach)
+    inner = RAdamLARS(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, max_trust=max_trust,
+                      max_weight_norm=max_weight_norm, foreach=foreach, impl=impl)
     return Lookahead(inner, k=k, alpha=alpha)

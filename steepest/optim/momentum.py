@@ -3,55 +3,62 @@
     m_t = beta * m_{t-1} + (1 - beta) * g_t      (m_0 = 0)
     w   = w - lr * m_t            (nesterov: w - lr * (beta * m_t + (1 - beta) * g_t))
 
-The EMA form equals PyTorch's `v = mu v + g` with the lr scaled by (1 - beta), except at the first
-steps, where m starts from zero. Weight decay is L2 (added to g).
+The EMA form equals PyTorch's `v = mu v + g` with the lr scaled by (1 - beta) (exactly: both start
+from a zero buffer, m_t = (1 - beta) v_t when dampening=0). Weight decay is L2 (added to g).
+
+    >>> import torch
+    >>> model = torch.nn.Linear(2, 1)
+    >>> opt = momentum(model.parameters(), lr=0.1, momentum=0.9, ema=True)   # registered as "momentum"
+    >>> model(torch.randn(4, 2)).sum().backward(); opt.step()
 """
 
 from __future__ import annotations
 
 import torch
 
-from steepest.optim.base import StepwiseOptimizer
+from steepest.optim.base import StepwiseOptimizer, add_scaled_
+
+
+def ema_momentum_reference(params, grads, momentum_buffers, *, lr, beta, weight_decay, nesterov):
+    for w, g, m in zip(params, grads, momentum_buffers):
+        g = g + weight_decay * w
+        m.lerp_(g, 1 - beta)
+        w.sub_(lr * (beta * m + (1 - beta) * g if nesterov else m))
+
+
+def ema_momentum_foreach(params, grads, momentum_buffers, *, lr, beta, weight_decay, nesterov):
+    if weight_decay:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(momentum_buffers, grads, 1 - beta)
+    add_scaled_(params, torch._foreach_lerp(grads, momentum_buffers, beta) if nesterov else momentum_buffers, -lr)
 
 
 class EMAMomentum(StepwiseOptimizer):
+    state_keys = ("momentum_buffer",)
+    reference_step = staticmethod(ema_momentum_reference)
+    foreach_step = staticmethod(ema_momentum_foreach)
+
     def __init__(self, params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False,
-                 foreach: bool | None = None):
+                 foreach: bool | None = None, impl: str | None = None):
         if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
             raise ValueError(f"Invalid momentum hyperparameters: lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}, foreach)
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}, foreach, impl)
 
     def _init_state(self, p, group):
         return {"momentum_buffer": torch.zeros_like(p)}
 
-    def _reference(self, group, params, grads, states, step):
-        beta, wd, lr = group["momentum"], group["weight_decay"], group["lr"]
-        for p, g, s in zip(params, grads, states):
-            if wd:
-                g = torch.add(g, p, alpha=wd)
-            m = s["momentum_buffer"]
-            m.lerp_(g, 1 - beta)
-            p.add_(torch.lerp(g, m, beta) if group["nesterov"] else m, alpha=-lr)
-
-    def _foreach(self, group, params, grads, states, step):
-        beta, wd, lr = group["momentum"], group["weight_decay"], group["lr"]
-        grads = torch._foreach_add(grads, params, alpha=wd) if wd else grads
-        ms = [s["momentum_buffer"] for s in states]
-        torch._foreach_mul_(ms, beta)
-        torch._foreach_add_(ms, grads, alpha=1 - beta)
-        if group["nesterov"]:
-            update = torch._foreach_mul(ms, beta)
-            torch._foreach_add_(update, grads, alpha=1 - beta)
-            torch._foreach_add_(params, update, alpha=-lr)
-        else:
-            torch._foreach_add_(params, ms, alpha=-lr)
+    def _scalars(self, group, step):
+        return dict(lr=group["lr"], beta=group["momentum"], weight_decay=group["weight_decay"], nesterov=group["nesterov"])
 
 
 def momentum(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False,
-             dampening: float = 0.0, ema: bool = False, foreach: bool | None = None, fused: bool | None = None):
+             dampening: float = 0.0, ema: bool = False, foreach: bool | None = None, fused: bool | None = None,
+             impl: str | None = None):
     """Heavy-ball momentum: PyTorch's form (`v = mu v + (1 - dampening) g`, torch.optim.SGD) or, with
-    `ema=True`, the references' EMA form (`m = beta m + (1 - beta) g`)."""
+    `ema=True`, the references' EMA form (`m = beta m + (1 - beta) g`, EMAMomentum)."""
     if ema:
-        return EMAMomentum(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, foreach=foreach)
+        return EMAMomentum(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, foreach=foreach, impl=impl)
+    if impl is not None:
+        raise ValueError("impl applies to ema=True; torch.optim.SGD takes foreach= or fused=")
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, dampening=dampening,
                            foreach=foreach, fused=fused)

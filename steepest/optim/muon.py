@@ -6,6 +6,11 @@ W = W (1 - lr lambda) - lr * sqrt(max(1, rows / cols)) * O.     (torch.optim.Muo
 
 `MuonAdamW` holds a torch.optim.Muon for the matrices and a torch.optim.AdamW for the rest and
 exposes their parameter groups as its own, so schedules, GradScaler and checkpoints see one optimizer.
+
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    >>> opt = MuonAdamW(model.parameters(), lr=0.02, adamw_lr=3e-4)   # weights: Muon; biases: AdamW
+    >>> model(torch.randn(16, 4)).square().mean().backward(); opt.step()
 """
 
 from __future__ import annotations

@@ -5,59 +5,62 @@
     m_t = beta1 * m_{t-1} + (g_t / (sqrt(v_t) + eps) + lambda * w)   (m_1 = the bracket)
     w   = w - lr * m_t
 
-With `grad_averaging=True` the bracket is multiplied by (1 - beta1), as in NVIDIA's implementation.
-Defaults from the paper: betas=(0.95, 0.98).
+With `grad_averaging=True` the bracket is multiplied by (1 - beta1) after the first step, as in
+NVIDIA's implementation. Defaults from the paper: betas=(0.95, 0.98).
+
+    >>> import torch
+    >>> model = torch.nn.Linear(4, 2)
+    >>> opt = NovoGrad(model.parameters(), lr=1e-2, weight_decay=1e-3)
+    >>> model(torch.randn(8, 4)).square().mean().backward(); opt.step()
 """
 
 from __future__ import annotations
 
 import torch
 
-from steepest.optim.base import StepwiseOptimizer, stacked_norms
+from steepest.optim.base import StepwiseOptimizer, add_scaled_, stacked_norms
+
+
+def novograd_reference(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, first, scale):
+    for w, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
+        norm_sq = torch.linalg.vector_norm(g).square()
+        v.copy_(norm_sq if first else beta2 * v + (1 - beta2) * norm_sq)
+        d = g / (v.sqrt() + eps) + weight_decay * w
+        m.copy_(d if first else beta1 * m + scale * d)
+        w.sub_(lr * m)
+
+
+def novograd_foreach(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, first, scale):
+    norm_sq = stacked_norms(grads).square()
+    v = norm_sq if first else beta2 * torch.stack(exp_avg_sqs) + (1 - beta2) * norm_sq
+    torch._foreach_copy_(exp_avg_sqs, list(v.unbind()))
+    d = torch._foreach_div(grads, list((v.sqrt() + eps).unbind()))
+    if weight_decay:
+        torch._foreach_add_(d, params, alpha=weight_decay)
+    if first:
+        torch._foreach_copy_(exp_avgs, d)
+    else:
+        torch._foreach_mul_(exp_avgs, beta1)
+        torch._foreach_add_(exp_avgs, d, alpha=scale)
+    add_scaled_(params, exp_avgs, -lr)
 
 
 class NovoGrad(StepwiseOptimizer):
+    state_keys = ("exp_avg", "exp_avg_sq")
+    reference_step = staticmethod(novograd_reference)
+    foreach_step = staticmethod(novograd_foreach)
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.98), eps: float = 1e-8,
-                 weight_decay: float = 0.0, grad_averaging: bool = False, foreach: bool | None = None):
+                 weight_decay: float = 0.0, grad_averaging: bool = False, foreach: bool | None = None, impl: str | None = None):
         if lr <= 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Invalid NovoGrad hyperparameters: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                                  "grad_averaging": grad_averaging}, foreach)
+                                  "grad_averaging": grad_averaging}, foreach, impl)
 
     def _init_state(self, p, group):
         return {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros((), dtype=p.dtype, device=p.device)}
 
-    def _reference(self, group, params, grads, states, step):
-        (beta1, beta2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], group["lr"]
-        scale = (1 - beta1) if group["grad_averaging"] and step > 1 else 1.0
-        for p, g, s in zip(params, grads, states):
-            sq = torch.linalg.vector_norm(g).square()
-            v = s["exp_avg_sq"]
-            if step == 1:
-                v.copy_(sq)
-            else:
-                v.mul_(beta2).add_(sq, alpha=1 - beta2)
-            m = s["exp_avg"]  # zero before the first step, so m_1 = d_1
-            m.mul_(beta1).addcdiv_(g, v.sqrt().add_(eps), value=scale)
-            if wd:
-                m.add_(p, alpha=wd * scale)
-            p.add_(m, alpha=-lr)
-
-    def _foreach(self, group, params, grads, states, step):
-        (beta1, beta2), eps, wd, lr = group["betas"], group["eps"], group["weight_decay"], group["lr"]
-        sq = stacked_norms(grads).pow(2)
-        old = torch.stack([s["exp_avg_sq"] for s in states])
-        v = sq if step == 1 else beta2 * old + (1 - beta2) * sq
-        torch._foreach_copy_([s["exp_avg_sq"] for s in states], list(v.unbind()))
-        d = torch._foreach_div(grads, list((v.sqrt() + eps).unbind()))
-        if wd:
-            torch._foreach_add_(d, params, alpha=wd)
-        if group["grad_averaging"] and step > 1:
-            torch._foreach_mul_(d, 1 - beta1)
-        ms = [s["exp_avg"] for s in states]
-        if step == 1:
-            torch._foreach_copy_(ms, d)
-        else:
-            torch._foreach_mul_(ms, beta1)
-            torch._foreach_add_(ms, d)
-        torch._foreach_add_(params, ms, alpha=-lr)
+    def _scalars(self, group, step):
+        beta1, beta2 = group["betas"]
+        return dict(lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                    first=step == 1, scale=(1 - beta1) if group["grad_averaging"] else 1.0)

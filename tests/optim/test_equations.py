@@ -2,6 +2,8 @@
 in float64 over many steps with random hyperparameters; plus hand-computed golden single steps."""
 
 import math
+import os
+import shutil
 
 import pytest
 import torch
@@ -142,13 +144,13 @@ CASES = {
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("foreach", [True, False], ids=["fast", "reference"])
+@pytest.mark.parametrize("impl", ["foreach", "reference"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_matches_paper_equations(name, foreach, seed):
+def test_matches_paper_equations(name, impl, seed):
     sample, reference, cls = CASES[name]
     hp = sample(rand_hp(seed))
     params, grads = problem(seed)
-    ours = run(lambda ps: cls(ps, foreach=foreach, **hp), params, grads)
+    ours = run(lambda ps: cls(ps, impl=impl, **hp), params, grads)
     expected = reference(params, grads, hp)
     for a, b in zip(ours, expected):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11), (name, hp, (a - b).abs().max())
@@ -159,10 +161,67 @@ def test_fast_path_equals_reference_path(name):
     sample, _, cls = CASES[name]
     hp = sample(rand_hp(7))
     params, grads = problem(7)
-    fast = run(lambda ps: cls(ps, foreach=True, **hp), params, grads)
-    slow = run(lambda ps: cls(ps, foreach=False, **hp), params, grads)
+    fast = run(lambda ps: cls(ps, **hp), params, grads)  # the default: foreach on the CPU
+    slow = run(lambda ps: cls(ps, impl="reference", **hp), params, grads)
     for a, b in zip(fast, slow):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_foreach_chunks_do_not_change_the_result(monkeypatch):
+    """On the CPU the list function runs on cache-sized chunks of tensors; any chunking is exact."""
+    import steepest.optim.base as base
+
+    sample, _, cls = CASES["lamb"]
+    hp = sample(rand_hp(3))
+    params, grads = problem(3)
+    whole = run(lambda ps: cls(ps, impl="foreach", **hp), params, grads)
+    monkeypatch.setattr(base, "CPU_CHUNK_NUMEL", 8)
+    assert len(list(base.chunks(params, 8))) == 4
+    chunked = run(lambda ps: cls(ps, impl="foreach", **hp), params, grads)
+    for a, b in zip(whole, chunked):
+        assert torch.equal(a, b)
+
+
+COMPILED = list(CASES) if os.environ.get("STEEPEST_TEST_COMPILE") else ["lars"]  # ~7 s per compilation on 2 cores
+
+
+@pytest.mark.skipif(not shutil.which("g++") and not shutil.which("c++"), reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.parametrize("name", COMPILED)
+def test_compiled_path_equals_reference_without_recompiling(name):
+    """impl="compiled" (the CUDA default) is torch.compile of the list function; lr changes every step
+    (a schedule) and bias corrections change too: one graph (two where a first-step or rectification
+    branch flips), because those scalars are passed as 0-d tensors."""
+    from torch._dynamo.utils import counters
+
+    sample, _, cls = CASES[name]
+    hp = sample(rand_hp(5))
+    params, grads = problem(5)
+    grads = grads[:8]
+
+    def scheduled(impl):
+        def factory(ps):
+            opt = cls(ps, impl=impl, **hp)
+            step = opt.step
+
+            def step_with_schedule():
+                opt.param_groups[0]["lr"] *= 0.9
+                step()
+
+            opt.step = step_with_schedule
+            return opt
+        return factory
+
+    before = counters["stats"]["unique_graphs"]
+    fast = run(scheduled("compiled"), params, grads)
+    assert counters["stats"]["unique_graphs"] - before <= (2 if name in ("novograd", "radam_lars") else 1)
+    slow = run(scheduled("reference"), params, grads)
+    for a, b in zip(fast, slow):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_impl_is_validated():
+    with pytest.raises(ValueError, match="impl must be one of"):
+        so.Lion([torch.zeros(2, requires_grad=True)], impl="fused")
 
 
 # ---- golden single steps, computed by hand ------------------------------------------------------
@@ -234,3 +293,75 @@ def test_adahessian_without_graph_explains_itself():
     (w * w).sum().backward()
     with pytest.raises(RuntimeError, match="create_graph=True"):
         so.AdaHessian([w]).step()
+
+
+def test_golden_ema_momentum_step():
+    # m1 = (1 - beta) g = 0.2 * [1, -2]; w = w - lr * m1; nesterov: w - lr * (beta m1 + (1 - beta) g)
+    out = one_step(so.EMAMomentum, [1.0, 1.0], [1.0, -2.0], lr=0.5, momentum=0.8)
+    assert out == pytest.approx([1.0 - 0.5 * 0.2, 1.0 + 0.5 * 0.4])
+    out = one_step(so.EMAMomentum, [1.0, 1.0], [1.0, -2.0], lr=0.5, momentum=0.8, nesterov=True)
+    assert out == pytest.approx([1.0 - 0.5 * 0.36, 1.0 + 0.5 * 0.72])
+
+
+def test_golden_radam_lars_step():
+    # t = 1: rho_1 = 1 <= 5, so u = m_hat = g; r = g + wd w = [0.3, 0.4] + 0.1 [3, 4] = [0.6, 0.8], ||r|| = 1
+    out = one_step(so.RAdamLARS, [3.0, 4.0], [0.3, 0.4], lr=0.1, weight_decay=0.1)
+    assert out == pytest.approx([3.0 - 0.1 * 5.0 * 0.6, 4.0 - 0.1 * 5.0 * 0.8])
+
+
+def test_golden_adahessian_step():
+    # L = w^2 (H = 2): g = 2w = 2, D = 2, m_hat = g, sqrt(v_hat) = |D| = 2; w = 1 - lr * (2 / (2 + eps) + wd * 1)
+    w = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+    opt = so.AdaHessian([w], lr=0.1, eps=0.5, weight_decay=0.2)
+    (w * w).sum().backward(create_graph=True)
+    opt.step()
+    assert w.item() == pytest.approx(1.0 - 0.1 * (2 / 2.5 + 0.2))
+
+
+def test_trust_options_lamb_max_trust_and_weight_norm_clamp():
+    # r = [1.3, -0.6] as in the golden LAMB step; ||w|| = 5; ||r|| = 1.4318
+    r = [1.3, -0.6]
+    for kw, ratio in [({"max_trust": 2.0}, 2.0), ({"max_weight_norm": 1.0}, 1.0 / math.hypot(*r))]:
+        out = one_step(so.Lamb, [3.0, 4.0], [2.0, -5.0], lr=0.1, eps=0.0, weight_decay=0.1, **kw)
+        assert out == pytest.approx([3.0 - 0.1 * ratio * r[0], 4.0 - 0.1 * ratio * r[1]])
+
+
+def test_lars_trust_clipping_caps_the_layer_rate_at_the_global_rate():
+    # local = 0.5 * 5 / 10 = 0.25 > lr = 0.1: clipped to lr, i.e. v = lr * (local / lr clamped to 1) * g = 0.1 g
+    out = one_step(so.LARS, [3.0, 4.0], [6.0, 8.0], lr=0.1, trust_coefficient=0.5, clip=True)
+    assert out == pytest.approx([3.0 - 0.1 * 6.0, 4.0 - 0.1 * 8.0])
+    out = one_step(so.LARS, [3.0, 4.0], [6.0, 8.0], lr=0.1, trust_coefficient=0.5)
+    assert out == pytest.approx([3.0 - 0.1 * 0.25 * 6.0, 4.0 - 0.1 * 0.25 * 8.0])
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_ema_momentum_is_torch_sgd_with_lr_scaled_by_one_minus_beta(nesterov):
+    """m_t = (1 - beta) v_t exactly (both buffers start at zero), so the EMA form is torch.optim.SGD at lr (1 - beta)."""
+    beta, lr, wd = 0.85, 0.07, 0.01
+    params, grads = problem(11)
+    ours = run(lambda ps: so.create("momentum", ps, ema=True, lr=lr, momentum=beta, weight_decay=wd, nesterov=nesterov),
+               params, grads)
+    twin = run(lambda ps: torch.optim.SGD(ps, lr=lr * (1 - beta), momentum=beta, weight_decay=wd, nesterov=nesterov), params, grads)
+    for a, b in zip(ours, twin):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9)
+
+
+def test_adahessian_fast_path_equals_reference_path():
+    """A coupled quadratic with a conv-shaped tensor (spatial averaging); the same seed draws the same z."""
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(12, 12, generator=g, dtype=torch.float64)
+    hess = a @ a.T + torch.eye(12, dtype=torch.float64)
+
+    def trajectory(impl):
+        ws = [torch.randn(3, generator=torch.Generator().manual_seed(1), dtype=torch.float64).requires_grad_(),
+              torch.randn(1, 1, 3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64).requires_grad_()]
+        opt = so.AdaHessian(ws, lr=0.05, betas=(0.8, 0.99), weight_decay=0.01, hessian_power=0.7, seed=3, impl=impl)
+        for _ in range(20):
+            opt.zero_grad()
+            flat = torch.cat([w.reshape(-1) for w in ws])
+            (0.5 * flat @ hess @ flat).backward(create_graph=True)
+            opt.step()
+        return [w.detach() for w in ws]
+
+    for x, y in zip(trajectory("foreach"), trajectory("reference")):
+        assert torch.allclose(x, y, rtol=1e-12, atol=1e-13)
