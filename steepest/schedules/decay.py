@@ -1,6 +1,9 @@
-"""Decay schedules: step, multistep, exponential, polynomial, cosine with warm restarts, inverse square
-root, warmup (the references' "start at lr/20, reach lr after ~10% of training") and
-warmup-stable-decay. Each is a frozen dataclass; `__call__(step)` is the multiplier of the base value.
+"""Decay schedules: step, multistep, exponential, polynomial, cosine with warm restarts, linear
+warmup (the references' "start at lr/20, reach lr after ~10% of training"), inverse square root and
+warmup-stable-decay. Each `__call__(step)` is the multiplier of the base value.
+
+Step-count fields accept fractions of training through `build_schedule` (see `base.py`); the
+registry defaults use that, so `build_schedule("step", 90)` decays every 30 steps.
 """
 
 from __future__ import annotations
@@ -10,19 +13,21 @@ import math
 from dataclasses import dataclass
 
 from steepest.schedules._registry import SCHEDULES
+from steepest.schedules.base import StepCount, steps
+from steepest.schedules.basic import half_cosine, warmup_span
 
 
-def _cos(t: float) -> float:
-    """1 -> 0 along half a cosine as t goes 0 -> 1."""
-    return 0.5 * (1 + math.cos(math.pi * t))
-
-
-@SCHEDULES.register("step")
+@SCHEDULES.register("step", defaults={"step_size": 1 / 3})
 @dataclass(frozen=True)
 class Step:
-    """gamma^floor(step / step_size)   (torch.optim.lr_scheduler.StepLR)."""
+    """Step decay, m(t) = gamma^floor(t / step_size)   (torch's StepLR).
 
-    step_size: int
+    >>> s = Step(step_size=30, gamma=0.1)
+    >>> s(29), s(30), round(s(60), 6)
+    (1.0, 0.1, 0.01)
+    """
+
+    step_size: StepCount = steps()
     gamma: float = 0.1
 
     def __post_init__(self):
@@ -33,12 +38,18 @@ class Step:
         return self.gamma ** (step // self.step_size)
 
 
-@SCHEDULES.register("multistep")
+@SCHEDULES.register("multistep", defaults={"milestones": (0.5, 0.75)})
 @dataclass(frozen=True)
 class MultiStep:
-    """gamma^(number of milestones <= step)   (MultiStepLR)."""
+    """m(t) = gamma^(number of milestones <= t)   (torch's MultiStepLR; a repeated milestone
+    decays twice, as there).
 
-    milestones: tuple[int, ...]
+    >>> s = MultiStep(milestones=(30, 60, 80))
+    >>> s(29), s(30), round(s(80), 6)
+    (1.0, 0.1, 0.001)
+    """
+
+    milestones: tuple[StepCount, ...] = steps()
     gamma: float = 0.1
 
     def __post_init__(self):
@@ -51,9 +62,17 @@ class MultiStep:
 @SCHEDULES.register("exponential")
 @dataclass(frozen=True)
 class Exponential:
-    """gamma^step   (ExponentialLR)."""
+    """m(t) = gamma^t   (torch's ExponentialLR).
+
+    >>> round(Exponential(0.9)(2), 6)
+    0.81
+    """
 
     gamma: float = 0.99
+
+    def __post_init__(self):
+        if self.gamma <= 0:
+            raise ValueError("gamma must be > 0")
 
     def __call__(self, step: int) -> float:
         return self.gamma**step
@@ -62,64 +81,110 @@ class Exponential:
 @SCHEDULES.register("polynomial")
 @dataclass(frozen=True)
 class Polynomial:
-    """(1 - min(step, T) / T)^power: the references' eta_0 (1 - t/T)^p   (PolynomialLR)."""
+    """Polynomial decay, the references' eta_0 (1 - t/T)^p:  m(t) = (1 - min(t, T) / T)^power
+    (torch's PolynomialLR with total_iters = T; power 1 is linear decay to 0).
+
+    >>> s = Polynomial(total_steps=100, power=2.0)
+    >>> s(0), s(50), s(100)
+    (1.0, 0.25, 0.0)
+    """
 
     total_steps: int
     power: float = 1.0
+
+    def __post_init__(self):
+        if self.total_steps < 1 or self.power < 0:
+            raise ValueError("total_steps must be >= 1 and power >= 0")
 
     def __call__(self, step: int) -> float:
         return (1 - min(step, self.total_steps) / self.total_steps) ** self.power
 
 
-@SCHEDULES.register("cosine_restarts")
+@SCHEDULES.register("cosine_restarts", defaults={"t0": 0.25})
 @dataclass(frozen=True)
 class CosineRestarts:
-    """SGDR (Loshchilov & Hutter 2017): cosine cycles of t0, t0*t_mult, ... steps   (CosineAnnealingWarmRestarts)."""
+    """SGDR (Loshchilov & Hutter 2017): cosine cycles of T_0, T_0 T_mult, T_0 T_mult^2, ... steps,
+    each restarting at 1   (torch's CosineAnnealingWarmRestarts; `t0`, `t_mult` are T_0, T_mult).
 
-    t0: int
+        m(t) = r + (1 - r) (1 + cos(pi T_cur / T_i)) / 2
+
+    >>> s = CosineRestarts(t0=10, t_mult=2)
+    >>> s(0), round(s(5), 6), s(10), round(s(20), 6), s(30)
+    (1.0, 0.5, 1.0, 0.5, 1.0)
+    """
+
+    t0: StepCount = steps()
     t_mult: int = 1
     eta_min_ratio: float = 0.0
 
     def __post_init__(self):
-        if self.t0 < 1 or self.t_mult < 1:
-            raise ValueError("t0 and t_mult must be >= 1")
+        if self.t0 < 1 or self.t_mult < 1 or int(self.t_mult) != self.t_mult:
+            raise ValueError("t0 must be >= 1 and t_mult a whole number >= 1")
 
     def __call__(self, step: int) -> float:
         if self.t_mult == 1:
             t_cur, t_i = step % self.t0, self.t0
-        else:
+        else:  # the same float expression as torch, so cycle edges agree with it
             n = int(math.log(step / self.t0 * (self.t_mult - 1) + 1, self.t_mult)) if step >= self.t0 else 0
             t_cur = step - self.t0 * (self.t_mult**n - 1) // (self.t_mult - 1)
             t_i = self.t0 * self.t_mult**n
-        return self.eta_min_ratio + (1 - self.eta_min_ratio) * _cos(t_cur / t_i)
+        return self.eta_min_ratio + (1 - self.eta_min_ratio) * half_cosine(t_cur / t_i)
 
 
 @SCHEDULES.register("warmup")
 @dataclass(frozen=True)
 class Warmup:
-    """Linear warmup from `start_ratio` to 1 over `warmup_fraction` of training (or `warmup_steps`), then 1.
-    The defaults are the references' recipe: start at lr/20, reach lr after 10% of training."""
+    """Linear warmup (Goyal et al. 2017) from `start_ratio` to 1 over W steps, then 1:
+
+        m(t) = s + (1 - s) t / W   for t < W,   1 afterwards
+
+    W is `warmup_steps`, or `warmup_fraction` of training. The defaults are the references'
+    recipe: start at lr/20 and reach lr after 10% of training. Join it with a decay (`join`) for
+    warmup followed by anything.
+
+    >>> s = Warmup(total_steps=1000)
+    >>> s(0), s(50), s(100)
+    (0.05, 0.525, 1.0)
+    """
 
     total_steps: int
     warmup_fraction: float = 0.1
-    warmup_steps: int | None = None
+    warmup_steps: StepCount | None = steps(None)
     start_ratio: float = 0.05
 
+    def __post_init__(self):
+        if not 0 <= self.warmup_fraction <= 1 or not 0 <= self.start_ratio <= 1:
+            raise ValueError("warmup_fraction and start_ratio must be in [0, 1]")
+
     def span(self) -> int:
-        return self.warmup_steps if self.warmup_steps is not None else max(1, round(self.warmup_fraction * self.total_steps))
+        return max(1, warmup_span(self.total_steps, self.warmup_fraction, self.warmup_steps))
 
     def __call__(self, step: int) -> float:
         w = self.span()
         return 1.0 if step >= w else self.start_ratio + (1 - self.start_ratio) * step / w
 
 
-@SCHEDULES.register("inverse_sqrt")
+@SCHEDULES.register("inverse_sqrt", defaults={"warmup_steps": 0.05})
 @dataclass(frozen=True)
 class InverseSqrt:
-    """The Transformer's schedule (Vaswani et al. 2017): linear warmup, then 1/sqrt(step), scaled to
-    reach 1 at the end of warmup:  min((s + 1) / w, sqrt(w / (s + 1)))."""
+    """The Transformer's schedule (Vaswani et al. 2017, "Attention Is All You Need"), normalized to
+    peak at 1 at the end of warmup:
 
-    warmup_steps: int = 4000
+        m(t) = min((t + 1) / W, sqrt(W / (t + 1)))
+
+    The paper's d_model^-0.5 W^-0.5 factor is the base lr. The class default W = 4000 is the paper's;
+    the registry default is 5% of training.
+
+    >>> s = InverseSqrt(warmup_steps=100)
+    >>> s(49), s(99), s(399)
+    (0.5, 1.0, 0.5)
+    """
+
+    warmup_steps: StepCount = steps(4000)
+
+    def __post_init__(self):
+        if self.warmup_steps < 1:
+            raise ValueError("warmup_steps must be >= 1")
 
     def __call__(self, step: int) -> float:
         s = step + 1
@@ -129,8 +194,17 @@ class InverseSqrt:
 @SCHEDULES.register("wsd")
 @dataclass(frozen=True)
 class WarmupStableDecay:
-    """Warmup-stable-decay: linear warmup, a long constant phase, then a short decay (linear, cosine
-    or 1-sqrt) to `end_ratio` over the last `decay_fraction` of training."""
+    """Warmup-stable-decay (Hu et al. 2024, MiniCPM; Hägele et al. 2024): linear warmup over W
+    steps, a constant phase, then a decay over the last D steps to `end_ratio`:
+
+        m(t) = (t + 1) / W                      t < W
+        m(t) = 1                                W <= t < T - D
+        m(t) = r + (1 - r) f((t - T + D) / D)   afterwards,  f(u) = 1 - u | (1 + cos pi u)/2 | 1 - sqrt(u)
+
+    >>> s = WarmupStableDecay(total_steps=100, warmup_fraction=0.1, decay_fraction=0.2)
+    >>> s(0), s(50), s(90), s(100)
+    (0.1, 1.0, 0.5, 0.0)
+    """
 
     total_steps: int
     warmup_fraction: float = 0.05
@@ -141,8 +215,8 @@ class WarmupStableDecay:
     def __post_init__(self):
         if self.decay not in ("linear", "cosine", "sqrt"):
             raise ValueError(f"decay must be linear, cosine or sqrt, got {self.decay!r}")
-        if self.warmup_fraction + self.decay_fraction > 1:
-            raise ValueError("warmup_fraction + decay_fraction must be <= 1")
+        if min(self.warmup_fraction, self.decay_fraction) < 0 or self.warmup_fraction + self.decay_fraction > 1:
+            raise ValueError("warmup_fraction and decay_fraction must be >= 0 and add up to <= 1")
 
     def __call__(self, step: int) -> float:
         warm = round(self.warmup_fraction * self.total_steps)
@@ -153,5 +227,5 @@ class WarmupStableDecay:
         if step < start:
             return 1.0
         t = min(step - start, decay) / decay
-        shape = {"linear": 1 - t, "cosine": _cos(t), "sqrt": 1 - math.sqrt(t)}[self.decay]
+        shape = {"linear": 1 - t, "cosine": half_cosine(t), "sqrt": 1 - math.sqrt(t)}[self.decay]
         return self.end_ratio + (1 - self.end_ratio) * shape
