@@ -1,7 +1,9 @@
 """nn.Module wrappers of the functional losses, so recipes can name them (`loss: {name: focal, gamma: 2}`).
 
-Supervised losses take `(outputs, targets)`; the metric-learning and preference losses keep the
-arguments of their functional form (see each class).
+Supervised losses take `(outputs, targets)`. The pair, triplet and preference losses keep the
+arguments of their functional form (see each class); `triplet` with `batch_hard=True` and
+`kl_distillation` (targets = the teacher's logits) also fit `(outputs, targets)`. Per-class
+weights are buffers, so they follow the module's device.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from steepest.losses import functional as L
 class _Loss(nn.Module):
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and k != "training")
+
+    def _buffer(self, name: str, value: float | list[float] | None) -> None:
+        self.register_buffer(name, None if value is None else torch.tensor(value, dtype=torch.float32))
+
+    @staticmethod
+    def _like(buffer: Tensor | None, outputs: Tensor) -> Tensor | None:
+        return None if buffer is None else buffer.to(device=outputs.device, dtype=outputs.dtype)
 
 
 class MSE(_Loss):
@@ -30,6 +39,8 @@ class MAE(_Loss):
 class Huber(_Loss):
     def __init__(self, delta: float = 1.0):
         super().__init__()
+        if delta <= 0:
+            raise ValueError(f"delta must be > 0, got {delta}")
         self.delta = delta
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -39,6 +50,8 @@ class Huber(_Loss):
 class SmoothL1(_Loss):
     def __init__(self, beta: float = 1.0):
         super().__init__()
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
         self.beta = beta
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -46,42 +59,49 @@ class SmoothL1(_Loss):
 
 
 class CrossEntropy(_Loss):
-    """Class indices or soft targets (N, K); label smoothing; optional per-class weights."""
+    """Class indices or soft targets (N, K) (mixup/CutMix); label smoothing; per-class weights."""
 
     def __init__(self, label_smoothing: float = 0.0, weight: list[float] | None = None):
         super().__init__()
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
-        self.register_buffer("weight", None if weight is None else torch.tensor(weight, dtype=torch.float32))
+        self._buffer("weight", weight)
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        w = None if self.weight is None else self.weight.to(outputs.dtype)
-        return L.cross_entropy(outputs, targets, self.label_smoothing, w)
+        return L.cross_entropy(outputs, targets, self.label_smoothing, self._like(self.weight, outputs))
 
 
 class NLL(_Loss):
+    def __init__(self, weight: list[float] | None = None):
+        super().__init__()
+        self._buffer("weight", weight)
+
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return L.nll(outputs, targets)
+        return L.nll(outputs, targets, self._like(self.weight, outputs))
 
 
 class BCEWithLogits(_Loss):
     def __init__(self, pos_weight: float | list[float] | None = None):
         super().__init__()
-        self.pos_weight = pos_weight
+        self._buffer("pos_weight", pos_weight)
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        pw = None if self.pos_weight is None else torch.as_tensor(self.pos_weight, dtype=outputs.dtype, device=outputs.device)
-        return L.bce_with_logits(outputs, targets, pw)
+        return L.bce_with_logits(outputs, targets, self._like(self.pos_weight, outputs))
 
 
 class Focal(_Loss):
+    """Multiclass with class-index targets (alpha per class); binary/multilabel with 0/1 targets."""
+
     def __init__(self, gamma: float = 2.0, alpha: float | list[float] | None = None):
         super().__init__()
-        self.gamma, self.alpha = gamma, alpha
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        self._buffer("alpha", alpha)
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return L.focal(outputs, targets, self.gamma, self.alpha)
+        return L.focal(outputs, targets, self.gamma, self._like(self.alpha, outputs))
 
 
 class Dice(_Loss):
@@ -96,6 +116,8 @@ class Dice(_Loss):
 class BCEDice(_Loss):
     def __init__(self, bce_weight: float = 0.5, smooth: float = 1.0):
         super().__init__()
+        if not 0 <= bce_weight <= 1:
+            raise ValueError(f"bce_weight must be in [0, 1], got {bce_weight}")
         self.bce_weight, self.smooth = bce_weight, smooth
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -103,10 +125,12 @@ class BCEDice(_Loss):
 
 
 class KLDistillation(_Loss):
-    """outputs: the student's logits; targets: the teacher's logits."""
+    """forward(student_logits, teacher_logits)."""
 
     def __init__(self, temperature: float = 2.0):
         super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -154,7 +178,9 @@ class DPO(_Loss):
 
     def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0):
         super().__init__()
+        if beta <= 0 or not 0 <= label_smoothing < 0.5:
+            raise ValueError("dpo needs beta > 0 and label_smoothing in [0, 0.5)")
         self.beta, self.label_smoothing = beta, label_smoothing
 
-    def forward(self, pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor):
+    def forward(self, pc: Tensor, pr: Tensor, rc: Tensor, rr: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return L.dpo(pc, pr, rc, rr, self.beta, self.label_smoothing)

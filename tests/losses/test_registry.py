@@ -1,0 +1,101 @@
+"""Registry-wide sweep of the loss modules, the modules' own behaviour, and the docstring examples."""
+
+import doctest
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from steepest.losses import (
+    LOSSES,
+    classification,
+    distillation,
+    metric,
+    penalties,
+    preference,
+    regression,
+    segmentation,
+)
+
+N, K = 6, 4
+TASKS = {"classification", "regression", "binary", "multilabel", "any", "pairs", "preference", "distillation"}
+
+
+def rnd(*shape):
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+def call(name, loss, task):
+    """Feed `loss` the arguments its task flag promises."""
+    if task == "regression":
+        return loss(rnd(N, 1), torch.randn(N, dtype=torch.float64))
+    if task == "classification":
+        z = rnd(N, K)
+        return loss(F.log_softmax(z, -1) if name == "nll" else z, torch.randint(0, K, (N,)))
+    if task == "binary":
+        return loss(rnd(N, 1), torch.randint(0, 2, (N,)).double())
+    if task == "multilabel":
+        return loss(rnd(N, K), torch.randint(0, 2, (N, K)).double())
+    if task == "distillation":
+        return loss(rnd(N, K), torch.randn(N, K, dtype=torch.float64))
+    if task == "pairs":
+        if name == "contrastive":
+            return loss(rnd(N, 3), rnd(N, 3), torch.randint(0, 2, (N,)))
+        return loss(rnd(N, 3), rnd(N, 3), rnd(N, 3))
+    if name == "bradley_terry":
+        return loss(rnd(N), rnd(N))
+    return loss(rnd(N), rnd(N), rnd(N), rnd(N))[0]
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_every_registered_loss_builds_and_returns_a_finite_scalar(name):
+    record = LOSSES.get(name)
+    tasks = record.flags["task"] if isinstance(record.flags["task"], tuple) else (record.flags["task"],)
+    assert set(tasks) <= TASKS and record.summary
+    loss = record.target(**record.defaults)
+    assert callable(loss) and repr(loss)
+    for task in tasks:
+        out = call(name, loss, task)
+        assert out.dim() == 0 and out.dtype == torch.float64 and math.isfinite(float(out.detach()))
+        out.backward()
+
+
+def test_cross_entropy_module_takes_indices_and_mixup_soft_targets():
+    ce = LOSSES.get("cross_entropy").target(label_smoothing=0.1, weight=[1.0, 2.0, 1.0, 1.0]).double()
+    z, y = rnd(N, K).detach(), torch.randint(0, K, (N,))
+    w = torch.tensor([1.0, 2.0, 1.0, 1.0], dtype=torch.float64)
+    assert ce(z, y) == pytest.approx(float(torch.nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)(z, y)))
+    lam, perm = 0.7, torch.arange(N).flip(0)
+    q = lam * F.one_hot(y, K).double() + (1 - lam) * F.one_hot(y[perm], K).double()
+    assert ce(z, q) == pytest.approx(float(torch.nn.CrossEntropyLoss(weight=w, label_smoothing=0.1)(z, q)))
+    with pytest.raises(ValueError):
+        LOSSES.get("cross_entropy").target(label_smoothing=1.0)
+
+
+def test_class_weights_are_buffers_that_follow_the_module():
+    focal = LOSSES.get("focal").target(alpha=[0.25, 0.75])
+    bce = LOSSES.get("bce_with_logits").target(pos_weight=3.0)
+    assert "alpha" in dict(focal.named_buffers()) and "pos_weight" in dict(bce.named_buffers())
+    focal, bce = focal.double(), bce.double()
+    assert focal.alpha.dtype == torch.float64
+    z, y = rnd(N, 2), torch.randint(0, 2, (N,))
+    assert float(focal(z, y).detach()) > 0 and float(bce(rnd(N, 1), y.double()).detach()) > 0
+
+
+def test_batch_hard_triplet_module_takes_outputs_and_targets():
+    loss = LOSSES.get("triplet").target(margin=0.5, batch_hard=True)
+    out = loss(rnd(8, 3), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
+    assert out.dim() == 0 and math.isfinite(float(out.detach()))
+
+
+def test_dpo_module_returns_the_four_values():
+    loss, chosen, rejected, accuracy = LOSSES.get("dpo").target(beta=0.1)(rnd(N), rnd(N), rnd(N), rnd(N))
+    assert loss.dim() == 0 and chosen.shape == rejected.shape == (N,) and 0 <= float(accuracy) <= 1
+
+
+@pytest.mark.parametrize("module", [classification, distillation, metric, penalties, preference, regression, segmentation],
+                         ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
