@@ -1,16 +1,18 @@
 """Layers and initialization: RMSNorm and normalization by name, activations by name, init schemes,
-bias rules and activation statistics."""
+the references' bias rules, and activation statistics.
 
-from steepest.nn.init import (
-    INITS,
-    activation_stats,
-    expected_std,
-    init_lstm_biases,
-    init_output_bias,
-    initialize,
-    relu_bias,
-)
-from steepest.nn.norms import ACTIVATIONS, NORMS, RMSNorm, make_norm
+    >>> sorted(NORMS)
+    ['batchnorm', 'groupnorm', 'instancenorm', 'layernorm', 'none', 'rmsnorm']
+"""
 
-__all__ = ["ACTIVATIONS", "INITS", "NORMS", "RMSNorm", "activation_stats", "expected_std", "init_lstm_biases", "init_output_bias",
-           "initialize", "make_norm", "relu_bias"]
+from steepest.nn.activations import ACTIVATIONS, make_activation
+from steepest.nn.bias import init_lstm_biases, init_output_bias, output_layer, relu_bias
+from steepest.nn.init import INITS, expected_std, fans, initialize
+from steepest.nn.norms import NORMS, RMSNorm, RMSNorm2d, make_norm
+from steepest.nn.stats import ActivationRow, activation_stats, deep_mlp, init_experiment
+
+__all__ = [
+    "ACTIVATIONS", "INITS", "NORMS", "ActivationRow", "RMSNorm", "RMSNorm2d", "activation_stats", "deep_mlp",
+    "expected_std", "fans", "init_experiment", "init_lstm_biases", "init_output_bias", "initialize", "make_activation",
+    "make_norm", "output_layer", "relu_bias",
+]
