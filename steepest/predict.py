@@ -2,7 +2,7 @@
 
     >>> from steepest.predict import Predictor          # doctest: +SKIP
     >>> p = Predictor.load("runs/digits_mlp-20261122")   # doctest: +SKIP
-    >>> p.predict(x_raw)                                 # class ids, or targets in original units
+    >>> p.predict(x_raw)     # class ids, or targets in original units   # doctest: +SKIP
 
 `steepest predict RUN_DIR INPUT` reads a CSV (same feature columns as training; a target column,
 if present, is ignored) or an .npz with array `x`, and writes one prediction per row.

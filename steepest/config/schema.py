@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -53,9 +53,9 @@ class DataConfig(Section):
     num_classes: PositiveInt | None = None
     split: tuple[Fraction, Fraction, Fraction] | None = None
     stratify: bool = True
-    split_order: Literal["random", "ordered"] = "random"
-    augment: dict[str, Any] | None = None  # {crop_pad, hflip, rotate_degrees, brightness, contrast, erase_prob}
-    balance: Literal["none", "class_weights", "sampler", "oversample", "smote", "undersample"] = "none"  # ordered: train, then val, then test (time series)
+    split_order: Literal["random", "ordered"] = "random"  # ordered: train, then val, then test (time series)
+    augment: dict[str, Any] | None = None  # steepest.data.augment: image, text or spectrogram keys, plus copies
+    balance: Literal["none", "class_weights", "sampler", "oversample", "smote", "undersample"] = "none"  # steepest.data.imbalance
     split_seed: int = 0
     batch_size: PositiveInt | Literal["full"] = 64
     eval_batch_size: PositiveInt | None = None
@@ -74,6 +74,15 @@ class DataConfig(Section):
                 raise ValueError("give one data source: 'name' (a bundled set), 'format'+'path' or 'component'")
             data = {**data, "name": None}
         return data
+
+    @field_validator("augment")
+    @classmethod
+    def _augment_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value:
+            from steepest.data.augment import from_config
+
+            from_config(value)  # unknown or mixed keys stop the recipe before any data is read
+        return value
 
     @model_validator(mode="after")
     def _source(self):

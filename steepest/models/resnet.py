@@ -1,5 +1,4 @@
-"""Residual and VGG-style CNNs for small images (skip connections: He et al. 2016; VGG: Simonyan &
-Zisserman 2015)."""
+"""A residual CNN for small images (skip connections: He et al. 2016, 000 §8.2)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,8 @@ from steepest.models._registry import MODELS
 from steepest.models.layers import activation, norm_2d
 
 
-def _image_shape(input_shape):
+def image_shape(input_shape) -> tuple[int, int, int]:
+    """(C, H, W) from the data's input shape; (H, W) gets one channel."""
     shape = tuple(input_shape)
     if len(shape) == 2:
         shape = (1, *shape)
@@ -35,11 +35,19 @@ class ResidualBlock(nn.Module):
 
 @MODELS.register("resnet")
 class ResNet(nn.Module):
+    """A 3x3 stem, then stages of residual blocks (the first block of each later stage halves the size
+    and widens to the stage's channels), global average pooling and a linear head.
+
+    >>> import torch
+    >>> ResNet((1, 28, 28), 10)(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+
     def __init__(self, input_shape, num_outputs: int, channels: list[int] = (32, 64), blocks_per_stage: int = 2,
                  norm: str = "batchnorm", activation: str = "relu", dropout: float = 0.0):
         super().__init__()
-        c, _, _ = _image_shape(input_shape)
-        self.input_shape = _image_shape(input_shape)
+        self.input_shape = image_shape(input_shape)
+        c = self.input_shape[0]
         self.stem = nn.Sequential(nn.Conv2d(c, channels[0], 3, 1, 1, bias=False), norm_2d(norm, channels[0]), nn.ReLU())
         layers, c_in = [], channels[0]
         for i, c_out in enumerate(channels):
@@ -51,29 +59,3 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.stages(self.stem(x.reshape(len(x), *self.input_shape))))
-
-
-@MODELS.register("vgg")
-class VGG(nn.Module):
-    """Stages of `convs_per_stage` 3x3 convolutions then 2x2 max-pooling; a dropout MLP head."""
-
-    def __init__(self, input_shape, num_outputs: int, channels: list[int] = (32, 64), convs_per_stage: int = 2,
-                 norm: str = "batchnorm", activation: str = "relu", hidden: int = 128, dropout: float = 0.5):
-        super().__init__()
-        c, h, w = _image_shape(input_shape)
-        self.input_shape = (c, h, w)
-        layers: list[nn.Module] = []
-        for c_out in channels:
-            for _ in range(convs_per_stage):
-                layers += [nn.Conv2d(c, c_out, 3, 1, 1, bias=norm == "none"), norm_2d(norm, c_out), activation_layer(activation)]
-                c = c_out
-            layers.append(nn.MaxPool2d(2))
-            h, w = h // 2, w // 2
-        self.features = nn.Sequential(*[m for m in layers if not isinstance(m, nn.Identity)])
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_outputs))
-
-    def forward(self, x):
-        return self.head(self.features(x.reshape(len(x), *self.input_shape)))
-
-
-activation_layer = activation

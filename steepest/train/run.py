@@ -55,6 +55,11 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(t.seed)
     data = (data or load_data(recipe.data, t.seed)).to(device)
+    augment, copies = _augmentation(recipe.data.augment, data.info)
+    if copies:  # the references' "x10 augmentation": the training split grows by `copies` augmented copies
+        from steepest.data.augment import expand_bundle
+
+        data = expand_bundle(data, augment, copies, t.seed)
     model = build_model(recipe.model, data.info.input_shape, data.info.num_outputs).to(device)
     if recipe.model.kwargs().get("output_bias") == "auto":
         from steepest.nn.init import init_output_bias
@@ -104,26 +109,29 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         trainer.schedules[key] = build_lr_schedule(recipe, trainer.total_steps, section)
     trainer.progress_active = progress.enabled
     transform, generator = build_batch_transform(recipe, data.info.num_classes if data.info.task == "classification" else None, t.seed)
-    if recipe.data.augment:
-        transform, trainer.generators["augment"] = _with_augmentation(recipe.data.augment, transform, t.seed)
+    if augment is not None and not copies:  # with copies the augmented set was drawn once, above
+        transform, trainer.generators["augment"] = _with_augmentation(augment, transform, t.seed)
     trainer.engine.batch_transform, trainer.generators["batch_transform"] = transform, generator
     return Run(trainer, data, run_path, store, ctx)
 
 
-def _with_augmentation(options: dict, then, seed: int):
-    """Image augmentation on training batches (before mixup/CutMix when both are set)."""
-    from steepest.data.augment import ImageAugment
+def _augmentation(options: dict | None, info):
+    if not options:
+        return None, 0
+    from steepest.data.augment import for_data
     from steepest.errors import ConfigError
 
     try:
-        augment = ImageAugment(**options)
-    except TypeError as exc:
-        raise ConfigError(f"data.augment: {exc}; valid keys: crop_pad, hflip, rotate_degrees, brightness, contrast, erase_prob") from None
+        return for_data(options, info)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data.augment: {exc}") from None
+
+
+def _with_augmentation(augment, then, seed: int):
+    """Augmentation on training batches (before mixup/CutMix when both are set), with its own generator."""
     generator = torch.Generator().manual_seed(seed + 104729)
 
     def transform(x, y):
-        if x.dim() != 4:
-            raise ConfigError("data.augment: image augmentation needs image inputs (N, C, H, W)")
         x = augment(x, generator)
         return then(x, y) if then is not None else (x, y)
 

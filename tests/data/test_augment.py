@@ -1,14 +1,20 @@
+import pytest
 import torch
 
 from steepest.config import load_recipe
+from steepest.data import load_data
 from steepest.data.augment import (
     ImageAugment,
+    SpecAugment,
+    TokenAugment,
     expand,
+    from_config,
     random_erase,
     spec_mask,
     synonym_swap,
     word_dropout,
 )
+from steepest.errors import ConfigError
 from steepest.train.run import build_run
 
 
@@ -32,6 +38,10 @@ def test_value_ranges():
     crop = ImageAugment(crop_pad=3)(x, torch.Generator().manual_seed(1))
     kept = set(x.flatten().tolist()) | {0.0}
     assert set(crop.flatten().tolist()) <= kept  # a pure shift moves pixels, it does not invent values
+    black = ImageAugment(crop_pad=3, fill=-0.5)(x, torch.Generator().manual_seed(1))
+    assert set(black.flatten().tolist()) <= set(x.flatten().tolist()) | {-0.5} and (black == -0.5).any()
+    jitter = ImageAugment(brightness=0.2, contrast=0.2)(x, torch.Generator().manual_seed(1))
+    assert (jitter - x).abs().max() < 0.2 + 0.2 * x.max() + 1e-6 and not torch.equal(jitter, x)
     erased = random_erase(x, 1.0, torch.Generator().manual_seed(2))
     assert ((erased == 0) | (erased == x)).all() and (erased == 0).sum() > 0
 
@@ -42,9 +52,33 @@ def test_text_and_spectrogram_transforms():
     assert ((dropped == 0) | (dropped == ids)).all() and (dropped == 0).any()
     swapped = synonym_swap(ids, {3: [100, 101]}, 1.0, torch.Generator().manual_seed(0))
     assert int(swapped[0, 2]) in (100, 101) and torch.equal(swapped[1], ids[1])
+    many = synonym_swap(torch.full((4000,), 3), {3: [100, 101], 7: [5]}, 0.5, torch.Generator().manual_seed(1))
+    share = torch.bincount(many, minlength=102)[[3, 100, 101]].double() / 4000
+    assert torch.allclose(share, torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64), atol=0.03)
     spec = torch.ones(2, 40, 100)
     masked = spec_mask(spec, torch.Generator().manual_seed(0), freq_width=8, time_width=20)
     assert masked.shape == spec.shape and (masked == 0).any() and (masked == 1).any()
+    masked4 = SpecAugment(freq_mask=8, time_mask=20, masks=2)(torch.ones(3, 2, 40, 100), torch.Generator().manual_seed(0))
+    assert torch.equal(masked4[:, 0], masked4[:, 1])  # one mask per example, shared by its channels
+    zero_rows = (masked4[:, 0] == 0).all(-1).sum(-1)  # whole frequency bands
+    zero_cols = (masked4[:, 0] == 0).all(-2).sum(-1)  # whole time spans
+    assert (zero_rows <= 16).all() and (zero_cols <= 40).all() and ((masked4 == 0) <= (masked4[:, :1] == 0)).all()
+    tokens = TokenAugment(word_dropout=0.3, synonyms={3: [100]}, synonym_prob=1.0)(ids, torch.Generator().manual_seed(2))
+    assert ((tokens == 0) | (tokens == ids) | (tokens == 100)).all()
+
+
+def test_recipe_keys_pick_the_kind():
+    assert isinstance(from_config({"crop_pad": 2, "hflip": True})[0], ImageAugment)
+    assert isinstance(from_config({"word_dropout": 0.1})[0], TokenAugment)
+    assert from_config({"freq_mask": 4, "copies": 9}) == (SpecAugment(freq_mask=4), 9)
+    with pytest.raises(ValueError, match="unknown key"):
+        from_config({"crop": 2})
+    with pytest.raises(ValueError, match="mixed"):
+        from_config({"crop_pad": 2, "word_dropout": 0.1})
+    with pytest.raises(ConfigError, match="data.augment"):
+        load_recipe("digits_mlp", ["data.augment={flip: true}"])
+    with pytest.raises(ConfigError, match="image inputs"):
+        build_run(load_recipe("digits_mlp", ["data.augment={crop_pad: 2}"]), None, console=False)
 
 
 def test_expand_times_ten():
@@ -55,7 +89,7 @@ def test_expand_times_ten():
 
 def test_augmentation_only_on_training_batches(shared_data):
     recipe = load_recipe("mnist_cnn", ["data.subset=256", "trainer.max_steps=2", "data.augment={crop_pad: 2, erase_prob: 1.0}",
-                                       "data.batch_size=64"])
+                                       "data.batch_size=64", "model.channels=[8]", "data.split=[0.97, 0.02, 0.01]"])
     run = build_run(recipe, None, console=False)
     seen = []
     inner = run.trainer.engine.batch_transform
@@ -64,3 +98,29 @@ def test_augmentation_only_on_training_batches(shared_data):
     assert len(seen) == 2  # one per training micro-batch
     run.trainer.evaluate("val")
     assert len(seen) == 2  # evaluation never augments
+
+
+def test_copies_expand_the_training_split_only(shared_data):
+    sets = ["data.subset=64", "trainer.max_steps=1", "model.channels=[8]", "data.split=[0.97, 0.02, 0.01]"]
+    plain = build_run(load_recipe("mnist_cnn", sets), None, console=False)
+    recipe = load_recipe("mnist_cnn", [*sets, "data.augment={crop_pad: 2, copies: 2}"])
+    run = build_run(recipe, None, data=plain.data, console=False)
+    assert len(run.data.train) == 3 * 64 and torch.equal(run.data.train.x[:64], plain.data.train.x)
+    assert torch.equal(run.data.val.x, plain.data.val.x) and torch.equal(run.data.test.x, plain.data.test.x)
+    assert len(plain.data.train) == 64  # the bundle passed in is not modified
+    assert run.trainer.engine.batch_transform is None  # the copies were drawn once; batches are not re-augmented
+    again = build_run(recipe, None, data=plain.data, console=False)
+    assert torch.equal(again.data.train.x, run.data.train.x)  # same seed, same copies
+
+
+def test_augmentation_beats_no_augmentation_on_small_fashion_mnist(shared_data):
+    """Recipe fashion_mnist_augment: 500 training images, a small VGG, 40 epochs (320 steps). Measured test
+    accuracy (10k images), seeds 0/1/2: with augmentation 0.809/0.816/0.809, without 0.792/0.795/0.802."""
+    recipe = load_recipe("fashion_mnist_augment", ["trainer.eval_every_n_epochs=40"])
+    data = load_data(recipe.data)
+    scores = {}
+    for name, sets in (("augmented", []), ("plain", ["data.augment=null"])):
+        run = build_run(load_recipe("fashion_mnist_augment", ["trainer.eval_every_n_epochs=40", *sets]), None, data=data, console=False)
+        run.trainer.fit()
+        scores[name] = run.trainer.evaluate("test")["test_accuracy"]
+    assert scores["augmented"] > scores["plain"] + 0.005, scores
