@@ -3,6 +3,7 @@
 from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.context import DoctorContext
 from steepest.diagnose.doctor import (
+           context_from_components,
            context_from_recipe,
            default_checks,
            diagnose_fit,
@@ -11,5 +12,5 @@ from steepest.diagnose.doctor import (
 )
 from steepest.diagnose.report import CheckResult, Report
 
-__all__ = ["CHECKS", "CheckResult", "DoctorContext", "Report", "context_from_recipe", "default_checks", "diagnose_fit",
+__all__ = ["CHECKS", "CheckResult", "DoctorContext", "Report", "context_from_components", "context_from_recipe", "default_checks", "diagnose_fit",
            "diagnose_run", "run_doctor"]

@@ -83,6 +83,10 @@ def initial_loss(ctx):
     ev = {"measured": measured, "expected": expected}
     if not math.isfinite(measured):
         return fail("initial_loss", f"initial loss is {measured}", "look for NaN in the data or the model (see the nonfinite check)", **ev)
+    if ctx.task == "classification" and expected < 0.9 * math.log(ctx.data.info.num_classes) \
+            and measured > 1.5 * expected + 0.2 and abs(measured - math.log(ctx.data.info.num_classes)) < 0.15 * math.log(ctx.data.info.num_classes):
+        return warn("initial_loss", f"initial loss {measured:.3f} is the uniform guess ln K, but the labels are imbalanced ({what})",
+                    "start from the class priors: output bias = log(prior) (model.output_bias: auto)", **ev)
     if measured > 3 * expected + 0.5:
         return fail("initial_loss", f"initial loss {measured:.3f} vs {what}",
                     "the outputs are too large at initialization: use default init or scale down the last layer", **ev)
@@ -130,24 +134,27 @@ ACTS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU)
 
 @CHECKS.register("activations")
 def activations(ctx):
-    """Per-layer activation std at initialization: it should neither vanish nor explode with depth."""
+    """Per-layer activation mean/std at initialization. Xavier (tanh) and Kaiming (ReLU) init are
+    built to keep the std roughly constant with depth; a std that collapses or grows by 10x across
+    the layers (or leaves [1e-3, 1e2] anywhere) means the init does not match the activation."""
     from steepest.nn.init import activation_stats
 
     model = ctx.model()
     x, _ = ctx.batch(256)
     kinds = {a.__name__ for a in ACTS}
-    acts = [(name, std) for name, kind, _, std in activation_stats(model, x) if kind in kinds]
+    acts = [(name, mean, std) for name, kind, mean, std in activation_stats(model, x) if kind in kinds]
     if not acts:
         return skip("activations", "no activation layers found")
-    stds = [s for _, s in acts]
-    ev = {name: std for name, std in acts}
-    if min(stds) < 1e-3 or max(stds) > 1e2:
-        worst = min(acts, key=lambda a: a[1]) if min(stds) < 1e-3 else max(acts, key=lambda a: a[1])
-        return fail("activations", f"activation std {worst[1]:.2g} at {worst[0]} (vanishing/exploding at init)",
+    stds = [s for _, _, s in acts]
+    ev = {name: {"mean": mean, "std": std} for name, mean, std in acts}
+    if min(stds) < 1e-3 or max(stds) > 1e2 or not all(math.isfinite(s) for s in stds):
+        worst = min(acts, key=lambda a: a[2]) if min(stds) < 1e-3 else max(acts, key=lambda a: a[2])
+        return fail("activations", f"activation std {worst[2]:.2g} at {worst[0]} (vanishing/exploding at init)",
                     "use Kaiming init for ReLU and Xavier for tanh (model.init), or add normalization layers", **ev)
-    if len(stds) > 2 and stds[-1] < 0.1 * stds[0]:
-        return warn("activations", f"activation std falls from {stds[0]:.2g} to {stds[-1]:.2g} across layers",
-                    "deep nets need Kaiming (ReLU) / Xavier (tanh) init or normalization", **ev)
+    gain = stds[-1] / stds[0]
+    if len(stds) > 2 and not 0.1 < gain < 10:
+        return warn("activations", f"activation std goes from {stds[0]:.2g} to {stds[-1]:.2g} across {len(stds)} layers",
+                    "deep nets need Kaiming (ReLU) / Xavier (tanh) init or normalization to keep the std constant", **ev)
     return ok("activations", f"activation std {min(stds):.2g}..{max(stds):.2g} across {len(stds)} layers", **ev)
 
 

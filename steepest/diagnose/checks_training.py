@@ -13,9 +13,22 @@ from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.report import fail, ok, skip, warn
 
 
+def _memorized(ctx, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first_loss: float | None, last_loss: float) -> bool:
+    """Every label right (classification; label smoothing floors the loss) or the loss near zero."""
+    if ctx.task in ("classification", "binary"):
+        with torch.no_grad():
+            out = model.eval()(x)
+        model.train()
+        pred = out.argmax(-1) if ctx.task == "classification" else (out.reshape(-1) > 0).long()
+        right = bool((pred == y.reshape(pred.shape).long()).all())
+        return right and (first_loss is None or last_loss < 0.5 * first_loss)
+    return math.isfinite(last_loss) and first_loss is not None and last_loss <= 0.1 * first_loss + 0.02
+
+
 @CHECKS.register("overfit_tiny")
 def overfit_tiny(ctx):
-    """A model that cannot memorize 2 samples, then one batch, has a bug (or ignores its input)."""
+    """A model that cannot memorize 2 samples, then one batch, has a bug (or ignores its input).
+    Adam at 3e-3, dropout off; stops as soon as the subset is memorized (checked every 25 steps)."""
     results = {}
     for n, steps in ((2, 150), (min(ctx.batch_size, 64), 300)):
         x, y = ctx.batch(n)
@@ -23,20 +36,16 @@ def overfit_tiny(ctx):
         for m in model.modules():  # memorization is the point: no dropout here
             if isinstance(m, nn.modules.dropout._DropoutNd):
                 m.p = 0.0
-        losses = ctx.fit(model, x, y, steps, lr=3e-3)
-        results[n] = (losses[0], losses[-1])
-        if ctx.task in ("classification", "binary"):  # memorized = every label right (label smoothing floors the loss)
-            with torch.no_grad():
-                out = model.eval()(x)
-            pred = out.argmax(-1) if ctx.task == "classification" else (out.reshape(-1) > 0).long()
-            memorized = bool((pred == y.reshape(pred.shape).long()).all()) and losses[-1] < 0.5 * losses[0]
-        else:
-            memorized = math.isfinite(losses[-1]) and losses[-1] <= 0.1 * losses[0] + 0.02
-        if not memorized:
-            return fail("overfit_tiny", f"cannot overfit {n} samples: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {steps} steps",
+        with torch.no_grad():
+            first = float(ctx.loss_fn(model(x), y))
+        losses = ctx.fit(model, x, y, steps, lr=3e-3, stop=lambda m=model, x=x, y=y: _memorized(ctx, m, x, y, None, 0.0))
+        results[n] = (first, losses[-1], len(losses))
+        if not _memorized(ctx, model, x, y, first, losses[-1]):
+            return fail("overfit_tiny", f"cannot overfit {n} samples: loss {first:.3f} -> {losses[-1]:.3f} in {len(losses)} steps",
                         "check that the model uses its input and the labels match the inputs (no shift, no shuffling)",
                         **{f"n{k}": v for k, v in results.items()})
-    return ok("overfit_tiny", "; ".join(f"{n} samples: {a:.3f} -> {b:.4f}" for n, (a, b) in results.items()))
+    return ok("overfit_tiny", "; ".join(f"{n} samples: {a:.3f} -> {b:.4f} in {s} steps" for n, (a, b, s) in results.items()),
+              **{f"n{k}": v for k, v in results.items()})
 
 
 @CHECKS.register("real_vs_noise")
@@ -53,7 +62,7 @@ def real_vs_noise(ctx):
     scores = {}
     for name, (xv, yv) in variants.items():
         model = ctx.model()
-        ctx.fit(model, xv, yv, 150, lr=1e-3, batch=ctx.batch_size)
+        ctx.fit(model, xv, yv, 100, lr=2e-3, batch=ctx.batch_size)
         val_x = ctx.data.val.x if name != "zero_inputs" else torch.zeros_like(ctx.data.val.x)
         if name == "random_inputs":
             val_x = torch.randn(ctx.data.val.x.shape, generator=g).to(x)
@@ -140,45 +149,62 @@ def gradient_flow(ctx):
     return ok("gradient_flow", f"grad norms {smallest:.2g}..{largest:.2g}; update/weight up to {worst:.1e}", **ev)
 
 
+def _progress(ctx, lr: float, steps: int = 60) -> tuple[float, float]:
+    """Mean loss of the first and last 5 steps of a short run with the recipe's optimizer at `lr`."""
+    losses = ctx.fit(ctx.model(), ctx.data.train.x, ctx.data.train.y, steps, lr=lr, optimizer="recipe", batch=ctx.batch_size)
+    start = sum(losses[:5]) / min(5, len(losses))
+    end = losses[-1] if not math.isfinite(losses[-1]) or len(losses) < steps else sum(losses[-5:]) / 5
+    return start, end
+
+
 @CHECKS.register("learning_rate")
 def learning_rate(ctx):
-    """A short run at the recipe's lr: divergence means too high, no progress means too low."""
-    x, y = ctx.data.train.x, ctx.data.train.y
-    model = ctx.model()
-    losses = ctx.fit(model, x, y, 60, lr=ctx.lr, optimizer="recipe", batch=ctx.batch_size)
-    start = sum(losses[:5]) / min(5, len(losses))
-    end = losses[-1] if not math.isfinite(losses[-1]) else sum(losses[-5:]) / min(5, len(losses))
+    """A short run at the recipe's lr (60 steps): divergence means too high, no progress too low.
+    On a bad verdict the lr 10x lower (or higher) is tried too, as evidence for the fix."""
+    start, end = _progress(ctx, ctx.lr)
     ev = {"lr": ctx.lr, "first_losses": start, "last_losses": end}
     if not math.isfinite(end) or end > 1.5 * start:
-        return fail("learning_rate", f"lr {ctx.lr:g} diverges: loss {start:.3f} -> {end}", "lower optimizer.lr (run steepest find-lr)", **ev)
+        lo_start, lo_end = _progress(ctx, ctx.lr / 10)
+        ev.update(lr_div_10_last_losses=lo_end)
+        better = f"; at lr {ctx.lr / 10:g}: {lo_start:.3f} -> {lo_end:.3f}" if math.isfinite(lo_end) else ""
+        return fail("learning_rate", f"lr {ctx.lr:g} diverges: loss {start:.3f} -> {end:.3g}{better}",
+                    "lower optimizer.lr (run steepest find-lr)", **ev)
     if end > 0.98 * start:
-        return warn("learning_rate", f"lr {ctx.lr:g} makes no progress in 60 steps: loss {start:.3f} -> {end:.3f}",
-                    "raise optimizer.lr (run steepest find-lr)", **ev)
+        hi_start, hi_end = _progress(ctx, ctx.lr * 10)
+        ev.update(lr_times_10_last_losses=hi_end)
+        return warn("learning_rate", f"lr {ctx.lr:g} makes no progress in 60 steps: loss {start:.3f} -> {end:.3f}; "
+                    f"at lr {ctx.lr * 10:g}: {hi_start:.3f} -> {hi_end:.3g}", "raise optimizer.lr (run steepest find-lr)", **ev)
     return ok("learning_rate", f"lr {ctx.lr:g}: loss {start:.3f} -> {end:.3f} in 60 steps", **ev)
 
 
 @CHECKS.register("precision")
 def precision(ctx):
-    """The loss in bf16 should match fp32; activations beyond fp16's range (65504) overflow in fp16."""
+    """The loss and outputs under bf16 autocast should match fp32 (relative change under 5% / 10%);
+    activations beyond fp16's largest value (65504) overflow in fp16."""
     model = ctx.model().eval()
     x, y = ctx.batch(256)
-    peak = [0.0]
-    hooks = [m.register_forward_hook(lambda mod, i, o: peak.__setitem__(0, max(peak[0], float(o.detach().abs().max())))
+    peaks: list[torch.Tensor] = []  # per-layer maxima stay on the device; one read at the end
+    hooks = [m.register_forward_hook(lambda mod, i, o: peaks.append(o.detach().abs().amax().float())
                                      if isinstance(o, torch.Tensor) and o.is_floating_point() else None)
              for m in model.modules() if len(list(m.children())) == 0]
     with torch.no_grad():
-        full = float(ctx.loss_fn(model(x), y))
+        out = model(x)
+        full = float(ctx.loss_fn(out, y))
         for h in hooks:
             h.remove()
         with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16):
-            half = float(ctx.loss_fn(model(x), y))
+            out_bf16 = model(x)
+            half = float(ctx.loss_fn(out_bf16, y))
+    peak = float(torch.stack(peaks).max()) if peaks else 0.0
     rel = abs(half - full) / max(abs(full), 1e-8)
-    ev = {"fp32_loss": full, "bf16_loss": half, "max_activation": peak[0]}
-    if peak[0] > 65504:
-        return warn("precision", f"activations reach {peak[0]:.3g}, beyond fp16's 65504", "use bf16 (trainer.precision: bf16), not fp16", **ev)
-    if rel > 0.05:
-        return warn("precision", f"bf16 changes the loss by {rel:.1%}", "train in fp32, or keep the sensitive layers in fp32", **ev)
-    return ok("precision", f"bf16 loss within {rel:.2%} of fp32; max activation {peak[0]:.3g}", **ev)
+    rel_out = float((out_bf16.float() - out).norm() / out.norm().clamp_min(1e-12))
+    ev = {"fp32_loss": full, "bf16_loss": half, "bf16_output_rel_change": rel_out, "max_activation": peak}
+    if peak > 65504:
+        return warn("precision", f"activations reach {peak:.3g}, beyond fp16's 65504", "use bf16 (trainer.precision: bf16), not fp16", **ev)
+    if rel > 0.05 or rel_out > 0.1:
+        return warn("precision", f"bf16 changes the loss by {rel:.1%} and the outputs by {rel_out:.1%}",
+                    "train in fp32, or keep the sensitive layers in fp32 (cancellation or large offsets lose bf16's 8 bits)", **ev)
+    return ok("precision", f"bf16 loss within {rel:.2%} of fp32 (outputs {rel_out:.1%}); max activation {peak:.3g}", **ev)
 
 
 @CHECKS.register("weight_decay", default=False)
@@ -194,7 +220,7 @@ def weight_decay(ctx):
             loss = ctx.loss_fn(model(x), y)
             loss.backward()
             opt.step()
-        finals[wd] = float(loss)
+        finals[wd] = float(loss.detach())
     if finals[0.5] <= finals[0.0]:
         return warn("weight_decay", f"train loss with decay 0.5 ({finals[0.5]:.3f}) is not above without ({finals[0.0]:.3f})",
                     "check that weight decay reaches the weights (param groups)", **{str(k): v for k, v in finals.items()})

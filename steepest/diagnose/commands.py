@@ -13,25 +13,25 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """Exit status: 0 when no check fails (warnings allowed), 1 when one fails, 2 for usage errors."""
     from steepest.config import load_recipe
-    from steepest.diagnose import context_from_recipe, diagnose_run, run_doctor
+    from steepest.diagnose import diagnose_run, run_doctor
     from steepest.diagnose.report import Report
 
-    recipe = None
-    if args.run_dir and args.recipe is None and not args.set:
-        report = Report([diagnose_run(args.run_dir)])
+    run = Path(args.run_dir) if args.run_dir else None
+    if run and not (args.recipe or args.set or args.checks):
+        recipe, report = None, Report([diagnose_run(run)])  # a finished run: the learning curves only
     else:
-        recipe = load_recipe(args.recipe, args.set)
-        checks = [c.strip() for c in args.checks.split(",")] if args.checks else None
-        report = run_doctor(context_from_recipe(recipe), checks)
-        if args.run_dir:
-            report.results.append(diagnose_run(args.run_dir))
-    results = report.results
+        recipe = load_recipe(args.recipe if args.recipe or not run else str(run / "config.yaml"), args.set)
+        checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
+        report = run_doctor(recipe, checks)
+        if run:
+            report.results.append(diagnose_run(run))
     print(report.table())
     if args.json:
         out = Path(args.json)
-    elif args.run_dir:
-        out = Path(args.run_dir) / "doctor.json"
+    elif run:
+        out = run / "doctor.json"
     else:
         from steepest.track import default_run_dir
 
@@ -39,68 +39,90 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.to_json())
     print(f"report: {out}")
-    return 1 if any(r.verdict == "fail" for r in results) else 0
+    return 1 if report.failed else 0
 
 
-def cmd_batch_size(args: argparse.Namespace) -> int:
-    from steepest.config import load_recipe
-    from steepest.diagnose import context_from_recipe
-    from steepest.tune.batch_size import estimate_noise_scale, sampler_from
-
-    recipe = load_recipe(args.recipe, args.set)
-    ctx = context_from_recipe(recipe)
-    model = ctx.model()
-    if args.warmup_steps:
-        ctx.fit(model, ctx.data.train.x, ctx.data.train.y, args.warmup_steps, lr=ctx.lr, optimizer="recipe", batch=ctx.batch_size)
-    result = estimate_noise_scale(model, ctx.loss_fn, sampler_from(ctx.data.train.x, ctx.data.train.y), args.small,
-                                  min(args.big, len(ctx.data.train)), args.iterations, seed=ctx.seed, lr=ctx.lr, batch_size=ctx.batch_size)
-    print(result.summary())
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
-    return 0
-
-
-def cmd_sharpness(args: argparse.Namespace) -> int:
+def _recipe_and_model(args: argparse.Namespace):
+    """The recipe's context and a model: the final weights of `--run-dir` (its config.yaml unless a
+    recipe is named), else a fresh one."""
     from safetensors.torch import load_file
 
     from steepest.config import load_recipe
     from steepest.diagnose import context_from_recipe
-    from steepest.diagnose.sharpness import measure_sharpness
     from steepest.errors import CheckpointError
 
-    if args.run_dir:
-        recipe = load_recipe(str(Path(args.run_dir) / "config.yaml"), args.set)
-    else:
-        recipe = load_recipe(args.recipe, args.set)
+    run = Path(args.run_dir) if args.run_dir else None
+    recipe = load_recipe(args.recipe if args.recipe or not run else str(run / "config.yaml"), args.set)
     ctx = context_from_recipe(recipe)
     model = ctx.model()
-    if args.run_dir:
-        path = Path(args.run_dir) / "model.safetensors"
+    if run:
+        path = run / "model.safetensors"
         if not path.exists():
-            raise CheckpointError(f"{path} does not exist; sharpness needs a finished run")
+            raise CheckpointError(f"{path} does not exist; give the directory of a finished steepest train run")
         model.load_state_dict(load_file(str(path)))
-    x, y = ctx.batch(args.samples_batch)
-    result = measure_sharpness(model, ctx.loss_fn, x, y, ctx.lr, args.iterations, args.probes, ctx.seed)
+    return ctx, model
+
+
+def _write_json(args: argparse.Namespace, name: str, payload: dict) -> None:
+    out = Path(args.json) if args.json else (Path(args.run_dir) / name if args.run_dir else None)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=2))
+        print(f"report: {out}")
+
+
+def cmd_batch_size(args: argparse.Namespace) -> int:
+    from steepest.errors import ConfigError
+    from steepest.tune.batch_size import estimate_noise_scale, sampler_from
+
+    if args.small < 1 or args.big <= args.small:
+        raise ConfigError(f"batch-size: need 1 <= --small ({args.small}) < --big ({args.big})")
+    ctx, model = _recipe_and_model(args)
+    train = ctx.data.train
+    if args.warmup_steps and not args.run_dir:
+        ctx.fit(model, train.x, train.y, args.warmup_steps, lr=ctx.lr, optimizer="recipe", batch=ctx.batch_size)
+    big = min(args.big, len(train))
+    if big <= args.small:
+        raise ConfigError(f"batch-size: the training split has {len(train)} samples; --small must be below that")
+    with ctx.threads():
+        result = estimate_noise_scale(model, ctx.loss_fn, sampler_from(train.x, train.y), args.small, big, args.iterations,
+                                      seed=ctx.seed, lr=ctx.lr, batch_size=ctx.batch_size)
     print(result.summary())
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+    _write_json(args, "batch_size.json", result.to_dict())
+    return 0
+
+
+def cmd_sharpness(args: argparse.Namespace) -> int:
+    from steepest.diagnose.sharpness import measure_sharpness
+
+    ctx, model = _recipe_and_model(args)
+    x, y = ctx.batch(args.samples_batch)
+    with ctx.threads():
+        result = measure_sharpness(model, ctx.loss_fn, x, y, ctx.lr, args.iterations, args.probes, ctx.seed)
+    print(result.summary())
+    _write_json(args, "sharpness.json", result.to_dict())
     return 0
 
 
 def add_commands(sub) -> dict:
-    p = sub.add_parser("doctor", help="run the debugging checklist on a recipe (exit 1 when a check fails)")
+    p = sub.add_parser("doctor", help="run the debugging checklist on a recipe (exit 0: no failure, 1: a check failed, 2: usage error)",
+                       description="Run the doctor's checks on a recipe; prints a table (verdict, evidence, one-sentence fix) and "
+                                   "writes it as JSON. Exit status: 0 when no check fails (warnings allowed), 1 when a check fails, "
+                                   "2 for usage errors (bad recipe, unknown check, missing run directory).")
     _recipe_args(p)
     p.add_argument("--checks", help="comma-separated subset of checks (add weight_decay for the slow optional one)")
-    p.add_argument("--run-dir", help="also diagnose under/overfitting from this finished run's learning curves")
+    p.add_argument("--run-dir", help="diagnose under/overfitting from this finished run's learning curves (metrics.db); "
+                                     "with a recipe, --set or --checks also run the checks (recipe default: the run's config.yaml)")
     p.add_argument("--json", help="write the report as JSON here (default: RUN_DIR/doctor.json, else runs/doctor-<recipe>-<time>/)")
 
     p = sub.add_parser("batch-size", help="gradient noise scale: critical batch size, regime and scaled lr")
     _recipe_args(p)
-    p.add_argument("--small", type=int, default=16)
-    p.add_argument("--big", type=int, default=512)
-    p.add_argument("--iterations", type=int, default=30)
-    p.add_argument("--warmup-steps", type=int, default=50, help="train this many steps first (the noise scale at init is atypical)")
-    p.add_argument("--json")
+    p.add_argument("--run-dir", help="measure at this finished run's final weights (recipe: its config.yaml)")
+    p.add_argument("--small", type=int, default=16, help="small batch size")
+    p.add_argument("--big", type=int, default=512, help="big batch size (at most the training split)")
+    p.add_argument("--iterations", type=int, default=30, help="pairs of gradients averaged")
+    p.add_argument("--warmup-steps", type=int, default=50, help="without --run-dir, train this many steps first (the noise scale at init is atypical)")
+    p.add_argument("--json", help="write the result as JSON here (default with --run-dir: RUN_DIR/batch_size.json)")
 
     p = sub.add_parser("sharpness", help="top Hessian eigenvalue, Hessian trace and the edge-of-stability ratio")
     _recipe_args(p)
@@ -108,5 +130,5 @@ def add_commands(sub) -> dict:
     p.add_argument("--iterations", type=int, default=100, help="power-iteration steps")
     p.add_argument("--probes", type=int, default=50, help="Hutchinson probe vectors")
     p.add_argument("--samples-batch", type=int, default=512, help="samples in the loss whose Hessian is measured")
-    p.add_argument("--json")
+    p.add_argument("--json", help="write the result as JSON here (default with --run-dir: RUN_DIR/sharpness.json)")
     return {"doctor": cmd_doctor, "batch-size": cmd_batch_size, "sharpness": cmd_sharpness}

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from pathlib import Path
 
+import torch
+from torch import nn
+
+from steepest.data.bundle import DataBundle
 from steepest.diagnose import checks_data, checks_model, checks_training  # noqa: F401  (register the checks)
 from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.context import DoctorContext
@@ -13,11 +19,15 @@ from steepest.errors import ConfigError, did_you_mean
 
 
 def context_from_recipe(recipe, data=None) -> DoctorContext:
+    """The doctor's view of a recipe (a `Recipe`, a bundled name or a YAML path)."""
+    from steepest.config import Recipe, load_recipe
     from steepest.data import load_data
     from steepest.models import build_model
     from steepest.train.build import build_loss, build_optimizer, loss_name, validate_recipe
     from steepest.train.precision import resolve_device
 
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(str(recipe), [])
     validate_recipe(recipe)
     device = resolve_device(recipe.trainer.device)
     data = (data or load_data(recipe.data, recipe.trainer.seed)).to(device)
@@ -36,22 +46,48 @@ def context_from_recipe(recipe, data=None) -> DoctorContext:
     )
 
 
+def context_from_components(model: nn.Module | Callable[[], nn.Module], data: DataBundle, loss_fn: Callable,
+                            make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None, *,
+                            lr: float = 1e-3, batch_size: int = 64, loss_name: str = "", seed: int = 0) -> DoctorContext:
+    """The doctor's view of your own components. `model` is a module (each check gets a fresh copy of
+    its current weights) or a zero-argument factory; `loss_name` (e.g. "cross_entropy") lets the
+    loss/API check know what the loss expects.
+
+    >>> ctx = context_from_components(net, bundle, torch.nn.functional.cross_entropy, loss_name="cross_entropy")  # doctest: +SKIP
+    >>> print(run_doctor(ctx).table())  # doctest: +SKIP
+    """
+    factory = (lambda: copy.deepcopy(model)) if isinstance(model, nn.Module) else model
+    device = next(iter(factory().parameters()), torch.empty(0)).device
+    opt = make_optimizer or (lambda m: torch.optim.Adam(m.parameters(), lr=lr))
+    return DoctorContext(factory, data.to(device), loss_fn, opt, batch_size, lr, device, loss_name, seed)
+
+
 def default_checks() -> list[str]:
     return [n for n in CHECKS.names() if CHECKS.get(n).flags.get("default", True)]
 
 
-def run_doctor(ctx: DoctorContext, checks: list[str] | None = None) -> Report:
+def run_doctor(target, checks: list[str] | None = None) -> Report:
+    """Run `checks` (default: every check not marked optional) on a recipe (a `Recipe`, a bundled
+    name or a YAML path) or a `DoctorContext` (see `context_from_components`). A check that raises
+    is reported as a failure, since the same error would stop training.
+
+    >>> report = run_doctor("digits_mlp", ["forward_shape", "duplicates"])
+    >>> report["duplicates"].verdict
+    'ok'
+    """
+    ctx = target if isinstance(target, DoctorContext) else context_from_recipe(target)
     names = checks or default_checks()
     for n in names:
         if n not in CHECKS:
             raise ConfigError(f"doctor --checks: unknown check '{n}';{did_you_mean(n, CHECKS.names())} valid: {', '.join(CHECKS.names())}")
     order = [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
     results: list[CheckResult] = []
-    for name in order:
-        try:
-            results.append(CHECKS.get(name).target(ctx))
-        except Exception as exc:  # a check that crashes is itself a finding about the setup
-            results.append(fail(name, f"the check raised {type(exc).__name__}: {exc}", "fix the error above (it will stop training too)"))
+    with ctx.threads():
+        for name in order:
+            try:
+                results.append(CHECKS.get(name).target(ctx))
+            except Exception as exc:  # a check that crashes is itself a finding about the setup
+                results.append(fail(name, f"the check raised {type(exc).__name__}: {exc}", "fix the error above (it will stop training too)"))
     return Report(results)
 
 

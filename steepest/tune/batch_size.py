@@ -8,9 +8,16 @@ E|G_B|^2 = |G|^2 + tr(Sigma) / B. Two batch sizes give unbiased estimates:
     tr(Sigma) ~ (|G_small|^2 - |G_big|^2) / (1 / B_small - 1 / B_big)
 
 and B_simple = tr(Sigma) / |G|^2, formed as a ratio of (bias-corrected) moving averages of the two
-estimates, not as an average of per-draw ratios (which is biased). Regimes, as in the references:
-B << B_simple: perfect scaling (doubling B halves the steps); B ~ B_simple: diminishing returns;
-B >> B_simple: stagnation (more samples per step, no fewer steps).
+estimates, not as an average of per-draw ratios (which is biased).
+
+Regimes (Shallue et al. 2019; the references' table 4.1): with McCandlish's steps-to-target
+S = S_min (1 + B_noise / B), doubling the batch divides the steps by (1 + b/B) / (1 + b/(2B)),
+b = B_simple. Below b/4 that is over 1.67 (of an ideal 2): perfect scaling, where the lr grows
+linearly with B; between b/4 and 4b (a 16x band, as wide as the table's 128-2,048 for a CNN on
+MNIST): diminishing returns; above 4b under 1.11: stagnation.
+
+    >>> est = estimate_noise_scale(model, loss_fn, sampler_from(x, y), b_small=16, b_big=512)  # doctest: +SKIP
+    >>> print(est.summary())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -38,17 +45,26 @@ class NoiseScale:
         return asdict(self)
 
     def summary(self) -> str:
-        text = (f"gradient noise scale B_simple = {self.b_simple:.1f} (tr Sigma {self.trace_sigma:.3g}, |G|^2 {self.grad_sq:.3g})\n"
-                f"current batch {self.batch_size}: {self.regime}\nrecommended batch: {self.recommended_batch}")
+        lines = [f"gradient noise scale B_simple = {self.b_simple:.1f} (tr Sigma {self.trace_sigma:.3g}, |G|^2 {self.grad_sq:.3g})",
+                 f"current batch {self.batch_size}: {self.regime}"]
+        if math.isfinite(self.b_simple) and self.b_simple > 0:
+            lines.append(f"doubling the batch to {2 * self.batch_size} divides the steps by "
+                         f"{doubling_speedup(self.batch_size, self.b_simple):.2f} (ideal 2)")
+        rec = f"recommended batch: {self.recommended_batch}"
         if self.recommended_lr is not None:
-            text += f"  (linear-scaling lr {self.recommended_lr:.3g} from {self.lr:.3g})"
-        return text
+            rec += f" (linear-scaling lr {self.recommended_lr:.3g} from {self.lr:.3g} at batch {self.batch_size})"
+        return "\n".join([*lines, rec])
+
+
+def doubling_speedup(batch: int, b_simple: float) -> float:
+    """How many times fewer steps a batch of 2B needs than B: (1 + b/B) / (1 + b/(2B)), in [1, 2]."""
+    return (1 + b_simple / batch) / (1 + b_simple / (2 * batch))
 
 
 def regime(batch: int, b_simple: float) -> str:
-    if batch <= b_simple / 10:
-        return "perfect scaling (a larger batch cuts the steps almost proportionally)"
-    if batch <= 10 * b_simple:
+    if batch <= b_simple / 4:
+        return "perfect scaling (doubling the batch nearly halves the steps; scale the lr linearly)"
+    if batch < 4 * b_simple:
         return "diminishing returns (near the critical batch size)"
     return "stagnation (a larger batch no longer cuts the steps)"
 
@@ -59,30 +75,55 @@ def _grad_sq(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) -> flo
     return float(sum(p.grad.double().pow(2).sum() for p in model.parameters() if p.grad is not None))
 
 
+def noise_estimates(g_small, g_big, b_small: int, b_big: int, population: int | None = None):
+    """Unbiased (|G|^2, tr Sigma) from squared gradient norms at two batch sizes (floats or tensors).
+
+    E|G_B|^2 = |G|^2 + a_B tr(Sigma) with a_B = 1/B, or, for batches drawn without replacement from
+    a training set of N samples (G its full gradient), a_B = (1/B) (N - B) / (N - 1). Two sizes give
+    tr(Sigma) = (|G_s|^2 - |G_b|^2) / (a_s - a_b) and |G|^2 = (a_s |G_b|^2 - a_b |G_s|^2) / (a_s - a_b),
+    i.e. McCandlish's (B_b |G_b|^2 - B_s |G_s|^2) / (B_b - B_s) when N is infinite."""
+    def a(b: int) -> float:
+        return 1 / b if population is None or population <= 1 else (population - b) / (b * (population - 1))
+
+    a_s, a_b = a(b_small), a(b_big)
+    return (a_s * g_big - a_b * g_small) / (a_s - a_b), (g_small - g_big) / (a_s - a_b)
+
+
 def estimate_noise_scale(model: nn.Module, loss_fn, sample: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
                          b_small: int = 16, b_big: int = 256, iterations: int = 50, beta: float = 0.9, seed: int = 0,
-                         lr: float | None = None, batch_size: int | None = None) -> NoiseScale:
-    """Estimate B_simple at the model's current parameters; `sample(n, generator)` draws a batch."""
+                         lr: float | None = None, batch_size: int | None = None, population: int | None = None) -> NoiseScale:
+    """Estimate B_simple at the model's current parameters; `sample(n, generator)` draws a batch
+    (the small batch is the first `b_small` samples of the big one: the expectations, hence the
+    estimates, stay unbiased). `population`: the training set's size when batches are drawn from it
+    without replacement (finite-population correction; `sampler_from` sets `sample.population`)."""
     if not 0 < b_small < b_big:
         raise ValueError(f"need 0 < b_small ({b_small}) < b_big ({b_big})")
+    population = population or getattr(sample, "population", None)
     gen = torch.Generator().manual_seed(seed)
     avg_g = avg_s = 0.0
     for _ in range(iterations):
         x, y = sample(b_big, gen)
         g_big = _grad_sq(model, loss_fn, x, y)
         g_small = _grad_sq(model, loss_fn, x[:b_small], y[:b_small])
-        grad_sq = (b_big * g_big - b_small * g_small) / (b_big - b_small)
-        trace = (g_small - g_big) / (1 / b_small - 1 / b_big)
+        grad_sq, trace = noise_estimates(g_small, g_big, b_small, b_big, population)
         avg_g = beta * avg_g + (1 - beta) * grad_sq
         avg_s = beta * avg_s + (1 - beta) * trace
-    correction = 1 - beta**iterations
-    grad_sq, trace = avg_g / correction, avg_s / correction
     model.zero_grad(set_to_none=True)
+    correction = 1 - beta**iterations  # the EMAs' bias correction (it cancels in the ratio)
+    return noise_scale_result(avg_s / correction, avg_g / correction, batch_size or b_small, lr, population)
+
+
+def noise_scale_result(trace: float, grad_sq: float, batch_size: int, lr: float | None = None,
+                       max_batch: int | None = None) -> NoiseScale:
+    """B_simple from the two estimates, with the regime of `batch_size`, the recommended batch (the
+    power of two nearest B_simple, McCandlish's critical batch, at most `max_batch`) and its
+    linear-scaling lr."""
     b = trace / grad_sq if grad_sq > 0 else math.inf
-    current = batch_size or b_small
-    recommended = 2 ** max(0, round(math.log2(b))) if math.isfinite(b) and b > 0 else current
-    new_lr = lr * recommended / current if lr is not None else None
-    return NoiseScale(b, trace, grad_sq, current, int(recommended), regime(current, b), lr, new_lr)
+    recommended = 2 ** max(0, round(math.log2(b))) if math.isfinite(b) and b > 0 else batch_size
+    if max_batch is not None:
+        recommended = min(recommended, max_batch)
+    new_lr = lr * recommended / batch_size if lr is not None else None
+    return NoiseScale(b, trace, grad_sq, batch_size, int(recommended), regime(batch_size, b), lr, new_lr)
 
 
 def sampler_from(x: torch.Tensor, y: torch.Tensor):
@@ -90,4 +131,5 @@ def sampler_from(x: torch.Tensor, y: torch.Tensor):
     def sample(n: int, gen: torch.Generator):
         idx = torch.randperm(len(x), generator=gen)[:n].to(x.device)
         return x[idx], y[idx]
+    sample.population = len(x)
     return sample

@@ -2,6 +2,7 @@
 and no alarm on healthy recipes."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -10,7 +11,13 @@ from torch import nn
 from steepest.cli import main
 from steepest.config import load_recipe
 from steepest.data import DataBundle, DataInfo, Split
-from steepest.diagnose import CHECKS, context_from_recipe, diagnose_fit, run_doctor
+from steepest.diagnose import (
+    CHECKS,
+    context_from_components,
+    context_from_recipe,
+    diagnose_fit,
+    run_doctor,
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +49,11 @@ class IgnoresInput(nn.Module):
 class LogOfNegative(nn.Module):
     def forward(self, x):
         return torch.log(x - 100.0)
+
+
+class SqrtAbs(nn.Module):  # finite forward; d/dx sqrt|x| is infinite at the ReLU's zeros
+    def forward(self, x):
+        return torch.sqrt(x.abs())
 
 
 def verdict(ctx, name):
@@ -97,6 +109,20 @@ def test_nan_produced_inside_layer_3(healthy):
     assert r.verdict == "fail" and r.evidence["module"].startswith("2 (LogOfNegative)")
 
 
+def test_gradient_nan_produced_in_backward(healthy):
+    r = verdict(ctx_with(healthy, make_model=lambda: nn.Sequential(nn.Linear(64, 32), nn.ReLU(), SqrtAbs(), nn.Linear(32, 10))), "nonfinite")
+    assert r.verdict == "fail" and "gradients" in r.summary and r.evidence["module"].startswith("2 (SqrtAbs)")
+
+
+def test_nan_in_the_inputs(healthy):
+    d = healthy.data
+    x = d.train.x.clone()
+    x[:, 5] = float("nan")
+    bad = DataBundle(Split(x, d.train.y), d.val, d.test, d.info)
+    r = verdict(ctx_with(healthy, data=bad), "nonfinite")
+    assert r.verdict == "fail" and "inputs" in r.summary
+
+
 def test_deep_sigmoid_net(healthy):
     ctx = ctx_with(healthy, make_model=lambda: mlp(act=nn.Sigmoid, depth=12))
     assert verdict(ctx, "gradient_flow").verdict == "fail"
@@ -125,6 +151,18 @@ def test_collapsing_activations(healthy):
     assert verdict(ctx_with(healthy, make_model=tiny), "activations").verdict == "fail"
 
 
+def test_growing_activations(healthy):
+    def loud():
+        m = nn.Sequential(*[layer for _ in range(4) for layer in (nn.Linear(64, 64), nn.ReLU())], nn.Linear(64, 10))
+        for layer in m:
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=4 / 64**0.5)  # gain 4 (Kaiming: sqrt 2): std x2.8 per layer
+        return m
+
+    r = verdict(ctx_with(healthy, make_model=loud), "activations")
+    assert r.verdict == "warn" and "goes from" in r.summary
+
+
 def test_dropout_with_batchnorm_and_small_batch():
     ctx = context_from_recipe(load_recipe("digits_mlp", ["model.norm=batchnorm", "model.dropout=0.2", "data.batch_size=4"]))
     assert verdict(ctx, "dropout_with_norm").verdict == "warn"
@@ -133,9 +171,17 @@ def test_dropout_with_batchnorm_and_small_batch():
 
 def test_normalization_applied_twice_to_validation(healthy):
     d = healthy.data
-    stats_mean, stats_std = d.train.x.mean(0), d.train.x.std(0).clamp_min(1e-6)
-    twice = (d.val.x * 4.0 - stats_mean) / stats_std * 3  # a second (wrong) standardization, val only
-    bad = DataBundle(d.train, Split(twice, d.val.y), d.test, d.info)
+    mean, std = torch.tensor(d.info.x_norm["mean"]), torch.tensor(d.info.x_norm["std"])
+    twice = (d.val.x - mean) / std  # the pipeline standardized it already; a second pass with the raw statistics
+    bad = DataBundle(d.train, Split(twice.float(), d.val.y), d.test, d.info)
+    r = verdict(ctx_with(healthy, data=bad), "preprocessing")
+    assert r.verdict == "fail" and r.evidence["median_std_ratio"] < 0.5
+
+
+def test_normalization_applied_to_one_split_only(healthy):
+    d = healthy.data
+    raw = d.val.x * torch.tensor(d.info.x_norm["std"]) + torch.tensor(d.info.x_norm["mean"])
+    bad = DataBundle(d.train, Split(raw.float(), d.val.y), d.test, d.info)
     assert verdict(ctx_with(healthy, data=bad), "preprocessing").verdict == "fail"
 
 
@@ -155,6 +201,30 @@ def test_imbalanced_95_5(healthy):
     assert r.verdict == "warn" and r.evidence["ratio"] > 10
 
 
+def test_imbalanced_initial_loss_wants_the_prior_bias(healthy):
+    ctx = ctx_with(healthy, data=synthetic(pos=0.05), make_model=lambda: mlp(k=2, d=5))
+    r = verdict(ctx, "initial_loss")
+    assert r.verdict == "warn" and "output_bias" in r.fix  # ln 2 = 0.69 vs label entropy 0.2
+
+    def prior_bias():
+        m = mlp(k=2, d=5)
+        with torch.no_grad():
+            m[-1].weight.zero_()
+            m[-1].bias.copy_(torch.tensor([0.95, 0.05]).log())
+        return m
+
+    assert verdict(ctx_with(ctx, make_model=prior_bias), "initial_loss").verdict == "ok"
+
+
+def test_bf16_changes_the_loss(healthy):
+    class Cancels(nn.Module):  # (logits + 512) - 512: bf16 keeps 8 bits, so the logits round to multiples of 4
+        def forward(self, x):
+            return (x + 512.0) - 512.0
+
+    r = verdict(ctx_with(healthy, make_model=lambda: nn.Sequential(mlp(), Cancels())), "precision")
+    assert r.verdict == "warn" and "bf16" in r.summary
+
+
 def test_duplicated_rows_across_splits(healthy):
     r = verdict(ctx_with(healthy, data=synthetic(pos=0.5, dup=7), make_model=lambda: mlp(k=2, d=5)), "duplicates")
     assert r.verdict == "fail" and r.evidence["train_val"] == 7
@@ -163,8 +233,11 @@ def test_duplicated_rows_across_splits(healthy):
 def test_learning_rate_of_10():
     ctx = context_from_recipe(load_recipe("digits_mlp", ["optimizer={name: sgd, lr: 10}", "trainer.clip_norm=null"]))
     assert verdict(ctx, "learning_rate").verdict == "fail"
+    r = verdict(ctx, "gradient_flow")  # one step moves the weights by far more than ~1e-3 of their norm
+    assert r.verdict == "warn" and max(r.evidence["update_ratios"].values()) > 0.1
     slow = context_from_recipe(load_recipe("digits_mlp", ["optimizer={name: sgd, lr: 1e-7}"]))
-    assert verdict(slow, "learning_rate").verdict == "warn"
+    r = verdict(slow, "learning_rate")
+    assert r.verdict == "warn" and "no progress" in r.summary
 
 
 def test_fp16_overflow(healthy):
@@ -218,3 +291,29 @@ def test_labels_shifted_by_one_row(healthy):
     d = healthy.data
     shifted = DataBundle(Split(d.train.x, torch.roll(d.train.y, 1)), Split(d.val.x, torch.roll(d.val.y, 1)), d.test, d.info)
     assert verdict(ctx_with(healthy, data=shifted), "real_vs_noise").verdict == "fail"
+
+
+def test_run_doctor_takes_a_recipe_name_or_components():
+    assert run_doctor("digits_mlp", ["forward_shape"])["forward_shape"].verdict == "ok"
+    data = context_from_recipe(load_recipe("digits_mlp")).data
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), nn.Softmax(dim=1))
+    ctx = context_from_components(net, data, nn.functional.cross_entropy, loss_name="cross_entropy")
+    report = run_doctor(ctx, ["forward_shape", "loss_api"])
+    assert [r.verdict for r in report.results] == ["ok", "fail"]
+    assert '"verdict": "fail"' in report.to_json() and "FAIL" in report.table()
+
+
+def test_doctor_reads_a_finished_run(tmp_path, capsys):
+    from steepest.track.store import MetricStore
+
+    run = tmp_path / "over"
+    run.mkdir()
+    (run / "data_info.json").write_text(json.dumps({"task": "classification", "num_classes": 10}))
+    store = MetricStore(run / "metrics.db")
+    for step in range(1, 31):
+        store.log(step * 10, {"train_loss": 1.0 / step, "val_loss": 0.5 + abs(step - 5) * 0.1})
+    store.close()
+    assert main(["doctor", "--run-dir", str(run)]) == 0  # fit findings are warnings, not failures
+    out = capsys.readouterr().out
+    assert "overfitting" in out and (run / "doctor.json").exists()
+    assert main(["doctor", "--run-dir", str(tmp_path / "missing")]) == 2

@@ -1,49 +1,156 @@
-"""The gradient noise scale on linear regression with Gaussian noise, where it has a closed form."""
+"""The gradient noise scale on linear regression with Gaussian noise, where it has a closed form:
+per-sample gradient g = ((w - w*).x - eps) x with x ~ N(0, I), eps ~ N(0, sigma^2), w - w* = delta:
+G = delta, Sigma = (|delta|^2 + sigma^2) I + delta delta^T, so |G|^2 = |delta|^2 and
+tr(Sigma) = d (|delta|^2 + sigma^2) + |delta|^2."""
 
 import pytest
 import torch
 from torch import nn
 
 from steepest.cli import main
-from steepest.tune.batch_size import estimate_noise_scale, regime
+from steepest.data import DataBundle, DataInfo, Split
+from steepest.train.trainer import Trainer
+from steepest.tune import NoiseScaleCallback, estimate_noise_scale, regime
+from steepest.tune.batch_size import doubling_speedup, noise_scale_result
+
+D, SIGMA = 100, 1.0  # many dimensions: tr(Sigma) is a sum of many terms and is estimated tightly
+W_STAR = torch.linspace(-1, 1, D, dtype=torch.float64)
+DELTA = torch.full((D,), 0.1, dtype=torch.float64)
+GRAD_SQ = float(DELTA @ DELTA)
+TRACE = D * (GRAD_SQ + SIGMA**2) + GRAD_SQ
+
+
+def linear_model():
+    model = nn.Linear(D, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_((W_STAR + DELTA)[None])
+    return model
+
+
+def sample(n, gen):
+    x = torch.randn(n, D, generator=gen, dtype=torch.float64)
+    y = x @ W_STAR + SIGMA * torch.randn(n, generator=gen, dtype=torch.float64)
+    return x, y[:, None]
+
+
+def half_mse(out, y):
+    return 0.5 * ((out - y) ** 2).mean()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: intra-op threads only add hand-offs (and stall on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_noise_scale_matches_closed_form_within_10_percent():
-    d, sigma = 10, 1.0
-    w_star = torch.linspace(-1, 1, d, dtype=torch.float64)
-    delta = torch.full((d,), 0.3, dtype=torch.float64)
-    model = nn.Linear(d, 1, bias=False).double()
-    with torch.no_grad():
-        model.weight.copy_((w_star + delta)[None])
-
-    def sample(n, gen):
-        x = torch.randn(n, d, generator=gen, dtype=torch.float64)
-        y = x @ w_star + sigma * torch.randn(n, generator=gen, dtype=torch.float64)
-        return x, y[:, None]
-
-    loss = lambda out, y: 0.5 * ((out - y) ** 2).mean()  # noqa: E731
-    # per-sample gradient g = ((w - w*).x - eps) x: G = delta, Sigma = (|delta|^2 + sigma^2) I + delta delta^T
-    grad_sq = float(delta @ delta)
-    trace = d * (grad_sq + sigma**2) + grad_sq
-    est = estimate_noise_scale(model, loss, sample, b_small=8, b_big=512, iterations=400, beta=0.99, seed=1)
-    assert est.grad_sq == pytest.approx(grad_sq, rel=0.1)
-    assert est.trace_sigma == pytest.approx(trace, rel=0.1)
-    assert est.b_simple == pytest.approx(trace / grad_sq, rel=0.1)
+    est = estimate_noise_scale(linear_model(), half_mse, sample, b_small=32, b_big=512, iterations=100, beta=0.99, seed=1)
+    assert est.grad_sq == pytest.approx(GRAD_SQ, rel=0.1)
+    assert est.trace_sigma == pytest.approx(TRACE, rel=0.1)
+    assert est.b_simple == pytest.approx(TRACE / GRAD_SQ, rel=0.1)
 
 
-def test_regimes_and_cli(capsys):
-    assert regime(4, 100).startswith("perfect scaling")
+def test_regimes_follow_the_doubling_speedup():
+    assert regime(4, 100).startswith("perfect scaling") and doubling_speedup(4, 100) > 1.9
     assert regime(128, 100).startswith("diminishing")
-    assert regime(4096, 100).startswith("stagnation")
+    assert regime(4096, 100).startswith("stagnation") and doubling_speedup(4096, 100) < 1.02
+    assert doubling_speedup(25, 100) == pytest.approx(5 / 3)  # the b/4 boundary
+    r = noise_scale_result(trace=TRACE, grad_sq=GRAD_SQ, batch_size=64, lr=0.1)
+    assert r.recommended_batch == 256 and r.recommended_lr == pytest.approx(0.1 * 256 / 64)  # B_simple = 201
+    assert r.regime.startswith("diminishing")  # 201 / 4 < 64 < 4 * 201
+
+
+def test_batch_size_cli(capsys):
     assert main(["batch-size", "--iterations", "5", "--warmup-steps", "5", "--big", "256"]) == 0
     out = capsys.readouterr().out
-    assert "B_simple" in out and "recommended batch" in out
+    assert "B_simple" in out and "recommended batch" in out and "current batch 64" in out
 
 
-def test_noise_scale_callback_logs_during_training(tmp_path):
+def trainer_on_gaussian_problem(accumulate, callback, batch_size=256, steps=300, seed=0):
+    gen = torch.Generator().manual_seed(0)
+    x, y = sample(50_000, gen)
+    info = DataInfo("gaussian", "regression", (D,), 1)
+    data = DataBundle(Split(x, y), Split(x[:10], y[:10]), Split(x[:10], y[:10]), info)
+    model = linear_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay at w* + delta: G and Sigma are known
+    return Trainer(model, opt, half_mse, data, max_steps=steps, batch_size=batch_size, accumulate=accumulate,
+                   callbacks=[callback], log_every_n_steps=1000, seed=seed)
+
+
+@pytest.mark.parametrize(("accumulate", "batch_size"), [(8, 256), (1, 512)], ids=["micro-batch-hook", "probe"])
+def test_noise_scale_callback_within_10_percent(accumulate, batch_size):
+    """Small batch 32 (a micro-batch of 8, or the probe), big batch the whole step."""
+    cb = NoiseScaleCallback(every_n_steps=1, log_every_n_steps=300, probe_size=32, beta=0.99)
+    trainer_on_gaussian_problem(accumulate, cb, batch_size=batch_size, steps=300).fit()
+    (step, b_simple), = cb.history
+    assert step == 300 and b_simple == pytest.approx(TRACE / GRAD_SQ, rel=0.1)
+
+
+def test_callback_reads_the_first_micro_batch_gradient_exactly():
+    """The hook's |g_small|^2 is the first micro-batch's own gradient norm (not a rescaled share)."""
+    seen = {}
+
+    class Spy(NoiseScaleCallback):
+        def on_step_start(self, trainer, batches):
+            super().on_step_start(trainer, batches)
+            x, y = batches[0]
+            model = trainer.unwrapped_model
+            (g,) = torch.autograd.grad(half_mse(model(x), y), [model.weight])
+            seen["direct"] = float(g.pow(2).sum())
+
+        def on_before_optimizer_step(self, trainer):
+            seen["hook"] = float(self._small * (self._n_step / self._n_first) ** 2)
+            super().on_before_optimizer_step(trainer)
+
+    trainer_on_gaussian_problem(4, Spy(every_n_steps=1), steps=1).fit()
+    assert seen["hook"] == pytest.approx(seen["direct"], rel=1e-10)
+
+
+def test_callback_leaves_training_bit_identical():
+    """Measuring (probe with dropout in a forked RNG) must not change the run."""
+    from steepest.config import load_recipe
+    from steepest.train.run import build_run
+
+    def final_weights(with_callback):
+        recipe = load_recipe("digits_mlp", ["trainer.max_steps=30", "trainer.max_epochs=null", "checkpoint.enabled=false"])
+        run = build_run(recipe)
+        cb = NoiseScaleCallback(every_n_steps=5, log_every_n_steps=10)
+        if with_callback:
+            run.trainer.add_callback(cb)
+        run.trainer.fit()
+        return [p.detach().clone() for p in run.trainer.unwrapped_model.parameters()], cb.history
+
+    plain, _ = final_weights(False)
+    measured, history = final_weights(True)
+    assert all(torch.equal(a, b) for a, b in zip(plain, measured))
+    assert [s for s, _ in history] == [10, 20, 30] and all(b > 0 for _, b in history)
+
+
+def test_noise_scale_monitor_logs_during_training(tmp_path):
     from steepest.track import read_series
 
     assert main(["train", "--run-dir", str(tmp_path / "r"), "-q", "--set", "trainer.max_epochs=3",
                  "--set", "callbacks=[{name: noise_scale, every_n_steps: 20, iterations: 3}]"]) == 0
     series = read_series(tmp_path / "r" / "metrics.db", "noise_scale")
     assert [s for s, _ in series] == [20, 40, 60] and all(v > 0 for _, v in series)
+
+
+def test_finite_training_set_correction():
+    """Big batches drawn without replacement from N samples vary less than tr(Sigma)/B: the estimator
+    corrects by (N - B) / (N - 1). Exact G and Sigma from the per-sample gradients of the set."""
+    from steepest.tune.batch_size import sampler_from
+
+    gen = torch.Generator().manual_seed(3)
+    x, y = sample(600, gen)
+    model = linear_model()
+    per_sample = (x @ (W_STAR + DELTA) - y[:, 0])[:, None] * x  # gradient of 0.5 (w.x - y)^2 per sample
+    g = per_sample.mean(0)
+    exact = float((per_sample - g).pow(2).sum(1).mean() / g.pow(2).sum())
+    corrected = estimate_noise_scale(model, half_mse, sampler_from(x, y), b_small=32, b_big=400, iterations=100, beta=0.99)
+    assert corrected.b_simple == pytest.approx(exact, rel=0.1)
+    draw = sampler_from(x, y)
+    naive = estimate_noise_scale(model, half_mse, lambda n, gen: draw(n, gen), b_small=32, b_big=400, iterations=100, beta=0.99)
+    assert naive.b_simple > 1.2 * exact  # uncorrected, the too-clean big batch inflates tr(Sigma) and shrinks |G|^2

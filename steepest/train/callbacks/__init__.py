@@ -6,9 +6,9 @@ from steepest.train.callbacks.checkpoint import Checkpoint
 from steepest.train.callbacks.early_stopping import EarlyStopping
 from steepest.train.callbacks.evaluate import Evaluate
 from steepest.train.callbacks.logger import MetricLogger
-from steepest.train.callbacks.noise_scale import NoiseScaleMonitor
+from steepest.train.callbacks.noise_scale import NoiseScaleCallback, NoiseScaleMonitor
 from steepest.train.callbacks.plateau import ReduceLROnPlateau
 from steepest.train.callbacks.progress import ProgressBar
 
-__all__ = ["CALLBACKS", "Checkpoint", "EarlyStopping", "Evaluate", "ExponentialMovingAverage", "MetricLogger", "NoiseScaleMonitor", "ProgressBar", "ReduceLROnPlateau",
+__all__ = ["CALLBACKS", "Checkpoint", "EarlyStopping", "Evaluate", "ExponentialMovingAverage", "MetricLogger", "NoiseScaleCallback", "NoiseScaleMonitor", "ProgressBar", "ReduceLROnPlateau",
            "StochasticWeightAveraging"]
