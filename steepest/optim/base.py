@@ -19,6 +19,7 @@ torch.optim), so bias corrections never wait for the GPU; norms and trust ratios
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -29,6 +30,13 @@ IMPLS = ("reference", "foreach", "compiled")
 # between the update's passes (measured in benchmarks/optim_step.py).
 CPU_CHUNK_NUMEL = 1 << 16
 _COMPILED: dict[Callable, Callable] = {}
+_UNCOMPILABLE: set[Callable] = set()  # step functions whose compilation failed on this machine
+
+
+def _is_compile_failure(exc: Exception) -> bool:
+    """Errors raised by Dynamo/Inductor while building the graph (no C++ compiler, no Triton, ...)."""
+    module = type(exc).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor")) or "BackendCompilerFailed" in type(exc).__name__
 
 
 def compiled(fn: Callable) -> Callable:
@@ -87,8 +95,18 @@ class StepwiseOptimizer(torch.optim.Optimizer):
         cls = type(self)
         if impl == "reference":
             cls.reference_step(params, grads, *lists, **scalars)
+        elif impl == "compiled" and cls.foreach_step not in _UNCOMPILABLE:
+            try:
+                compiled(cls.foreach_step)(params, grads, *lists, **self._device_scalars(scalars, params[0]))
+            except Exception as exc:  # one graph, compiled before it runs: nothing was written yet
+                if not _is_compile_failure(exc):
+                    raise
+                _UNCOMPILABLE.add(cls.foreach_step)
+                warnings.warn(f"{cls.__name__}: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                              "using the foreach step (pass impl='foreach' to silence this)", RuntimeWarning, stacklevel=3)
+                cls.foreach_step(params, grads, *lists, **scalars)
         elif impl == "compiled":
-            compiled(cls.foreach_step)(params, grads, *lists, **self._device_scalars(scalars, params[0]))
+            cls.foreach_step(params, grads, *lists, **scalars)
         elif params[0].device.type == "cpu":
             for s in chunks(params, CPU_CHUNK_NUMEL):
                 cls.foreach_step(params[s], grads[s], *[xs[s] for xs in lists], **scalars)

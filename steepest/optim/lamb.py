@@ -43,11 +43,18 @@ def lamb_foreach(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps,
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    # m_hat / (sqrt(v_hat) + eps) = (m / (sqrt(v) + eps sqrt(bc2))) * sqrt(bc2) / bc1: one pass fewer
     denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_add_(denom, eps * bias_correction2**0.5)
-    r = torch._foreach_div(exp_avgs, denom)
-    torch._foreach_mul_(r, bias_correction2**0.5 / bias_correction1)
+    if isinstance(bias_correction2, torch.Tensor):
+        # compiled: adding a 0-d tensor to a list reads it on the host (a graph break); divide instead
+        torch._foreach_div_(denom, bias_correction2**0.5)
+        torch._foreach_add_(denom, eps)
+        r = torch._foreach_div(exp_avgs, denom)
+        torch._foreach_div_(r, bias_correction1)
+    else:
+        # m_hat / (sqrt(v_hat) + eps) = (m / (sqrt(v) + eps sqrt(bc2))) * sqrt(bc2) / bc1: one pass fewer
+        torch._foreach_add_(denom, eps * bias_correction2**0.5)
+        r = torch._foreach_div(exp_avgs, denom)
+        torch._foreach_mul_(r, bias_correction2**0.5 / bias_correction1)
     if weight_decay:
         torch._foreach_add_(r, params, alpha=weight_decay)
     ratios = clamped_trust(stacked_norms(params), stacked_norms(r), adapt, max_trust, max_weight_norm)

@@ -154,3 +154,12 @@ def test_finite_training_set_correction():
     draw = sampler_from(x, y)
     naive = estimate_noise_scale(model, half_mse, lambda n, gen: draw(n, gen), b_small=32, b_big=400, iterations=100, beta=0.99)
     assert naive.b_simple > 1.2 * exact  # uncorrected, the too-clean big batch inflates tr(Sigma) and shrinks |G|^2
+
+
+def test_noise_scale_steps_callback_from_a_recipe(tmp_path):
+    from steepest.track import read_series
+
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "-q", "--set", "trainer.max_epochs=3",
+                 "--set", "callbacks=[{name: noise_scale_steps, every_n_steps: 2, log_every_n_steps: 20}]"]) == 0
+    series = read_series(tmp_path / "r" / "metrics.db", "noise_scale")
+    assert [s for s, _ in series] == [20, 40, 60] and all(v > 0 for _, v in series)
