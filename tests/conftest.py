@@ -14,7 +14,7 @@ def _offline_data_dir():
     yield
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "mnist").exists():
         pytest.skip("../shared/data is not beside the checkout")

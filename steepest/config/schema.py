@@ -62,6 +62,7 @@ class DataConfig(Section):
     normalize: Literal["standard", "none"] = "standard"
     normalize_targets: bool = True
     subset: PositiveInt | None = None
+    classes: list[int] | None = None  # keep these class ids only, relabelled 0..k-1 (e.g. a transfer-learning task)
     shuffle: bool = True
     drop_last: bool = False
     data_dir: str | None = None
@@ -149,6 +150,27 @@ class TrainerConfig(Section):
         return self
 
 
+class LoRAConfig(Section):
+    r: PositiveInt = 8
+    alpha: PositiveFloat = 16.0
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    targets: list[str] = ["Linear"]  # class names or module-name patterns (fnmatch)
+    exclude: list[str] = []
+    train: list[str] = []  # module-name prefixes trained in full
+    train_head: bool = True  # the last layer group (a new classifier) trains in full
+
+
+class FinetuneConfig(Section):
+    """Transfer learning (steepest.finetune): start from pretrained weights, then choose what trains."""
+
+    pretrained: str | None = None  # a finished run directory or a .safetensors file
+    skip: list[str] = []  # parameter-name prefixes not to load
+    freeze: Literal["all_but_head"] | list[str] | None = None  # feature extraction, or module-name prefixes/patterns
+    lora: LoRAConfig | None = None
+    unfreeze_every_n_epochs: PositiveInt | None = None  # gradual unfreezing from the head down (ULMFiT)
+    lr_decay: Annotated[float, Field(gt=0, le=1)] | None = None  # discriminative lr: x decay per layer group below the head
+
+
 class CheckpointConfig(Section):
     every_n_steps: PositiveInt | None = None
     every_n_epochs: PositiveInt | None = 1
@@ -203,6 +225,7 @@ class Recipe(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     callbacks: list[Component] = Field(default_factory=list)
+    finetune: FinetuneConfig | None = None
     batch_transform: Component | None = None  # mixup / cutmix / mixup_cutmix (training batches only)
     search: SearchConfig | None = None
     name: str | None = None

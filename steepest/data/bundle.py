@@ -93,6 +93,27 @@ def _targets_array(y: np.ndarray, task: str) -> np.ndarray:
     return y[:, None] if (task in ("regression", "binary") and y.ndim == 1) else y
 
 
+def _select_classes(classes, task, num_classes, x, y, x_test, y_test, names, source):
+    """Keep the samples of `classes` only, relabelled 0..k-1 in the order given (data.classes)."""
+    if task != "classification":
+        raise DataError(f"data.classes selects classes of a classification data set; {source} is a {task} task")
+    wanted = list(classes)
+    bad = [c for c in wanted if not 0 <= c < num_classes]
+    if bad or len(set(wanted)) != len(wanted) or len(wanted) < 2:
+        raise DataError(f"data.classes must list at least 2 distinct class ids in [0, {num_classes}); got {wanted}")
+    remap = np.full(num_classes, -1, dtype=np.int64)
+    remap[wanted] = np.arange(len(wanted))
+
+    def pick(xs, ys):
+        keep = np.isin(ys, wanted)
+        return xs[keep], remap[ys[keep].astype(np.int64)]
+
+    x, y = pick(x, y)
+    if x_test is not None:
+        x_test, y_test = pick(x_test, y_test)
+    return x, y, x_test, y_test, ([names[c] for c in wanted] if names else names)
+
+
 def load_data(cfg, seed: int = 0) -> DataBundle:
     """Read, check, split (stratified, seeded), normalize (fitted on train) and tensorize."""
     source, raw = read_source(cfg)
@@ -115,15 +136,20 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
     check_features(x, f"{source} features")
     if x.ndim == 1:
         x = x[:, None]
+    x_test, y_test = (None, None) if raw.x_test is None else (np.asarray(raw.x_test), np.asarray(raw.y_test))
+    class_names = raw.class_names
+    if getattr(cfg, "classes", None) is not None:
+        x, y, x_test, y_test, class_names = _select_classes(cfg.classes, task, num_classes, x, y, x_test, y_test, class_names, source)
+        num_classes = len(cfg.classes)
 
     labels = y if task in ("classification", "binary") and cfg.stratify else None
-    if raw.x_test is not None:
-        check_features(np.asarray(raw.x_test), f"{source} test features")
-        n_total = len(x) + len(raw.x_test)
+    if x_test is not None:
+        check_features(x_test, f"{source} test features")
+        n_total = len(x) + len(x_test)
         fr = cfg.split or default_fractions(n_total)
         val_share = fr[1] / max(fr[0] + fr[1], 1e-12)
         tr, va, _ = split_indices(len(x), (1 - val_share, val_share, 0.0), labels, cfg.split_seed)
-        parts = {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (np.asarray(raw.x_test), np.asarray(raw.y_test))}
+        parts = {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (x_test, y_test)}
     else:
         fr = cfg.split or default_fractions(len(x))
         if cfg.split_order == "ordered":  # the held-out stretches come after the training one
@@ -173,7 +199,7 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         input_shape=tuple(int(d) for d in x.shape[1:]),
         num_outputs=int(num_outputs),
         num_classes=num_classes,
-        class_names=raw.class_names,
+        class_names=class_names,
         feature_names=raw.feature_names,
         kind=raw.kind,
         sizes={k: len(v) for k, v in splits.items()},

@@ -10,7 +10,7 @@ from steepest.errors import ConfigError
 from steepest.models._registry import MODELS
 from steepest.registry import accepted_arguments, import_object
 
-RESERVED = ("init", "dropconnect", "output_bias")  # handled here, not passed to the model class
+RESERVED = ("init", "dropconnect", "output_bias", "activation_checkpointing")  # handled here, not passed to the model class
 
 
 def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
@@ -19,12 +19,15 @@ def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.M
     A user's class receives `input_shape` / `num_outputs` only if its signature asks for them.
     Reserved keys: `init` (a scheme name, or {scheme: ..., gain/mode/...}) re-initializes Linear/Conv
     weights; `dropconnect: p` swaps hidden Linear layers for DropConnectLinear; `output_bias: auto`
-    is applied by the run from the training targets (steepest.nn.init_output_bias).
+    is applied by the run from the training targets (steepest.nn.init_output_bias);
+    `activation_checkpointing: true | segments | [module patterns]` recomputes blocks in the backward
+    pass instead of storing their activations (steepest.nn.checkpointing).
     """
     kwargs: dict[str, Any] = section.kwargs()
     init = kwargs.pop("init", None)
     dropconnect = kwargs.pop("dropconnect", None)
     kwargs.pop("output_bias", None)
+    checkpointing = kwargs.pop("activation_checkpointing", None)
     if section.component is not None:
         target = import_object(section.component, "model.component")
         where = f"model ({section.component})"
@@ -58,4 +61,11 @@ def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.M
             apply_dropconnect(model, float(dropconnect))
         except ValueError as exc:
             raise ConfigError(f"model.dropconnect: {exc}") from None
+    if checkpointing:
+        from steepest.nn.checkpointing import enable_activation_checkpointing
+
+        try:
+            enable_activation_checkpointing(model, checkpointing)
+        except ValueError as exc:
+            raise ConfigError(f"model.activation_checkpointing: {exc}") from None
     return model

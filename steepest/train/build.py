@@ -20,7 +20,7 @@ from steepest.train.callbacks import CALLBACKS
 
 DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "binary": "bce_with_logits", "multilabel": "bce_with_logits"}
 MODEL_INJECTED = ("input_shape", "num_outputs")
-MODEL_RESERVED = ("init", "dropconnect", "output_bias")
+MODEL_RESERVED = ("init", "dropconnect", "output_bias", "activation_checkpointing")
 
 
 def _target(section, registry, key: str):
@@ -41,9 +41,17 @@ def build_optimizer(recipe: Recipe, model: nn.Module | list) -> torch.optim.Opti
     try:
         if section.component is not None:
             cls = import_object(section.component, "optimizer.component")
+            if recipe.finetune is not None and recipe.finetune.lr_decay is not None:
+                raise ConfigError("finetune.lr_decay needs a registered optimizer (optimizer.name); give your optimizer "
+                                  "parameter groups yourself")
             params = model.parameters() if isinstance(model, nn.Module) else model
             return cls(params, **optimizer_kwargs(recipe))
-        return create_optimizer(section.name, model, **optimizer_kwargs(recipe))
+        kwargs = optimizer_kwargs(recipe)
+        if recipe.finetune is not None and recipe.finetune.lr_decay is not None and isinstance(model, nn.Module):
+            from steepest.finetune.apply import optimizer_lr_scales
+
+            kwargs["lr_scale"] = optimizer_lr_scales(model, recipe.finetune, kwargs)
+        return create_optimizer(section.name, model, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"optimizer ({section.name or section.component}): {exc}") from None
 

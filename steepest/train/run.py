@@ -65,6 +65,11 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         from steepest.nn.init import init_output_bias
 
         init_output_bias(model, data.train.y, data.info.task)
+    finetune_notes: list[str] = []
+    if recipe.finetune is not None:
+        from steepest.finetune import prepare_model
+
+        finetune_notes = prepare_model(model, recipe.finetune)
     optimizer = build_optimizer(recipe, model)
     loss_fn = build_loss(recipe, data.info.task)
     balance = recipe.data.balance if data.info.task in ("classification", "binary") else "none"
@@ -83,6 +88,10 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     callbacks: list = [Evaluate(t.eval_every_n_epochs, t.eval_every_n_steps)]
     if t.early_stopping is not None:
         callbacks.append(EarlyStopping(**t.early_stopping.model_dump()))
+    if recipe.finetune is not None and recipe.finetune.unfreeze_every_n_epochs:
+        from steepest.finetune import GradualUnfreezing
+
+        callbacks.append(GradualUnfreezing(recipe.finetune.unfreeze_every_n_epochs))
     callbacks += build_user_callbacks(recipe) + list(extra_callbacks or [])
     if run_path is not None and recipe.checkpoint.enabled:
         c = recipe.checkpoint
@@ -112,6 +121,9 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     if augment is not None and not copies:  # with copies the augmented set was drawn once, above
         transform, trainer.generators["augment"] = _with_augmentation(augment, transform, t.seed)
     trainer.engine.batch_transform, trainer.generators["batch_transform"] = transform, generator
+    if console and ctx.rank == 0:
+        for note in finetune_notes:
+            print(f"finetune: {note}")
     return Run(trainer, data, run_path, store, ctx)
 
 
@@ -200,7 +212,16 @@ def finish(run: Run, started: float) -> dict[str, Any]:
         **test,
     }
     if run.run_dir is not None and run.dist.rank == 0:
-        model_state = {k: v.detach().cpu().contiguous().clone() for k, v in trainer.unwrapped_model.state_dict().items()}
+        model = trainer.unwrapped_model
+        if any(type(m).__name__ == "LoRALinear" for m in model.modules()):  # ship plain layers: W0 + (alpha/r) B A
+            import copy
+
+            from steepest.finetune import lora_state_dict, merge_lora
+
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in lora_state_dict(model).items()},
+                      str(run.run_dir / "lora_adapters.safetensors"))
+            model = merge_lora(copy.deepcopy(model))
+        model_state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
         save_file(model_state, str(run.run_dir / "model.safetensors"), metadata={"data_info": json.dumps(info.to_dict())})
         atomic_write_bytes(run.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
