@@ -24,13 +24,9 @@ import fnmatch
 
 from torch import nn
 
+from steepest.optim.param_groups import NORM_TYPES
 from steepest.train.callbacks._registry import CALLBACKS
 from steepest.train.events import Callback
-
-# Modules that hold parameters but do not start a new group: they belong with the layer before them.
-_FOLLOWERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm) + (
-    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
-)
 
 
 def layer_groups(model: nn.Module) -> list[list[str]]:
@@ -40,7 +36,7 @@ def layer_groups(model: nn.Module) -> list[list[str]]:
         own = [f"{module_name}.{n}" if module_name else n for n, _ in module.named_parameters(recurse=False)]
         if not own:
             continue
-        if isinstance(module, _FOLLOWERS) and groups:
+        if isinstance(module, NORM_TYPES) and groups:  # a norm belongs with the layer before it
             groups[-1].extend(own)
         else:
             groups.append(own)
