@@ -140,6 +140,7 @@ class TrainerConfig(Section):
     progress: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
     deterministic: bool = False
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) parameters, grads, optimizer state
 
     @model_validator(mode="after")
     def _budget(self):

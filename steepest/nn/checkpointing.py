@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from steepest.nn.blocks import largest_block_list
+
 
 def _checkpointed_forward(self, *args, **kwargs):
     """The class's own forward, checkpointed while training (bound to the module, so a deepcopy of
@@ -68,11 +70,6 @@ def checkpoint_sequential_segments(seq: nn.Sequential, segments: int | None = No
     return [f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in seq.checkpoint_spans]
 
 
-def _largest_block_list(model: nn.Module) -> tuple[str, nn.Module] | None:
-    containers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Sequential, nn.ModuleList)) and len(m) >= 2]
-    return max(containers, key=lambda nm: len(nm[1]), default=None)
-
-
 def enable_activation_checkpointing(model: nn.Module, spec: bool | int | list[str] = True) -> list[str]:
     """`spec`: True (a Sequential model in sqrt(N) segments; otherwise each block of the model's
     longest Sequential/ModuleList, e.g. a transformer's layers), an int (that many segments of a
@@ -83,7 +80,7 @@ def enable_activation_checkpointing(model: nn.Module, spec: bool | int | list[st
         return checkpoint_sequential_segments(model, None if spec is True else int(spec))
     if spec is not True:
         raise ValueError("an int (segments) applies to Sequential models; give module-name patterns for this model")
-    found = _largest_block_list(model)
+    found = largest_block_list(model)
     if found is None:
         raise ValueError("the model has no Sequential/ModuleList of blocks to checkpoint; give module-name patterns")
     name, container = found

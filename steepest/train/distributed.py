@@ -1,10 +1,16 @@
-"""Data-parallel training with torch.distributed: launched by `torchrun`, wrapped in DDP.
+"""Data-parallel training with torch.distributed, launched by `torchrun`: DDP or FSDP2.
 
-    torchrun --nproc_per_node=2 -m steepest train digits_mlp
+    torchrun --nproc_per_node=2 -m steepest train digits_mlp                              # DDP
+    torchrun --nproc_per_node=2 -m steepest train digits_mlp --set trainer.strategy=fsdp  # sharded
 
-Each process reads the same data, takes every world_size-th sample of each epoch's permutation,
-and DDP averages gradients. With accumulation, the Engine skips the all-reduce (`no_sync`) on all
-but the last micro-batch of a step.
+Each process reads the same data and takes every world_size-th sample of each epoch's permutation.
+DDP keeps a full replica per process and all-reduces gradients. FSDP (`fully_shard`, PyTorch's
+FSDP2) shards parameters, gradients and optimizer state across processes: each repeated block
+(the children of the model's largest Sequential/ModuleList) is one unit, gathered for its forward
+and backward, then freed; gradients are reduce-scattered. With accumulation, the Engine skips the
+gradient sync on all but the last micro-batch of a step (DDP `no_sync`, FSDP
+`set_requires_gradient_sync`). Checkpoints hold full (unsharded) state, so a run can resume on any
+number of processes.
 """
 
 from __future__ import annotations
@@ -42,11 +48,32 @@ def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
     return DistContext(rank, world, local), device
 
 
-def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device, strategy: str = "ddp") -> nn.Module:
+    """DDP wrapper, or the model itself sharded in place by FSDP2 (call before building the optimizer)."""
     if not ctx.enabled:
         return model
+    if strategy == "fsdp":
+        return shard(model)
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def shard(model: nn.Module) -> nn.Module:
+    """fully_shard each block with parameters, then the root (which takes the remaining parameters)."""
+    from torch.distributed.fsdp import fully_shard
+
+    from steepest.nn.blocks import parameter_blocks
+
+    for _, block in parameter_blocks(model):
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def barrier(ctx: DistContext) -> None:

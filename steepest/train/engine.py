@@ -47,9 +47,13 @@ class Engine:
             warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
 
     def _no_sync(self, skip_sync: bool):
-        """DDP: skip the gradient all-reduce on all but the last micro-batch of a step."""
-        if skip_sync and hasattr(self.model, "no_sync"):
+        """Skip the gradient sync on all but the last micro-batch of a step (DDP all-reduce, FSDP reduce-scatter)."""
+        if not skip_sync:
+            return contextlib.nullcontext()
+        if hasattr(self.model, "no_sync"):
             return self.model.no_sync()
+        if hasattr(self.model, "set_requires_gradient_sync"):
+            return _fsdp_no_sync(self.model)
         return contextlib.nullcontext()
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,3 +99,12 @@ class Engine:
         if self.clip_value is not None:
             nn.utils.clip_grad_value_(params, self.clip_value)
         return norm
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model):
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)

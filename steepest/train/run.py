@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from steepest.config import Recipe, recipe_to_dict
 from steepest.config.yaml_io import dump_yaml
 from steepest.data import DataBundle, load_data
-from steepest.errors import CheckpointError
+from steepest.errors import CheckpointError, ConfigError
 from steepest.models import build_model
 from steepest.track import MetricStore, default_run_dir
 from steepest.train import distributed
@@ -70,6 +70,13 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         from steepest.finetune import prepare_model
 
         finetune_notes = prepare_model(model, recipe.finetune)
+    if ctx.enabled and t.strategy == "fsdp":
+        unsupported = [c.name for c in recipe.callbacks if c.name in ("swa", "ema")]
+        if recipe.finetune is not None and recipe.finetune.lora is not None:
+            unsupported.append("finetune.lora")
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)} with trainer.strategy=fsdp is not supported yet; use strategy: ddp")
+    wrapped = distributed.wrap_model(model, ctx, device, t.strategy)  # before the optimizer: FSDP replaces the parameters
     optimizer = build_optimizer(recipe, model)
     loss_fn = build_loss(recipe, data.info.task)
     balance = recipe.data.balance if data.info.task in ("classification", "binary") else "none"
@@ -79,7 +86,6 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
         weights = class_weights(data.train.y.reshape(-1).long(), data.info.num_classes or 2).to(device)
         loss_fn = _weighted(loss_fn, weights, data.info.task)
     batch_size = len(data.train) if recipe.data.batch_size == "full" else recipe.data.batch_size
-    wrapped = distributed.wrap_model(model, ctx, device)
     if t.compile:
         wrapped = torch.compile(wrapped)
 
@@ -131,7 +137,6 @@ def _augmentation(options: dict | None, info):
     if not options:
         return None, 0
     from steepest.data.augment import for_data
-    from steepest.errors import ConfigError
 
     try:
         return for_data(options, info)
@@ -211,6 +216,7 @@ def finish(run: Run, started: float) -> dict[str, Any]:
         **val,
         **test,
     }
+    full_state = trainer.model_state_dict() if trainer.sharded else None  # FSDP: every rank gathers
     if run.run_dir is not None and run.dist.rank == 0:
         model = trainer.unwrapped_model
         if any(type(m).__name__ == "LoRALinear" for m in model.modules()):  # ship plain layers: W0 + (alpha/r) B A
@@ -221,7 +227,7 @@ def finish(run: Run, started: float) -> dict[str, Any]:
             save_file({k: v.detach().cpu().contiguous().clone() for k, v in lora_state_dict(model).items()},
                       str(run.run_dir / "lora_adapters.safetensors"))
             model = merge_lora(copy.deepcopy(model))
-        model_state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        model_state = {k: v.detach().cpu().contiguous().clone() for k, v in (full_state or model.state_dict()).items()}
         save_file(model_state, str(run.run_dir / "model.safetensors"), metadata={"data_info": json.dumps(info.to_dict())})
         atomic_write_bytes(run.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return summary

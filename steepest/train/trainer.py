@@ -13,6 +13,7 @@ from steepest.data.bundle import DataBundle
 from steepest.data.loader import DeviceLoader, eval_batches
 from steepest.errors import TrainingError
 from steepest.schedules import apply as apply_schedule
+from steepest.train import distributed
 from steepest.train.engine import Engine, StepOutput
 from steepest.train.events import EVENTS, Callback
 from steepest.train.metrics import ClassificationMeter, MultilabelMeter, RegressionMeter
@@ -64,6 +65,7 @@ class Trainer:
         self.device = torch.device(device)
         self.model, self.optimizer, self.data, self.info = model, optimizer, data, data.info
         self.unwrapped_model = getattr(model, "module", model)
+        self.sharded = distributed.is_sharded(self.unwrapped_model) if world_size > 1 else False
         self.engine = Engine(model, optimizer, loss_fn, device=self.device, precision=precision,
                              clip_norm=clip_norm, clip_value=clip_value, create_graph=create_graph,
                              check_finite=skip_nonfinite)
@@ -170,11 +172,44 @@ class Trainer:
         return metrics
 
     # -- checkpoint state ---------------------------------------------------------------------
+    def model_state_dict(self) -> dict[str, torch.Tensor]:
+        """The full model state; with FSDP gathered from the shards (a collective: every rank calls it)."""
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_model_state_dict,
+            )
+
+            return get_model_state_dict(self.unwrapped_model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return self.unwrapped_model.state_dict()
+
+    def load_model_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a full model state (from `model_state_dict`); with FSDP a collective, rank 0's copy is
+        broadcast and sharded (the other ranks may pass an empty dict)."""
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+            )
+
+            set_model_state_dict(self.unwrapped_model, state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        else:
+            self.unwrapped_model.load_state_dict(state)
+
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs. With FSDP a collective (every rank calls it); parameters
+        and optimizer state are full, keyed by parameter name, so any number of ranks can load them."""
         scaler = self.engine.scaler
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            model_state, optim_state = get_state_dict(self.unwrapped_model, self.optimizer,
+                                                      options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        else:
+            model_state, optim_state = self.unwrapped_model.state_dict(), self.optimizer.state_dict()
         return {
-            "model": self.unwrapped_model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optim_state,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "train_state": self.state.to_dict(),
             "rng": rng_state(),
@@ -185,8 +220,17 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.unwrapped_model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+            for group, saved in zip(self.optimizer.param_groups, state["optimizer"].get("param_groups", [])):
+                for key, value in saved.items():  # keys the schedules added (initial_lr, ...) must exist to be loaded
+                    group.setdefault(key, value)
+            set_state_dict(self.unwrapped_model, self.optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True))
+        else:
+            self.unwrapped_model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         if self.engine.scaler is not None and state.get("scaler"):
             self.engine.scaler.load_state_dict(state["scaler"])
         self.state = TrainState.from_dict(state["train_state"])

@@ -23,9 +23,13 @@ class Checkpoint(Callback):
         self.last_saved_step = -1
 
     def save(self, trainer) -> None:
-        if trainer.state.step != self.last_saved_step and trainer.is_main_process:
-            self.last_saved_step = trainer.state.step
-            self.manager.save(trainer.state.step, trainer.state_dict())
+        if trainer.state.step == self.last_saved_step:
+            return
+        self.last_saved_step = trainer.state.step
+        if trainer.is_main_process or trainer.sharded:  # FSDP gathers the full state: every rank takes part
+            state = trainer.state_dict()
+            if trainer.is_main_process:
+                self.manager.save(trainer.state.step, state)
 
     def on_step_end(self, trainer, output) -> None:
         if self.every_n_steps and trainer.state.step % self.every_n_steps == 0:
@@ -42,8 +46,9 @@ class Checkpoint(Callback):
             return
         if self.best is None or (value > self.best if self.maximize else value < self.best):
             self.best = value
+            model_state = trainer.model_state_dict() if trainer.is_main_process or trainer.sharded else None
             if trainer.is_main_process:
-                self.manager.save_best({"model": trainer.unwrapped_model.state_dict(), "step": trainer.state.step,
+                self.manager.save_best({"model": model_state, "step": trainer.state.step,
                                         "metric": {self.monitor: value}, "config": trainer.recipe})
 
     def on_fit_end(self, trainer) -> None:

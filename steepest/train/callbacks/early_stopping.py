@@ -45,7 +45,8 @@ class EarlyStopping(Callback):
         if self.improved(value):
             self.best, self.best_step, self.bad_evals = value, trainer.state.step, 0
             if self.restore_best:
-                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in trainer.unwrapped_model.state_dict().items()}
+                # FSDP: gathered from the shards (every rank evaluates, so every rank takes part); rank 0 keeps it
+                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model_state_dict().items()}
         else:
             self.bad_evals += 1
             if self.bad_evals >= self.patience:
@@ -53,7 +54,7 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, trainer) -> None:
         if self.restore_best and self.best_weights is not None and trainer.state.stop_reason.startswith("early stopping"):
-            trainer.unwrapped_model.load_state_dict(self.best_weights)
+            trainer.load_model_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals, "best_weights": self.best_weights}
