@@ -59,12 +59,16 @@ class CausalLM(nn.Module):
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied embeddings
 
-    def forward(self, ids):
+    def features(self, ids):
+        """The final hidden states (N, T, d_model), before the output layer (a reward model's input)."""
         ids = ids.long()
         t = ids.shape[1]
         mask = nn.Transformer.generate_square_subsequent_mask(t, device=ids.device)
         h = self.embed(ids) + self.pos(torch.arange(t, device=ids.device))
-        return self.head(self.norm(self.blocks(h, mask=mask, is_causal=True)))
+        return self.norm(self.blocks(h, mask=mask, is_causal=True))
+
+    def forward(self, ids):
+        return self.head(self.features(ids))
 
 
 def next_token_loss(logits: torch.Tensor, ids: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

@@ -1,0 +1,100 @@
+"""The three training objectives of the alignment pipeline (000 §13), as Trainer-ready model
+wrappers and losses of (outputs, targets):
+
+    SFT      model = the causal LM, targets = labels (N, T); loss = next-token cross-entropy on the
+             response tokens only (`response_nll`)
+    reward   model = RewardModel (the LM's hidden state at each sequence's last token -> a scalar),
+             inputs = pairs (N, 2, T); loss = Bradley-Terry, -log sigma(r_chosen - r_rejected)
+    DPO      model = PairLogprobs(policy) -> per-token log-probs (N, 2, T - 1); targets = (N, 2, 3):
+             response start, length and the frozen reference model's log-prob of the response,
+             computed once before training (Rafailov et al. 2023: the reference never changes)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from steepest.align.data import IGNORE
+from steepest.losses.preference import bradley_terry, dpo
+
+
+def response_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of predicting labels[:, t+1] from logits[:, t], over response tokens only."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1).long(),
+                           ignore_index=IGNORE)
+
+
+def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log p(ids[..., t+1] | ids[..., :t+1]) for every t: shape ids.shape[:-1] + (T - 1,)."""
+    logp = torch.log_softmax(logits[..., :-1, :].float(), dim=-1)
+    return logp.gather(-1, ids[..., 1:].long().unsqueeze(-1)).squeeze(-1)
+
+
+def response_logprobs(token_logps: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """Sum of the token log-probs of each response: positions t with start <= t + 1 < length."""
+    target_pos = torch.arange(1, token_logps.shape[-1] + 1, device=token_logps.device)
+    start, length = spans[..., 0:1], spans[..., 1:2]
+    mask = (target_pos >= start) & (target_pos < length)
+    return (token_logps * mask).sum(-1)
+
+
+class PairLogprobs(nn.Module):
+    """Per-token log-probs of both sequences of each pair under `lm`: (N, 2, T) ids -> (N, 2, T - 1)."""
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        n, k, t = ids.shape
+        flat = ids.reshape(n * k, t).long()
+        return token_logprobs(self.lm(flat), flat).reshape(n, k, t - 1)
+
+
+class DPOLoss:
+    """loss(outputs = PairLogprobs output, targets = (N, 2, 3) [start, length, reference log-prob])."""
+
+    def __init__(self, beta: float = 0.1, label_smoothing: float = 0.0):
+        self.beta, self.label_smoothing = beta, label_smoothing
+
+    def __call__(self, token_logps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        policy = response_logprobs(token_logps, targets[..., :2].long())
+        ref = targets[..., 2].to(policy.dtype)
+        return dpo(policy[:, 0], policy[:, 1], ref[:, 0], ref[:, 1], self.beta, self.label_smoothing)[0]
+
+
+class RewardModel(nn.Module):
+    """A scalar reward from a causal LM backbone (anything with `features(ids)` -> (N, T, d)): the
+    hidden state at each sequence's last real token, through a linear head. Accepts (N, T) or (N, 2, T)."""
+
+    def __init__(self, backbone: nn.Module, hidden: int, pad_id: int):
+        super().__init__()
+        self.backbone, self.pad_id = backbone, pad_id
+        self.score = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.score.bias)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        shape = ids.shape[:-1]
+        flat = ids.reshape(-1, ids.shape[-1]).long()
+        h = self.backbone.features(flat)
+        last = (flat != self.pad_id).sum(-1).clamp_min(1) - 1
+        return self.score(h[torch.arange(len(flat), device=flat.device), last]).reshape(shape)
+
+
+def bradley_terry_loss(rewards: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Reward-model loss for (N, 2) rewards of (chosen, rejected); the targets are unused."""
+    return bradley_terry(rewards[:, 0].float(), rewards[:, 1].float())
+
+
+@torch.no_grad()
+def reference_logprobs(lm: nn.Module, ids: torch.Tensor, spans: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The reference model's response log-probs (N, 2), in eval mode (no dropout)."""
+    was = lm.training
+    lm.eval()
+    scorer = PairLogprobs(lm)
+    out = torch.cat([response_logprobs(scorer(ids[i : i + batch_size]), spans[i : i + batch_size])
+                     for i in range(0, len(ids), batch_size)])
+    lm.train(was)
+    return out
