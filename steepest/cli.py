@@ -128,6 +128,16 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    from steepest.deploy import export_run
+
+    path, diff = export_run(args.run_dir, args.format, args.output)
+    check = "not run (install onnxruntime to check it)" if diff != diff else f"max difference from the run's predictor {diff:.2g}"
+    print(f"wrote {path} (raw inputs in, outputs as `steepest predict` computes them); {check}")
+    return 0
+
+
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", nargs="?", help="recipe file or bundled recipe name (default: digits_mlp)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. optimizer.lr=1e-3 (repeatable)")
@@ -158,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run directory written by steepest train")
     p.add_argument("input", help="CSV with the training feature columns, or .npz with array x")
     p.add_argument("-o", "--output", help="write predictions here instead of stdout")
+
+    p = sub.add_parser("export", help="write a finished run as one inference artifact (normalization folded in)")
+    p.add_argument("run_dir", help="run directory written by steepest train")
+    p.add_argument("--format", default="export", choices=["export", "torchscript", "onnx"],
+                   help="torch.export program (.pt2, default), TorchScript (.pt) or ONNX (.onnx)")
+    p.add_argument("-o", "--output", help="file to write (default: in the run directory)")
 
     sub.add_parser("recipes", help="list the bundled recipes")
     sub.add_parser("events", help="print the training loop's events in firing order")

@@ -1,0 +1,120 @@
+"""Deployment: a finished run as one self-contained inference artifact.
+
+The exported module takes raw inputs (the training normalization is folded in as buffers) and
+returns the model's outputs in the units `Predictor.outputs` gives: logits for classification,
+targets in their original units for regression. The batch dimension stays dynamic.
+
+    steepest export runs/exp1                      # runs/exp1/model.pt2 (torch.export; load with torch.export.load)
+    steepest export runs/exp1 --format torchscript # runs/exp1/model.torchscript.pt (torch.jit.load; deprecated by PyTorch)
+    steepest export runs/exp1 --format onnx        # runs/exp1/model.onnx (needs the onnx and onnxscript packages)
+
+After writing, the artifact is loaded back and compared with the run's own predictor on random
+inputs; the largest difference is reported, and a mismatch is an error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from steepest.data.bundle import DataInfo
+from steepest.errors import SteepestError
+
+FORMATS = {"export": "model.pt2", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+
+
+def _norm_buffers(norm: dict | None, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    if not norm:
+        return torch.zeros(()), torch.ones(())
+    mean = torch.tensor(norm["mean"], dtype=torch.float32)
+    std = torch.tensor(norm["std"], dtype=torch.float32)
+    if norm.get("per_channel") and len(shape) >= 2:
+        view = (1, len(mean)) + (1,) * (len(shape) - 1)
+    elif len(mean) > 1:
+        view = (1, *shape)
+    else:
+        view = (1,)
+    return mean.reshape(view), std.reshape(view)
+
+
+class InferenceModule(nn.Module):
+    """Raw inputs -> normalized -> model -> outputs (regression targets de-normalized)."""
+
+    def __init__(self, model: nn.Module, info: DataInfo):
+        super().__init__()
+        self.model, self.input_shape = model, tuple(info.input_shape)
+        x_mean, x_std = _norm_buffers(info.x_norm, self.input_shape)
+        self.register_buffer("x_mean", x_mean)
+        self.register_buffer("x_std", x_std)
+        y_mean, y_std = _norm_buffers(info.y_norm if info.task == "regression" else None, (info.num_outputs,))
+        self.register_buffer("y_mean", y_mean)
+        self.register_buffer("y_std", y_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.reshape(-1, *self.input_shape).float() - self.x_mean) / self.x_std
+        return self.model(x) * self.y_std + self.y_mean
+
+
+def example_inputs(info: DataInfo, n: int, seed: int = 0) -> torch.Tensor:
+    """Random raw-scale inputs (around the training mean, at its spread) to check an export with."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, *info.input_shape), generator=g)
+    if info.x_norm:
+        mean, std = _norm_buffers(info.x_norm, tuple(info.input_shape))
+        x = x * std + mean
+    return x
+
+
+def export_run(run_dir: str | Path, fmt: str = "export", out: str | Path | None = None) -> tuple[Path, float]:
+    """Write the run's inference artifact; returns (path, largest difference from the run's predictor)."""
+    from steepest.predict import Predictor
+
+    if fmt not in FORMATS:
+        raise SteepestError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    predictor = Predictor.load(run_dir)
+    module = InferenceModule(predictor.model, predictor.info).eval()
+    path = Path(out) if out else Path(run_dir) / FORMATS[fmt]
+    example = example_inputs(predictor.info, 4)
+    if fmt == "export":
+        batch = torch.export.Dim("batch", min=1, max=1 << 20)
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(path))
+        loaded = torch.export.load(str(path)).module()
+    elif fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = torch.jit.trace(module, example)
+            traced.save(str(path))
+            loaded = torch.jit.load(str(path))
+    else:
+        missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SteepestError(f"ONNX export needs {' and '.join(missing)}: pip install {' '.join(missing)}")
+        batch = torch.export.Dim("batch", min=1, max=1 << 20)
+        torch.onnx.export(module, (example,), str(path), dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+        loaded = None
+    check = example_inputs(predictor.info, 7, seed=1)
+    expected = predictor.outputs(check.numpy())
+    if predictor.info.task == "regression" and predictor.y_norm is not None:
+        expected = predictor.y_norm.inverse(expected)
+    if loaded is None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return path, math.nan  # written; onnxruntime is not installed to run it
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path))
+        got = session.run(None, {session.get_inputs()[0].name: check.numpy()})[0]
+    else:
+        with torch.no_grad():
+            got = loaded(check).numpy()
+    diff = float(np.max(np.abs(got - expected)))
+    scale = float(np.max(np.abs(expected))) + 1e-6
+    if not diff <= 1e-4 * scale + 1e-5:
+        raise SteepestError(f"the exported {fmt} model disagrees with the run's predictor (max difference {diff:.3g})")
+    return path, diff
