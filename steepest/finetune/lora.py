@@ -125,6 +125,17 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+def has_lora(model: nn.Module) -> bool:
+    return any(isinstance(m, LoRALinear) for m in model.modules())
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state of `model` with every adapter folded in (plain-layer names), the model itself untouched."""
+    import copy
+
+    return merge_lora(copy.deepcopy(model)).state_dict()
+
+
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Only the adapters (and nothing frozen): what a fine-tuned LoRA run needs to ship."""
     return {k: v for k, v in model.state_dict().items() if ".lora_A." in f".{k}" or ".lora_B." in f".{k}"}

@@ -219,18 +219,20 @@ def finish(run: Run, started: float) -> dict[str, Any]:
     full_state = trainer.model_state_dict() if trainer.sharded else None  # FSDP: every rank gathers
     if run.run_dir is not None and run.dist.rank == 0:
         model = trainer.unwrapped_model
-        if any(type(m).__name__ == "LoRALinear" for m in model.modules()):  # ship plain layers: W0 + (alpha/r) B A
-            import copy
+        state = full_state or model.state_dict()
+        from steepest.finetune.lora import has_lora, lora_state_dict, merged_state_dict
 
-            from steepest.finetune import lora_state_dict, merge_lora
-
-            save_file({k: v.detach().cpu().contiguous().clone() for k, v in lora_state_dict(model).items()},
-                      str(run.run_dir / "lora_adapters.safetensors"))
-            model = merge_lora(copy.deepcopy(model))
-        model_state = {k: v.detach().cpu().contiguous().clone() for k, v in (full_state or model.state_dict()).items()}
+        if has_lora(model):  # ship plain layers (W0 + (alpha/r) B A) and the adapters apart
+            save_file(_cpu(lora_state_dict(model)), str(run.run_dir / "lora_adapters.safetensors"))
+            state = merged_state_dict(model)
+        model_state = _cpu(state)
         save_file(model_state, str(run.run_dir / "model.safetensors"), metadata={"data_info": json.dumps(info.to_dict())})
         atomic_write_bytes(run.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
 def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool = False, console: bool = True,
