@@ -1,0 +1,74 @@
+"""Checks that need a CUDA device (skipped elsewhere); `bash benchmarks/gpu_session.sh` runs them with
+the GPU benchmarks when a GPU machine is lent."""
+
+import pytest
+import torch
+
+import steepest.optim as so
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+OWN = {"lion": dict(lr=1e-3, weight_decay=0.1), "lamb": dict(lr=1e-2, weight_decay=0.01), "lars": dict(lr=1.0, weight_decay=1e-4),
+       "novograd": dict(lr=1e-2), "momentum": dict(lr=0.1, ema=True), "rangerlars": dict(lr=1e-2)}
+
+
+def problem(device, dtype=torch.float32, steps=20):
+    g = torch.Generator().manual_seed(0)
+    shapes = [(64, 32), (32,), (8, 3, 3, 3), (128,)]
+    params = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]  # the same numbers in any dtype
+    grads = [[torch.randn(s, generator=g, dtype=torch.float64) for s in shapes] for _ in range(steps)]
+    return [p.to(device, dtype) for p in params], [[x.to(device, dtype) for x in gs] for gs in grads]
+
+
+def run(name, params, grads, **extra):
+    ps = [p.clone().requires_grad_(True) for p in params]
+    opt = so.create(name, ps, group_params=False, **OWN[name], **extra)
+    for i, gs in enumerate(grads):
+        for p, g in zip(ps, gs):
+            p.grad = g.clone()
+        if i == 1:  # after compilation: the step itself must not synchronize with the host
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        for group in opt.param_groups:  # a schedule: the lr changes every step (no recompilation expected)
+            group["lr"] *= 0.99
+    return [p.detach() for p in ps]
+
+
+@pytest.mark.parametrize("name", list(OWN))
+def test_compiled_default_on_cuda_matches_the_cpu_reference_and_never_syncs(name):
+    params, grads = problem("cuda")
+    fast = run(name, params, grads)  # the CUDA default: impl="compiled"
+    cpu_params, cpu_grads = problem("cpu", torch.float64)
+    slow = run_cpu_reference(name, cpu_params, cpu_grads)
+    for a, b in zip(fast, slow):
+        assert torch.allclose(a.double().cpu(), b, rtol=1e-4, atol=1e-5)
+
+
+def run_cpu_reference(name, params, grads):
+    ps = [p.clone().requires_grad_(True) for p in params]
+    opt = so.create(name, ps, group_params=False, impl="reference", **OWN[name])
+    for gs in grads:
+        for p, g in zip(ps, gs):
+            p.grad = g.clone()
+        opt.step()
+        for group in opt.param_groups:
+            group["lr"] *= 0.99
+    return [p.detach() for p in ps]
+
+
+def test_bf16_autocast_training_step_runs_and_matches_fp32_loosely():
+    from steepest.config import load_recipe
+    from steepest.train.run import build_run
+
+    results = {}
+    for precision in ("fp32", "bf16"):
+        recipe = load_recipe("digits_mlp", ["trainer.device=cuda", f"trainer.precision={precision}", "trainer.max_epochs=5",
+                                            "checkpoint.enabled=false"])
+        run = build_run(recipe, None, console=False)
+        run.trainer.fit()
+        results[precision] = run.trainer.evaluate("test")["test_accuracy"]
+    assert results["bf16"] > results["fp32"] - 0.03, results
