@@ -119,6 +119,27 @@ def bench_family(factories: list[Callable], base: list[torch.Tensor], grads: lis
     return [run if isinstance(run, Exception) else (median(run[3]), run[2]) for run in runs]
 
 
+def muon_rows(shapes: list[tuple[int, ...]], device: torch.device, repeats: int) -> list[str]:
+    """Muon on the hidden matrices (2-D, not the embeddings): not bandwidth-bound (5 Newton-Schulz
+    iterations of matrix products per matrix), so reported in ms only."""
+    hidden = [s for s in shapes[2:] if len(s) == 2]
+    g = torch.Generator().manual_seed(0)
+    base = [torch.randn(s, generator=g) * 0.02 for s in hidden]
+    grads = [(torch.randn(s, generator=g) * 1e-3).to(device) for s in hidden]
+    entries = [("steepest muon (MuonAdamW)", lambda p: so.create("muon", p, group_params=False, lr=0.02)),
+               ("torch.optim.Muon", lambda p: torch.optim.Muon(p, lr=0.02))]
+    results = bench_family([f for _, f in entries], base, grads, device, repeats)
+    rows = [f"Muon on {len(hidden)} hidden matrices ({sum(torch.Size(s).numel() for s in hidden) / 1e6:.1f}M parameters):", "",
+            "| implementation | ms/step | params changed |", "|---|---|---|"]
+    for (label, _), result in zip(entries, results):
+        if isinstance(result, Exception):
+            rows.append(f"| {label} | failed: {type(result).__name__} | |")
+        else:
+            rows.append(f"| {label} | {result[0] * 1e3:.2f} | {result[1]} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def assign(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
     for p, g in zip(params, grads):
         p.grad = g.clone()
@@ -166,6 +187,8 @@ def main() -> None:
              "| family | implementation | ms/step | x bandwidth limit | params changed |", "|---|---|---|---|---|"]
     for family, label, ms, ratio, changed in sorted(rows, key=lambda r: (r[0], r[2])):
         lines.append(f"| {family} | {label} | {ms:.2f} | {ratio:.2f} | {changed} |")
+    if (not only or "muon" in only) and hasattr(torch.optim, "Muon"):
+        lines += ["", *muon_rows(shapes, device, repeats)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
