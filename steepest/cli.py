@@ -144,7 +144,7 @@ def _add_recipe_args(p: argparse.ArgumentParser) -> None:
 
 
 # Feature packages add their own subcommands: each module has `add_commands(sub) -> {name: fn}`.
-COMMAND_MODULES: list[str] = ["steepest.tune.commands", "steepest.diagnose.commands"]
+COMMAND_MODULES: list[str] = ["steepest.tune.commands", "steepest.diagnose.commands", "steepest.align.commands"]
 
 
 def build_parser() -> argparse.ArgumentParser:
