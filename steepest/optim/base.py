@@ -185,6 +185,11 @@ def add_scaled_(xs: list[torch.Tensor], ys: list[torch.Tensor], alpha: float | t
         torch._foreach_add_(xs, ys, alpha=alpha)
 
 
+def full(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor: a DTensor (FSDP-sharded parameter or a norm over one) gathered, anything else as is."""
+    return t.full_tensor() if type(t).__name__ == "DTensor" else t
+
+
 def stacked_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Per-tensor L2 norms as one vector (one foreach kernel, then a stack)."""
     return torch.stack(torch._foreach_norm(tensors))

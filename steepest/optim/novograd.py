@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import torch
 
-from steepest.optim.base import StepwiseOptimizer, add_scaled_, stacked_norms
+from steepest.optim.base import StepwiseOptimizer, add_scaled_, full, stacked_norms
 
 
 def novograd_reference(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, first, scale):
     for w, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-        norm_sq = torch.linalg.vector_norm(g).square()
+        norm_sq = full(torch.linalg.vector_norm(g)).square()  # the state is per tensor: a plain scalar under FSDP too
         v.copy_(norm_sq if first else beta2 * v + (1 - beta2) * norm_sq)
         d = g / (v.sqrt() + eps) + weight_decay * w
         m.copy_(d if first else beta1 * m + scale * d)
@@ -31,14 +31,14 @@ def novograd_reference(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2
 
 
 def novograd_foreach(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, first, scale):
-    norm_sq = stacked_norms(grads).square()
+    norm_sq = full(stacked_norms(grads)).square()
     v = norm_sq if first else beta2 * torch.stack(exp_avg_sqs) + (1 - beta2) * norm_sq
     torch._foreach_copy_(exp_avg_sqs, list(v.unbind()))
     d = torch._foreach_div(grads, list((v.sqrt() + eps).unbind()))
     if weight_decay:
         torch._foreach_add_(d, params, alpha=weight_decay)
-    if first:
-        torch._foreach_copy_(exp_avgs, d)
+    if first:  # m starts at zero: m_1 = d (an add, which sharded DTensors support; foreach copy is not)
+        torch._foreach_add_(exp_avgs, d)
     else:
         torch._foreach_mul_(exp_avgs, beta1)
         torch._foreach_add_(exp_avgs, d, alpha=scale)

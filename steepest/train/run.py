@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import warnings
@@ -251,8 +252,12 @@ def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool
         run.trainer.fit()
         summary = finish(run, started)
         summary["run_dir"] = str(run_path)
+        distributed.barrier(run.dist)  # no rank tears the process group down while another still uses it
         return summary
     finally:
         if run.store is not None:
             run.store.close()
-        distributed.shutdown(run.dist)
+        ctx = run.dist
+        del run  # free the model (with FSDP it holds the process group) now, not during interpreter shutdown,
+        gc.collect()  # where a process group's worker threads abort the process ("terminate called ...")
+        distributed.shutdown(ctx)

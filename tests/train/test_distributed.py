@@ -75,3 +75,18 @@ def test_fsdp_with_an_own_optimizer_restores_the_best_weights(tmp_path):
     assert summary["stop_reason"].startswith("early stopping") and summary["test_accuracy"] > 0.8
     best = load_state(tmp_path / "lion" / "checkpoints" / "best.safetensors")["model"]
     assert all(torch.equal(final[k], best[k]) for k in final)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
+def test_fsdp_trust_ratio_optimizers_equal_one_process_in_float64(tmp_path):
+    """LAMB/LARS/NovoGrad norms over sharded DTensors are the full tensors' norms: in float64 the
+    sharded run equals the single process to rounding (in float32 LAMB amplifies rounding to ~1e-3)."""
+    script = str(Path(__file__).with_name("scripts") / "fsdp_float64.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    for launcher in ([sys.executable], [torchrun, "--standalone", "--nproc_per_node=2"]):
+        done = subprocess.run([*launcher, script, str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("lamb", "lars", "lion", "novograd", "adamw"):
+        one, two = load_file(tmp_path / f"{name}_1.safetensors"), load_file(tmp_path / f"{name}_2.safetensors")
+        assert all((one[k] - two[k]).abs().max() < 1e-12 for k in one), name
