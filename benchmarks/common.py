@@ -55,3 +55,11 @@ def write_result(name: str, text: str) -> Path:
     path = RESULTS / name
     path.write_text(text)
     return path
+
+
+def report(lines: list[str], out: str | None) -> None:
+    """Print a result table and, with `out`, write it under benchmarks/results/."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        print("written to", write_result(out, text))

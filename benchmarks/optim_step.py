@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import header, median, timed, write_result  # noqa: E402
+from common import header, median, report, timed  # noqa: E402
 
 import steepest.optim as so  # noqa: E402
 from steepest.optim.base import StepwiseOptimizer  # noqa: E402
@@ -189,10 +189,7 @@ def main() -> None:
         lines.append(f"| {family} | {label} | {ms:.2f} | {ratio:.2f} | {changed} |")
     if (not only or "muon" in only) and hasattr(torch.optim, "Muon"):
         lines += ["", *muon_rows(shapes, device, repeats)]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        print("written to", write_result(args.out, text))
+    report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import header, write_result  # noqa: E402
+from common import header, report  # noqa: E402
 
 from steepest.data import DataBundle, DataInfo, Split  # noqa: E402
 from steepest.data.idx import load_idx_dataset  # noqa: E402
@@ -166,10 +166,7 @@ def main() -> None:
         lines.append(f"| {name} | {mean:.2f} | {' / '.join(f'{t:.2f}' for t, _ in rows)} | "
                      f"{' / '.join(str(e) for _, e in rows)} | {sum(t for t, _ in rows) / sum(e for _, e in rows):.2f} | "
                      f"{mean / raw:.2f}x |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        print("written to", write_result(args.out, text))
+    report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_name, header, median, timed, write_result  # noqa: E402
+from common import device_name, header, median, report, timed  # noqa: E402
 
 from steepest.data import DataBundle, DataInfo, Split  # noqa: E402
 from steepest.train.callbacks import MetricLogger  # noqa: E402
@@ -103,10 +103,7 @@ def main() -> None:
         lines.append(f"| {r['device']} | {r['raw_ms']:.3f} | {r['trainer_ms']:.3f} | {r['ratio']:.3f}x | {r['identical']} |")
         print(lines[-1], flush=True)
         lines.insert(1, header(device))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        print("written to", write_result(args.out, text))
+    report(lines, args.out)
 
 
 if __name__ == "__main__":
