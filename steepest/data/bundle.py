@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from steepest.data import series as _series  # noqa: F401  (registers the series data sets)
+from steepest.data import text as _text  # noqa: F401  (registers the text data sets)
 from steepest.data.checks import check_features, check_lengths, check_targets
 from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData
@@ -35,6 +36,7 @@ class DataInfo:
     fractions: tuple[float, float, float] | None = None
     x_norm: dict | None = None
     y_norm: dict | None = None
+    text: dict | None = None  # {tokenizer, max_length} of token-id inputs (steepest.data.text)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +70,8 @@ def read_source(cfg) -> tuple[str, RawData]:
         return str(cfg.path), read_csv(cfg.path, cfg.target, **cfg.options)
     if cfg.format == "npz":
         return str(cfg.path), read_npz(cfg.path, **cfg.options)
+    if cfg.format == "text_folder":
+        return str(cfg.path), _text.read_text_folder_data(cfg.path, **cfg.options)
     record = DATASETS.get(cfg.name, "data.name")
     return cfg.name, record.target(data_dir=cfg.data_dir, **cfg.options)
 
@@ -165,7 +169,8 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         raise DataError(f"{source}: the training split is empty; use more data or a larger train fraction in data.split")
 
     per_channel = raw.kind == "image"
-    x_norm = Standardizer.fit(parts["train"][0], per_channel) if cfg.normalize == "standard" else None
+    standardize = cfg.normalize == "standard" and raw.kind != "text"  # token ids are never scaled
+    x_norm = Standardizer.fit(parts["train"][0], per_channel) if standardize else None
     y_norm = None
     if task == "regression" and cfg.normalize_targets:
         y_norm = Standardizer.fit(_targets_array(parts["train"][1], task))
@@ -206,5 +211,6 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         fractions=tuple(float(f) for f in fr),
         x_norm=x_norm.to_dict() if x_norm else None,
         y_norm=y_norm.to_dict() if y_norm else None,
+        text=raw.meta.get("text"),
     )
     return DataBundle(splits["train"], splits["val"], splits["test"], info)

