@@ -30,6 +30,17 @@ from steepest.align.tokens import ByteTokenizer
 IGNORE = -100
 
 
+def user_message(sample: dict) -> str:
+    """The instruction and its input as one message (for a model's own chat template)."""
+    return f"{sample['instruction']}\n\n{sample['input']}" if sample.get("input") else sample["instruction"]
+
+
+def prompt_text(sample: dict, tokenizer) -> str:
+    """The prompt for `sample`: the tokenizer's chat template when it has one, else the template below."""
+    chat = getattr(tokenizer, "chat_prompt", None)
+    return chat(sample) if chat is not None else format_prompt(sample)
+
+
 def format_prompt(sample: dict) -> str:
     """The instruction template (Alpaca style); an empty or missing input leaves its block out."""
     text = f"### Instruction:\n{sample['instruction']}\n"
@@ -54,7 +65,7 @@ def sft_tensors(samples: list[dict], tokenizer: ByteTokenizer, max_len: int) -> 
         missing = [k for k in ("instruction", "output") if k not in s]
         if missing:
             raise ValueError(f"instruction sample {i} has no {', '.join(missing)} (keys: instruction, input, output)")
-    encoded = [encode(tokenizer, format_prompt(s), s["output"], max_len) for s in samples]
+    encoded = [encode(tokenizer, prompt_text(s, tokenizer), s["output"], max_len) for s in samples]
     width = max(len(ids) for ids, _ in encoded)
     ids = torch.full((len(samples), width), tokenizer.pad_id, dtype=torch.long)
     labels = torch.full((len(samples), width), IGNORE, dtype=torch.long)

@@ -67,7 +67,9 @@ class DPOLoss:
 
 class RewardModel(nn.Module):
     """A scalar reward from a causal LM backbone (anything with `features(ids)` -> (N, T, d)): the
-    hidden state at each sequence's last real token, through a linear head. Accepts (N, T) or (N, 2, T)."""
+    hidden state at each sequence's last real token (the rightmost one that is not padding, so a pad id
+    that also occurs inside the prompt, as a chat template's end-of-turn often does, is harmless),
+    through a linear head. Accepts (N, T) or (N, 2, T)."""
 
     def __init__(self, backbone: nn.Module, hidden: int, pad_id: int):
         super().__init__()
@@ -79,7 +81,8 @@ class RewardModel(nn.Module):
         shape = ids.shape[:-1]
         flat = ids.reshape(-1, ids.shape[-1]).long()
         h = self.backbone.features(flat)
-        last = (flat != self.pad_id).sum(-1).clamp_min(1) - 1
+        real = (flat != self.pad_id).long()  # right padding: the last real token is the rightmost non-pad
+        last = (real * torch.arange(1, flat.shape[-1] + 1, device=flat.device)).argmax(-1)
         return self.score(h[torch.arange(len(flat), device=flat.device), last]).reshape(shape)
 
 

@@ -90,6 +90,10 @@ def generate(lm: nn.Module, tokenizer: ByteTokenizer, prompt: str, max_new_token
     lm.eval()
     device = next(lm.parameters()).device
     ids = torch.tensor([tokenizer.encode(prompt, bos=True, eos=False)], device=device)
+    if hasattr(lm, "greedy"):  # a Hugging Face model: its own decoding loop, with the key/value cache
+        new = lm.greedy(ids, max_new_tokens, tokenizer.eos_id)
+        lm.train(was)
+        return tokenizer.decode(new)
     new: list[int] = []
     for _ in range(max_new_tokens):
         nxt = int(lm(ids)[0, -1].argmax())
