@@ -31,6 +31,7 @@ from steepest.align.objectives import (
 from steepest.align.tokens import ByteTokenizer
 from steepest.data.bundle import DataBundle, DataInfo, Split
 from steepest.optim import create as create_optimizer
+from steepest.train.callbacks.progress import ProgressBar
 from steepest.train.trainer import Trainer
 
 __all__ = ["fit_dpo", "fit_reward_model", "fit_sft", "format_prompt", "generate"]
@@ -44,8 +45,9 @@ def _bundle(x: torch.Tensor, y: torch.Tensor, source: str) -> DataBundle:
 def _fit(model: nn.Module, loss_fn, data: DataBundle, *, lr: float, max_epochs: int, batch_size: int, seed: int,
          optimizer: str = "adamw", weight_decay: float = 0.0, clip_norm: float | None = 1.0, **trainer_kwargs) -> Trainer:
     opt = create_optimizer(optimizer, model, lr=lr, weight_decay=weight_decay)
+    callbacks = [ProgressBar(), *trainer_kwargs.pop("callbacks", ())]  # a bar on a terminal, silent otherwise
     trainer = Trainer(model, opt, loss_fn, data, max_epochs=max_epochs, batch_size=min(batch_size, len(data.train)),
-                      seed=seed, clip_norm=clip_norm, log_every_n_steps=10**9, **trainer_kwargs)
+                      seed=seed, clip_norm=clip_norm, log_every_n_steps=10**9, callbacks=callbacks, **trainer_kwargs)
     trainer.fit()
     return trainer
 
