@@ -5,11 +5,12 @@
     python benchmarks/optim_step.py --out optim_step_cpu.md
 
 For each optimizer: gradients are re-assigned before every step (some libraries consume them), the
-first step is untimed (state allocation, compilation), then the median of `--repeats` timed steps
+first `WARMUP` steps are untimed (state allocation, compilation, and RAdam's warm-up: while rho_t <= 5,
+t <= 5 at beta2 = 0.999, some implementations skip the update), then the median of `--repeats` timed steps
 (CUDA events on a GPU) is reported with its ratio to the memory-bandwidth limit: the bytes the
 update must move per parameter (reads + writes of weights, gradient and state, fp32) times the
 parameter count, divided by the copy bandwidth measured in the same run. The check column says
-whether the parameters changed. Peers that are not installed are skipped with a note.
+whether the timed steps changed the parameters. Peers that are not installed are skipped with a note.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ BYTES = {"sgd": 12, "momentum": 20, "momentum-ema": 20, "nesterov": 20, "adagrad
          "ranger": 36, "rangerlars": 44}
 OURS = {"momentum-ema": ("momentum", {"ema": True})}
 LARGE_LR = {"lars": 1.0}
+WARMUP = 6  # untimed steps per implementation: RAdam rectifies from step 6 on (beta2 = 0.999)
 
 
 def candidates(device: torch.device, compile_ours: bool, lr: float = 1e-3) -> list[tuple[str, str, Callable]]:
@@ -97,16 +99,18 @@ def copy_bandwidth(device: torch.device, numel: int, repeats: int) -> float:
 def bench_family(factories: list[Callable], base: list[torch.Tensor], grads: list[torch.Tensor], device: torch.device,
                  repeats: int) -> list[tuple[float, bool] | Exception]:
     """Time one family's implementations round-robin (each repeat steps every implementation once), so
-    a noisy machine slows them alike. Gradients are re-assigned before every step; the first step is
-    untimed (state allocation, kernel selection, compilation)."""
+    a noisy machine slows them alike. Gradients are re-assigned before every step; the first `WARMUP`
+    steps are untimed (state allocation, kernel selection, compilation, RAdam's unrectified steps), and
+    "changed" compares the first tensor before and after the timed steps."""
     runs: list[Any] = []
     for factory in factories:
         params = [b.clone().to(device).requires_grad_(True) for b in base]
         try:
             opt = factory(params)
-            assign(params, grads)
-            opt.step()
-            runs.append((opt, params, not torch.equal(base[0].to(device), params[0].detach()), []))
+            for _ in range(WARMUP):
+                assign(params, grads)
+                opt.step()
+            runs.append((opt, params, params[0].detach().clone(), []))
         except Exception as exc:
             runs.append(exc)
     for _ in range(repeats):
@@ -116,7 +120,7 @@ def bench_family(factories: list[Callable], base: list[torch.Tensor], grads: lis
             opt, params, _, times = run
             assign(params, grads)
             times.append(timed(opt.step, device))
-    return [run if isinstance(run, Exception) else (median(run[3]), run[2]) for run in runs]
+    return [run if isinstance(run, Exception) else (median(run[3]), not torch.equal(run[2], run[1][0].detach())) for run in runs]
 
 
 def muon_rows(shapes: list[tuple[int, ...]], device: torch.device, repeats: int) -> list[str]:
@@ -183,7 +187,7 @@ def main() -> None:
             rows.append((family, label, t * 1e3, t / limit, changed))
             print(f"{label:<36} {t * 1e3:9.2f} ms  {t / limit:6.2f}x limit  changed={changed}", flush=True)
     lines = [f"# Optimizer step: {len(shapes)} tensors, {n / 1e6:.1f}M fp32 parameters ({shape})", "", header(device),
-             f"copy bandwidth {bw / 1e9:.1f} GB/s; median of {repeats} steps; ratio = step time / (bytes per parameter x parameters / bandwidth)", "",
+             f"copy bandwidth {bw / 1e9:.1f} GB/s; median of {repeats} steps after {WARMUP} untimed; ratio = step time / (bytes per parameter x parameters / bandwidth)", "",
              "| family | implementation | ms/step | x bandwidth limit | params changed |", "|---|---|---|---|---|"]
     for family, label, ms, ratio, changed in sorted(rows, key=lambda r: (r[0], r[2])):
         lines.append(f"| {family} | {label} | {ms:.2f} | {ratio:.2f} | {changed} |")

@@ -22,6 +22,7 @@ from steepest.optim.lion import Lion
 from steepest.optim.lookahead import Lookahead
 from steepest.optim.momentum import EMAMomentum
 from steepest.optim.muon import MuonAdamW
+from steepest.optim.nadam import NAdam
 from steepest.optim.novograd import NovoGrad
 from steepest.optim.param_groups import param_groups
 from steepest.optim.radam_lars import RAdamLARS
@@ -84,4 +85,4 @@ def _fast_defaults(target: Any, params: list, hyperparameters: dict[str, Any]) -
 
 
 __all__ = ["EMA", "LARS", "OPTIMIZERS", "SWA", "AdaHessian", "EMAMomentum", "Lamb", "Lion", "Lookahead", "MuonAdamW",
-           "NovoGrad", "RAdamLARS", "create", "param_groups"]
+           "NAdam", "NovoGrad", "RAdamLARS", "create", "param_groups"]

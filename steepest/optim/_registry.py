@@ -18,6 +18,7 @@ from steepest.optim.lion import Lion
 from steepest.optim.lookahead import lookahead, ranger, rangerlars
 from steepest.optim.momentum import momentum
 from steepest.optim.muon import MuonAdamW
+from steepest.optim.nadam import NAdam
 from steepest.optim.novograd import NovoGrad
 from steepest.registry import Registry
 
@@ -33,7 +34,8 @@ R("adadelta", torch.optim.Adadelta, summary="AdaDelta (Zeiler 2012; torch.optim.
 R("adam", torch.optim.Adam, summary="Adam (Kingma & Ba 2015; torch.optim.Adam).")
 R("amsgrad", torch.optim.Adam, defaults={"amsgrad": True}, summary="AMSGrad (Reddi et al. 2018; torch.optim.Adam(amsgrad=True)).")
 R("adamw", torch.optim.AdamW, defaults={"weight_decay": 0.01}, summary="Adam with decoupled weight decay (Loshchilov & Hutter 2019).")
-R("nadam", torch.optim.NAdam, summary="Adam with Nesterov momentum (Dozat 2016; torch.optim.NAdam).")
+R("nadam", NAdam, twin=torch.optim.NAdam,
+  summary="Adam with Nesterov momentum (Dozat 2016); torch.optim.NAdam's update, own foreach/compiled step.")
 R("radam", torch.optim.RAdam, summary="Rectified Adam (Liu et al. 2020; torch.optim.RAdam).")
 R("lars", LARS, summary="Layer-wise adaptive rate scaling with momentum (You et al. 2017).")
 R("lamb", Lamb, summary="Layer-wise adaptive moments for large batches (You et al. 2020).")

@@ -120,6 +120,27 @@ def radam_lars_ref(params, grads, lr, b1, b2, eps, wd):
     return w
 
 
+def nadam_ref(params, grads, lr, b1, b2, eps, wd, psi, decoupled):
+    """torch.optim.NAdam's update (Dozat 2016 with the 0.96^(t psi) momentum schedule)."""
+    w = [p.clone() for p in params]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    mu_product = 1.0
+    for t, gs in enumerate(grads, start=1):
+        mu, mu_next = b1 * (1 - 0.5 * 0.96 ** (t * psi)), b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+        mu_product *= mu
+        for i, g in enumerate(gs):
+            if decoupled:
+                w[i] = w[i] * (1 - lr * wd)
+            else:
+                g = g + wd * w[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            d = torch.sqrt(v[i] / (1 - b2**t)) + eps
+            w[i] = w[i] - lr * (1 - mu) / (1 - mu_product) * g / d - lr * mu_next / (1 - mu_product * mu_next) * m[i] / d
+    return w
+
+
 def rand_hp(seed):
     g = torch.Generator().manual_seed(1000 + seed)
     u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))  # noqa: E731
@@ -139,6 +160,10 @@ CASES = {
                      lambda P, G, h: ema_momentum_ref(P, G, h["lr"], h["momentum"], h["weight_decay"], h["nesterov"]), so.EMAMomentum),
     "radam_lars": (lambda u: dict(lr=u(1e-3, 1e-1), betas=(u(0.8, 0.95), u(0.99, 0.999)), eps=u(1e-8, 1e-4), weight_decay=u(0, 0.1)),
                    lambda P, G, h: radam_lars_ref(P, G, h["lr"], *h["betas"], h["eps"], h["weight_decay"]), so.RAdamLARS),
+    "nadam": (lambda u: dict(lr=u(1e-3, 5e-2), betas=(u(0.8, 0.95), u(0.95, 0.999)), eps=u(1e-8, 1e-4), weight_decay=u(0, 0.1),
+                             momentum_decay=u(1e-3, 1e-2), decoupled_weight_decay=u(0, 1) > 0.5),
+              lambda P, G, h: nadam_ref(P, G, h["lr"], *h["betas"], h["eps"], h["weight_decay"], h["momentum_decay"],
+                                        h["decoupled_weight_decay"]), so.NAdam),
 }
 
 

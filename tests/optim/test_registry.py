@@ -1,6 +1,7 @@
 """Registry-wide checks: torch twins, convergence on a quadratic and Rosenbrock, state_dict resume."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -46,6 +47,112 @@ def test_registered_twin_equals_torch(name):
     theirs = trajectory(lambda ps: twin(ps, **hp))
     for a, b in zip(ours, theirs):
         assert torch.allclose(a, b, rtol=0, atol=1e-9)
+
+
+def float64_default(fn):
+    """fn() with float64 as the default dtype: torch.optim.NAdam's mu_product is then float64 like ours."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return fn()
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def nadam_hp(seed):
+    g = torch.Generator().manual_seed(500 + seed)
+    u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))  # noqa: E731
+    return dict(lr=u(1e-3, 5e-2), betas=(u(0.8, 0.95), u(0.95, 0.999)), eps=u(1e-8, 1e-4), weight_decay=u(0, 0.1) if seed else 0.0,
+                momentum_decay=u(1e-3, 1e-2), decoupled_weight_decay=seed % 2 == 1)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("seed", range(5))
+def test_own_nadam_equals_torch_nadam_for_random_hyperparameters(seed, impl):
+    """steepest's NAdam against torch.optim.NAdam, 60 float64 steps. The twin runs with float64 as the
+    default dtype, so that its per-parameter mu_product (a tensor of the default dtype) is float64 like ours."""
+    hp = nadam_hp(seed)
+    ours = trajectory(lambda ps: so.NAdam(ps, impl=impl, **hp), steps=60, seed=seed)
+    theirs = float64_default(lambda: trajectory(lambda ps: torch.optim.NAdam(ps, **hp), steps=60, seed=seed))
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9), (hp, (a - b).abs().max())
+
+
+def test_own_nadam_follows_a_beta1_schedule_like_torch():
+    """The mu product multiplies the mu of each step's own beta1 (a OneCycle-style momentum schedule)."""
+    hp = dict(lr=0.02, betas=(0.95, 0.99), weight_decay=0.01, momentum_decay=0.006)
+
+    def scheduled(opt):
+        step = opt.step
+
+        def step_with_schedule():
+            t = getattr(opt, "_t", 0) + 1
+            opt._t = t
+            for group in opt.param_groups:
+                group["betas"] = (0.95 - 0.1 * abs(math.sin(t / 7)), group["betas"][1])
+            step()
+
+        opt.step = step_with_schedule
+        return opt
+
+    ours = trajectory(lambda ps: scheduled(so.NAdam(ps, **hp)), steps=60)
+    theirs = float64_default(lambda: trajectory(lambda ps: scheduled(torch.optim.NAdam(ps, **hp)), steps=60))
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9), (a - b).abs().max()
+
+
+def test_nadam_resume_is_exact_and_the_mu_product_costs_one_multiplication_per_step(monkeypatch):
+    """Loading an earlier state into the same optimizer or into a fresh one continues exactly; a
+    torch.optim.NAdam checkpoint continues like torch; each step computes O(1) mu's, not O(t)."""
+    import steepest.optim.nadam as nadam_module
+
+    hp = dict(lr=0.01, betas=(0.85, 0.99), weight_decay=0.05, momentum_decay=0.006)
+    straight = tiny_model()
+    opt = so.NAdam(straight.parameters(), **hp)
+    train_steps(straight, opt, 7, 1)
+    train_steps(straight, opt, 6, 2)
+
+    model = tiny_model()
+    opt1 = so.NAdam(model.parameters(), **hp)
+    train_steps(model, opt1, 7, 1)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt1.state_dict())
+    train_steps(model, opt1, 9, 3)  # run on past the save, then rewind the same optimizer
+    model.load_state_dict(saved_model)
+    opt1.load_state_dict(saved_opt)
+    train_steps(model, opt1, 6, 2)
+    for a, b in zip(straight.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+
+    def torch_then(continue_with):
+        m = tiny_model()
+        twin = torch.optim.NAdam(m.parameters(), **hp)
+        train_steps(m, twin, 7, 1)
+        state = copy.deepcopy(twin.state_dict())
+        opt2 = continue_with(m)
+        opt2.load_state_dict(state)
+        train_steps(m, opt2, 6, 2)
+        return list(m.parameters())
+
+    from_torch = float64_default(lambda: torch_then(lambda m: so.NAdam(m.parameters(), **hp)))
+    torch_only = float64_default(lambda: torch_then(lambda m: torch.optim.NAdam(m.parameters(), **hp)))
+    for a, b in zip(from_torch, torch_only):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+    calls = {"n": 0}
+    mu = nadam_module.nadam_mu
+
+    def counted(*args):
+        calls["n"] += 1
+        return mu(*args)
+
+    monkeypatch.setattr(nadam_module, "nadam_mu", counted)
+    w = torch.zeros(3, requires_grad=True)
+    long_run = so.NAdam([w], impl="reference")
+    for t in range(1, 301):
+        w.grad = torch.ones(3)
+        calls["n"] = 0
+        long_run.step()
+        assert calls["n"] == 2, (t, calls["n"])  # mu_t and mu_{t+1}; the product takes one multiplication
 
 
 def test_ranger_equals_torch_radam_inside_lookahead():
@@ -140,10 +247,7 @@ def test_state_dict_resume_equals_uninterrupted(name):
     opt2.load_state_dict(saved_opt)
     train_steps(resumed, opt2, 6, 2, cg)
     for a, b in zip(straight.parameters(), resumed.parameters()):
-        if name == "nadam":  # torch's load_state_dict casts NAdam's float32 mu_product to the parameter dtype
-            assert torch.allclose(a, b, rtol=0, atol=1e-12), name
-        else:
-            assert torch.equal(a, b), name
+        assert torch.equal(a, b), name
 
 
 def test_param_groups_exclude_bias_and_norm_and_scale_lr():
