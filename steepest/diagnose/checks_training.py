@@ -28,7 +28,9 @@ def _memorized(ctx, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first_lo
 @CHECKS.register("overfit_tiny")
 def overfit_tiny(ctx):
     """A model that cannot memorize 2 samples, then one batch, has a bug (or ignores its input).
-    Adam at 3e-3, dropout off; stops as soon as the subset is memorized (checked every 25 steps)."""
+    Adam at 3e-3 (at most 10x the recipe's lr: a pretrained network fine-tuned at 1e-4 collapses at
+    3e-3), dropout off; stops as soon as the subset is memorized (checked every 25 steps)."""
+    lr = min(3e-3, 10 * ctx.lr)
     results = {}
     for n, steps in ((2, 150), (min(ctx.batch_size, 64), 300)):
         x, y = ctx.batch(n)
@@ -38,7 +40,7 @@ def overfit_tiny(ctx):
                 m.p = 0.0
         with torch.no_grad():
             first = float(ctx.loss_fn(model(x), y))
-        losses = ctx.fit(model, x, y, steps, lr=3e-3, stop=lambda m=model, x=x, y=y: _memorized(ctx, m, x, y, None, 0.0))
+        losses = ctx.fit(model, x, y, steps, lr=lr, stop=lambda m=model, x=x, y=y: _memorized(ctx, m, x, y, None, 0.0))
         results[n] = (first, losses[-1], len(losses))
         if not _memorized(ctx, model, x, y, first, losses[-1]):
             return fail("overfit_tiny", f"cannot overfit {n} samples: loss {first:.3f} -> {losses[-1]:.3f} in {len(losses)} steps",
@@ -50,22 +52,28 @@ def overfit_tiny(ctx):
 
 @CHECKS.register("real_vs_noise")
 def real_vs_noise(ctx):
-    """Real data must train better than random inputs, zero inputs and shuffled labels."""
+    """Real data must train better than random inputs, zero inputs and shuffled labels (Adam at 2e-3,
+    at most 10x the recipe's lr; for text, random inputs are random token ids)."""
     x, y = ctx.data.train.x, ctx.data.train.y
     g = torch.Generator().manual_seed(ctx.seed)
+    if ctx.data.info.kind == "text":  # random token ids from the data's id range, not Gaussian numbers
+        top = int(x.max()) + 1
+        noise = lambda shape: torch.randint(0, top, shape, generator=g).to(x)  # noqa: E731
+    else:
+        noise = lambda shape: torch.randn(shape, generator=g).to(x)  # noqa: E731
     variants = {
         "real": (x, y),
-        "random_inputs": (torch.randn(x.shape, generator=g).to(x), y),
+        "random_inputs": (noise(x.shape), y),
         "zero_inputs": (torch.zeros_like(x), y),
         "shuffled_labels": (x, y[torch.randperm(len(y), generator=g).to(y.device)]),
     }
     scores = {}
     for name, (xv, yv) in variants.items():
         model = ctx.model()
-        ctx.fit(model, xv, yv, 100, lr=2e-3, batch=ctx.batch_size)
+        ctx.fit(model, xv, yv, 100, lr=min(2e-3, 10 * ctx.lr), batch=ctx.batch_size)
         val_x = ctx.data.val.x if name != "zero_inputs" else torch.zeros_like(ctx.data.val.x)
         if name == "random_inputs":
-            val_x = torch.randn(ctx.data.val.x.shape, generator=g).to(x)
+            val_x = noise(ctx.data.val.x.shape)
         scores[name] = ctx.evaluate(model, "val", val_x)
     best_other = min(v for k, v in scores.items() if k != "real")
     if not scores["real"] < 0.95 * best_other:

@@ -317,3 +317,18 @@ def test_doctor_reads_a_finished_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "overfitting" in out and (run / "doctor.json").exists()
     assert main(["doctor", "--run-dir", str(tmp_path / "missing")]) == 2
+
+
+def test_training_checks_on_token_ids(tmp_path):
+    """Text inputs are token ids: the noise control draws random ids (Gaussian numbers are not ids),
+    and a fine-tuning lr caps the checks' own Adam lr (a pretrained network collapses at 3e-3)."""
+    for name, words in {"money": "bank price market shares fell", "sport": "goal match team score win"}.items():
+        (tmp_path / name).mkdir()
+        for i in range(30):
+            (tmp_path / name / f"{i}.txt").write_text(" ".join(words.split()[i % 5:] + words.split()[: i % 5]))
+    recipe = load_recipe("digits_mlp", [f"data={{format: text_folder, path: {tmp_path}, options: {{max_length: 24}}}}",
+                                        "model={name: transformer_encoder, vocab_size: 259, d_model: 32, layers: 1, ff: 64}"])
+    ctx = context_from_recipe(recipe)
+    assert verdict(ctx, "real_vs_noise").verdict == "ok"
+    assert verdict(ctx, "overfit_tiny").verdict == "ok"
+    assert verdict(ctx_with(ctx, lr=1e-5), "overfit_tiny").verdict == "fail"  # 1e-4 for the checks: too little to memorize
