@@ -62,8 +62,16 @@ class InferenceModule(nn.Module):
 
 
 def example_inputs(info: DataInfo, n: int, seed: int = 0) -> torch.Tensor:
-    """Random raw-scale inputs (around the training mean, at its spread) to check an export with."""
+    """Random raw-scale inputs (around the training mean, at its spread) to check an export with; for a
+    text run, token ids of short made-up documents of different lengths (padding included)."""
     g = torch.Generator().manual_seed(seed)
+    if info.text:
+        from steepest.data.text import tokenize
+
+        words = "the market film election match phone rose fell after a new season vote".split()
+        docs = [" ".join(words[j] for j in torch.randint(0, len(words), (int(k),), generator=g).tolist())
+                for k in torch.randint(1, 3 * info.text["max_length"], (n,), generator=g)]
+        return torch.from_numpy(tokenize(docs, info.text["tokenizer"], info.text["max_length"]))
     x = torch.randn((n, *info.input_shape), generator=g)
     if info.x_norm:
         mean, std = _norm_buffers(info.x_norm, tuple(info.input_shape))

@@ -99,6 +99,10 @@ def test_a_text_run_predicts_from_raw_documents(bbc_slice, tmp_path, capsys):
     docs = tmp_path / "docs.txt"
     docs.write_text("The government will hold an election, the prime minister said.\n\n"
                     "The film won three awards at the ceremony on Sunday night.\n")
+    from steepest.deploy import export_run
+
+    path, difference = export_run(run_dir, "export")  # checked on token ids of made-up documents, padding included
+    assert path.exists() and difference < 1e-4
     capsys.readouterr()
     assert main(["predict", str(run_dir), str(docs)]) == 0
     assert capsys.readouterr().out.split() == predictor.predict_texts(read_documents(docs))
