@@ -25,6 +25,7 @@ from steepest.optim.muon import MuonAdamW
 from steepest.optim.nadam import NAdam
 from steepest.optim.novograd import NovoGrad
 from steepest.optim.param_groups import param_groups
+from steepest.optim.radam import RAdam
 from steepest.optim.radam_lars import RAdamLARS
 from steepest.registry import accepted_arguments
 
@@ -85,4 +86,4 @@ def _fast_defaults(target: Any, params: list, hyperparameters: dict[str, Any]) -
 
 
 __all__ = ["EMA", "LARS", "OPTIMIZERS", "SWA", "AdaHessian", "EMAMomentum", "Lamb", "Lion", "Lookahead", "MuonAdamW",
-           "NAdam", "NovoGrad", "RAdamLARS", "create", "param_groups"]
+           "NAdam", "NovoGrad", "RAdam", "RAdamLARS", "create", "param_groups"]

@@ -20,6 +20,7 @@ from steepest.optim.momentum import momentum
 from steepest.optim.muon import MuonAdamW
 from steepest.optim.nadam import NAdam
 from steepest.optim.novograd import NovoGrad
+from steepest.optim.radam import RAdam
 from steepest.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
@@ -36,7 +37,8 @@ R("amsgrad", torch.optim.Adam, defaults={"amsgrad": True}, summary="AMSGrad (Red
 R("adamw", torch.optim.AdamW, defaults={"weight_decay": 0.01}, summary="Adam with decoupled weight decay (Loshchilov & Hutter 2019).")
 R("nadam", NAdam, twin=torch.optim.NAdam,
   summary="Adam with Nesterov momentum (Dozat 2016); torch.optim.NAdam's update, own foreach/compiled step.")
-R("radam", torch.optim.RAdam, summary="Rectified Adam (Liu et al. 2020; torch.optim.RAdam).")
+R("radam", RAdam, twin=torch.optim.RAdam,
+  summary="Rectified Adam (Liu et al. 2020); torch.optim.RAdam's update, own foreach/compiled step.")
 R("lars", LARS, summary="Layer-wise adaptive rate scaling with momentum (You et al. 2017).")
 R("lamb", Lamb, summary="Layer-wise adaptive moments for large batches (You et al. 2020).")
 R("lion", Lion, summary="Sign momentum found by program search (Chen et al. 2023).")

@@ -83,9 +83,12 @@ def lookahead(params, base: str = "adamw", k: int = 5, alpha: float = 0.5, **bas
 
 
 def ranger(params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.999), eps: float = 1e-5, weight_decay: float = 0.0,
-           k: int = 6, alpha: float = 0.5, foreach: bool | None = None) -> Lookahead:
-    """Ranger: RAdam (torch.optim.RAdam) inside Lookahead, with Ranger's defaults (k=6, alpha=0.5, betas=(0.95, 0.999))."""
-    inner = torch.optim.RAdam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
+           k: int = 6, alpha: float = 0.5, foreach: bool | None = None, impl: str | None = None) -> Lookahead:
+    """Ranger: RAdam (steepest's, torch.optim.RAdam's update) inside Lookahead, with Ranger's defaults
+    (k=6, alpha=0.5, betas=(0.95, 0.999))."""
+    from steepest.optim.radam import RAdam
+
+    inner = RAdam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, impl=impl)
     return Lookahead(inner, k=k, alpha=alpha)
 
 

@@ -155,6 +155,61 @@ def test_nadam_resume_is_exact_and_the_mu_product_costs_one_multiplication_per_s
         assert calls["n"] == 2, (t, calls["n"])  # mu_t and mu_{t+1}; the product takes one multiplication
 
 
+def radam_hp(seed):
+    g = torch.Generator().manual_seed(700 + seed)
+    u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))  # noqa: E731
+    return dict(lr=u(1e-3, 5e-2), betas=(u(0.8, 0.95), u(0.9, 0.999)), eps=u(1e-8, 1e-4), weight_decay=u(0, 0.1) if seed else 0.0,
+                decoupled_weight_decay=seed % 2 == 1)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("seed", range(5))
+def test_own_radam_equals_torch_radam_for_random_hyperparameters(seed, impl):
+    """steepest's RAdam against torch.optim.RAdam, 60 float64 steps: the un-rectified first steps
+    (rho_t <= 5) and the rectified ones after them, L2 and decoupled weight decay."""
+    hp = radam_hp(seed)
+    ours = trajectory(lambda ps: so.RAdam(ps, impl=impl, **hp), steps=60, seed=seed)
+    theirs = trajectory(lambda ps: torch.optim.RAdam(ps, foreach=False, **hp), steps=60, seed=seed)
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9), (hp, (a - b).abs().max())
+
+
+def test_radam_resume_is_exact_and_continues_a_torch_checkpoint():
+    """Loading an earlier state into the same optimizer continues exactly (across the switch to the
+    rectified branch); a torch.optim.RAdam checkpoint continues like torch."""
+    hp = dict(lr=0.01, betas=(0.85, 0.9), weight_decay=0.05, decoupled_weight_decay=True)  # rectified from t = 6
+    straight = tiny_model()
+    opt = so.RAdam(straight.parameters(), **hp)
+    train_steps(straight, opt, 4, 1)
+    train_steps(straight, opt, 6, 2)
+
+    model = tiny_model()
+    opt1 = so.RAdam(model.parameters(), **hp)
+    train_steps(model, opt1, 4, 1)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt1.state_dict())
+    train_steps(model, opt1, 9, 3)  # run on past the save, then rewind the same optimizer
+    model.load_state_dict(saved_model)
+    opt1.load_state_dict(saved_opt)
+    train_steps(model, opt1, 6, 2)
+    for a, b in zip(straight.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+
+    def torch_then(continue_with):
+        m = tiny_model()
+        twin = torch.optim.RAdam(m.parameters(), **hp)
+        train_steps(m, twin, 4, 1)
+        state = copy.deepcopy(twin.state_dict())
+        opt2 = continue_with(m)
+        opt2.load_state_dict(state)
+        train_steps(m, opt2, 6, 2)
+        return list(m.parameters())
+
+    from_torch = torch_then(lambda m: so.RAdam(m.parameters(), **hp))
+    torch_only = torch_then(lambda m: torch.optim.RAdam(m.parameters(), **hp))
+    for a, b in zip(from_torch, torch_only):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+
+
 def test_ranger_equals_torch_radam_inside_lookahead():
     k, alpha = 4, 0.6
 

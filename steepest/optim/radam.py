@@ -1,0 +1,109 @@
+"""RAdam: Adam with a rectified adaptive learning rate (Liu et al. 2020, "On the Variance of the Adaptive
+Learning Rate and Beyond"), with the update and the options of torch.optim.RAdam (same hyperparameter
+names and defaults).
+
+    g_t     = g_t + lambda * w_{t-1}                 (weight_decay; decoupled_weight_decay=True instead
+                                                       multiplies w by 1 - lr * lambda, as in AdamW)
+    m_t     = beta1 * m_{t-1} + (1 - beta1) * g_t
+    v_t     = beta2 * v_{t-1} + (1 - beta2) * g_t^2
+    rho_inf = 2 / (1 - beta2) - 1,   rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)
+    w_t     = w - lr * r_t * sqrt(1 - beta2^t) / (1 - beta1^t) * m_t / (sqrt(v_t) + eps)   if rho_t > 5
+    w_t     = w - lr / (1 - beta1^t) * m_t                                                 otherwise
+    r_t     = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
+
+As in torch.optim.RAdam, eps is added to sqrt(v_t), not to the bias-corrected sqrt(v_t / (1 - beta2^t))
+(RAdamLARS uses the latter). rho_t, r_t and whether rho_t > 5 depend on the step count only: they are
+plain numbers computed once per group and step (`_scalars`), folded into one step size, so the step
+reads nothing back from the device. The un-rectified first steps (t <= 4 at beta2 = 0.999) take the
+other branch of the list function: under torch.compile that is a second graph, no recompile per step.
+
+    >>> import torch
+    >>> model = torch.nn.Linear(4, 2)
+    >>> opt = RAdam(model.parameters(), lr=1e-3, weight_decay=0.01, decoupled_weight_decay=True)
+    >>> model(torch.randn(8, 4)).square().mean().backward(); opt.step()
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from steepest.optim.base import StepwiseOptimizer, add_scaled_
+from steepest.optim.radam_lars import radam_rectification
+
+
+def radam_reference(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, decoupled, rectified,
+                    step_size):
+    for w, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
+        if weight_decay:
+            if decoupled:
+                w.mul_(1 - lr * weight_decay)
+            else:
+                g = g.add(w, alpha=weight_decay)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        if rectified:
+            w.addcdiv_(m, v.sqrt().add_(eps), value=step_size)
+        else:
+            w.add_(m, alpha=step_size)
+
+
+def radam_foreach(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, decoupled, rectified,
+                  step_size):
+    if weight_decay:
+        if decoupled:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    if rectified:
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_add_(denom, eps)
+        if isinstance(step_size, torch.Tensor):
+            # compiled (0-d tensor step size): addcdiv's value= takes numbers only; one fused pass anyway
+            torch._foreach_div_(denom, step_size)
+            torch._foreach_add_(params, torch._foreach_div(exp_avgs, denom))
+        else:
+            torch._foreach_addcdiv_(params, exp_avgs, denom, value=step_size)
+    else:
+        add_scaled_(params, exp_avgs, step_size)
+
+
+class RAdam(StepwiseOptimizer):
+    state_keys = ("exp_avg", "exp_avg_sq")
+    dynamic_scalars = ("lr", "step_size")
+    reference_step = staticmethod(radam_reference)
+    foreach_step = staticmethod(radam_foreach)
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decoupled_weight_decay: bool = False, foreach: bool | None = None,
+                 impl: str | None = None):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Invalid betas: {betas}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
+                                  "decoupled_weight_decay": decoupled_weight_decay}, foreach, impl)
+
+    def _init_state(self, p, group):
+        return {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    def _scalars(self, group, step):
+        beta1, beta2 = group["betas"]
+        lr = group["lr"]
+        rect = radam_rectification(step, beta2)
+        bias_correction1 = 1 - beta1**step
+        if rect is None:
+            step_size = -lr / bias_correction1
+        else:
+            step_size = -lr * rect * math.sqrt(1 - beta2**step) / bias_correction1
+        return dict(lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                    decoupled=group.get("decoupled_weight_decay", False), rectified=rect is not None, step_size=step_size)
