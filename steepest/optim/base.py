@@ -177,6 +177,32 @@ def clamped_trust(w_norm: torch.Tensor, u_norm: torch.Tensor, adapt: bool, max_t
     return ratio if max_trust is None else ratio.clamp(max=max_trust)
 
 
+def adam_moments_(w, g, m, v, *, lr, beta1, beta2, weight_decay, decoupled) -> torch.Tensor:
+    """One tensor's weight decay (L2 into the gradient, or decoupled: w *= 1 - lr * wd) and Adam's
+    moments m = lerp(m, g, 1 - beta1), v = beta2 v + (1 - beta2) g^2; returns the gradient used."""
+    if weight_decay:
+        if decoupled:
+            w.mul_(1 - lr * weight_decay)
+        else:
+            g = g.add(w, alpha=weight_decay)
+    m.lerp_(g, 1 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    return g
+
+
+def adam_moments_foreach_(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, weight_decay, decoupled) -> list[torch.Tensor]:
+    """`adam_moments_` over lists of tensors; returns the gradients used."""
+    if weight_decay:
+        if decoupled:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    return grads
+
+
 def add_scaled_(xs: list[torch.Tensor], ys: list[torch.Tensor], alpha: float | torch.Tensor) -> None:
     """xs += alpha * ys for a number or a 0-d tensor alpha (foreach `alpha=` takes numbers only)."""
     if isinstance(alpha, torch.Tensor):

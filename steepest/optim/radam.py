@@ -29,20 +29,14 @@ import math
 
 import torch
 
-from steepest.optim.base import StepwiseOptimizer, add_scaled_
+from steepest.optim.base import StepwiseOptimizer, adam_moments_, adam_moments_foreach_, add_scaled_
 from steepest.optim.radam_lars import radam_rectification
 
 
 def radam_reference(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, decoupled, rectified,
                     step_size):
     for w, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-        if weight_decay:
-            if decoupled:
-                w.mul_(1 - lr * weight_decay)
-            else:
-                g = g.add(w, alpha=weight_decay)
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        g = adam_moments_(w, g, m, v, lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, decoupled=decoupled)
         if rectified:
             w.addcdiv_(m, v.sqrt().add_(eps), value=step_size)
         else:
@@ -51,14 +45,8 @@ def radam_reference(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, e
 
 def radam_foreach(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2, eps, weight_decay, decoupled, rectified,
                   step_size):
-    if weight_decay:
-        if decoupled:
-            torch._foreach_mul_(params, 1 - lr * weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    grads = adam_moments_foreach_(params, grads, exp_avgs, exp_avg_sqs, lr=lr, beta1=beta1, beta2=beta2,
+                                  weight_decay=weight_decay, decoupled=decoupled)
     if rectified:
         denom = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_add_(denom, eps)
