@@ -177,6 +177,24 @@ def clamped_trust(w_norm: torch.Tensor, u_norm: torch.Tensor, adapt: bool, max_t
     return ratio if max_trust is None else ratio.clamp(max=max_trust)
 
 
+def check_adam_hyperparameters(lr: float, eps: float, betas: tuple[float, float], weight_decay: float) -> None:
+    """torch.optim's checks (and messages) for Adam-family hyperparameters."""
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"Invalid betas: {betas}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+def adam_state(p: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Zeroed first and second moments shaped like `p`."""
+    return {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+
 def adam_moments_(w, g, m, v, *, lr, beta1, beta2, weight_decay, decoupled) -> torch.Tensor:
     """One tensor's weight decay (L2 into the gradient, or decoupled: w *= 1 - lr * wd) and Adam's
     moments m = lerp(m, g, 1 - beta1), v = beta2 v + (1 - beta2) g^2; returns the gradient used."""

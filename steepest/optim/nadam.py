@@ -33,7 +33,14 @@ import math
 
 import torch
 
-from steepest.optim.base import StepwiseOptimizer, adam_moments_, adam_moments_foreach_, add_scaled_
+from steepest.optim.base import (
+    StepwiseOptimizer,
+    adam_moments_,
+    adam_moments_foreach_,
+    adam_state,
+    add_scaled_,
+    check_adam_hyperparameters,
+)
 
 
 def nadam_mu(beta1: float, momentum_decay: float, step: int) -> float:
@@ -80,14 +87,7 @@ class NAdam(StepwiseOptimizer):
     def __init__(self, params, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
                  foreach: bool | None = None, impl: str | None = None):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Invalid betas: {betas}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_adam_hyperparameters(lr, eps, betas, weight_decay)
         if not 0.0 <= momentum_decay:
             raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
@@ -95,8 +95,7 @@ class NAdam(StepwiseOptimizer):
                                   "mu_product": 1.0, "mu_product_step": 0}, foreach, impl)
 
     def _init_state(self, p, group):
-        return {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+        return adam_state(p)
 
     @staticmethod
     def _mu_product(group: dict, mu: float, step: int) -> float:

@@ -29,7 +29,14 @@ import math
 
 import torch
 
-from steepest.optim.base import StepwiseOptimizer, adam_moments_, adam_moments_foreach_, add_scaled_
+from steepest.optim.base import (
+    StepwiseOptimizer,
+    adam_moments_,
+    adam_moments_foreach_,
+    adam_state,
+    add_scaled_,
+    check_adam_hyperparameters,
+)
 from steepest.optim.radam_lars import radam_rectification
 
 
@@ -69,20 +76,12 @@ class RAdam(StepwiseOptimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decoupled_weight_decay: bool = False, foreach: bool | None = None,
                  impl: str | None = None):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"Invalid betas: {betas}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_adam_hyperparameters(lr, eps, betas, weight_decay)
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
                                   "decoupled_weight_decay": decoupled_weight_decay}, foreach, impl)
 
     def _init_state(self, p, group):
-        return {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+        return adam_state(p)
 
     def _scalars(self, group, step):
         beta1, beta2 = group["betas"]

@@ -101,20 +101,16 @@ def test_own_nadam_follows_a_beta1_schedule_like_torch():
         assert torch.allclose(a, b, rtol=0, atol=1e-9), (a - b).abs().max()
 
 
-def test_nadam_resume_is_exact_and_the_mu_product_costs_one_multiplication_per_step(monkeypatch):
-    """Loading an earlier state into the same optimizer or into a fresh one continues exactly; a
-    torch.optim.NAdam checkpoint continues like torch; each step computes O(1) mu's, not O(t)."""
-    import steepest.optim.nadam as nadam_module
-
-    hp = dict(lr=0.01, betas=(0.85, 0.99), weight_decay=0.05, momentum_decay=0.006)
+def assert_rewind_is_exact(cls, hp, first):
+    """`first` steps, save, run on, rewind the same optimizer, 6 more steps == `first` + 6 steps straight."""
     straight = tiny_model()
-    opt = so.NAdam(straight.parameters(), **hp)
-    train_steps(straight, opt, 7, 1)
+    opt = cls(straight.parameters(), **hp)
+    train_steps(straight, opt, first, 1)
     train_steps(straight, opt, 6, 2)
 
     model = tiny_model()
-    opt1 = so.NAdam(model.parameters(), **hp)
-    train_steps(model, opt1, 7, 1)
+    opt1 = cls(model.parameters(), **hp)
+    train_steps(model, opt1, first, 1)
     saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt1.state_dict())
     train_steps(model, opt1, 9, 3)  # run on past the save, then rewind the same optimizer
     model.load_state_dict(saved_model)
@@ -123,18 +119,28 @@ def test_nadam_resume_is_exact_and_the_mu_product_costs_one_multiplication_per_s
     for a, b in zip(straight.parameters(), model.parameters()):
         assert torch.equal(a, b)
 
-    def torch_then(continue_with):
-        m = tiny_model()
-        twin = torch.optim.NAdam(m.parameters(), **hp)
-        train_steps(m, twin, 7, 1)
-        state = copy.deepcopy(twin.state_dict())
-        opt2 = continue_with(m)
-        opt2.load_state_dict(state)
-        train_steps(m, opt2, 6, 2)
-        return list(m.parameters())
 
-    from_torch = float64_default(lambda: torch_then(lambda m: so.NAdam(m.parameters(), **hp)))
-    torch_only = float64_default(lambda: torch_then(lambda m: torch.optim.NAdam(m.parameters(), **hp)))
+def torch_checkpoint_then(twin, continue_with, hp, first):
+    """`first` steps of the torch twin, its state_dict loaded into `continue_with(model)`, 6 more steps."""
+    m = tiny_model()
+    opt = twin(m.parameters(), **hp)
+    train_steps(m, opt, first, 1)
+    state = copy.deepcopy(opt.state_dict())
+    opt2 = continue_with(m.parameters(), **hp)
+    opt2.load_state_dict(state)
+    train_steps(m, opt2, 6, 2)
+    return list(m.parameters())
+
+
+def test_nadam_resume_is_exact_and_the_mu_product_costs_one_multiplication_per_step(monkeypatch):
+    """Loading an earlier state into the same optimizer or into a fresh one continues exactly; a
+    torch.optim.NAdam checkpoint continues like torch; each step computes O(1) mu's, not O(t)."""
+    import steepest.optim.nadam as nadam_module
+
+    hp = dict(lr=0.01, betas=(0.85, 0.99), weight_decay=0.05, momentum_decay=0.006)
+    assert_rewind_is_exact(so.NAdam, hp, first=7)
+    from_torch = float64_default(lambda: torch_checkpoint_then(torch.optim.NAdam, so.NAdam, hp, first=7))
+    torch_only = float64_default(lambda: torch_checkpoint_then(torch.optim.NAdam, torch.optim.NAdam, hp, first=7))
     for a, b in zip(from_torch, torch_only):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
 
@@ -178,34 +184,9 @@ def test_radam_resume_is_exact_and_continues_a_torch_checkpoint():
     """Loading an earlier state into the same optimizer continues exactly (across the switch to the
     rectified branch); a torch.optim.RAdam checkpoint continues like torch."""
     hp = dict(lr=0.01, betas=(0.85, 0.9), weight_decay=0.05, decoupled_weight_decay=True)  # rectified from t = 6
-    straight = tiny_model()
-    opt = so.RAdam(straight.parameters(), **hp)
-    train_steps(straight, opt, 4, 1)
-    train_steps(straight, opt, 6, 2)
-
-    model = tiny_model()
-    opt1 = so.RAdam(model.parameters(), **hp)
-    train_steps(model, opt1, 4, 1)
-    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt1.state_dict())
-    train_steps(model, opt1, 9, 3)  # run on past the save, then rewind the same optimizer
-    model.load_state_dict(saved_model)
-    opt1.load_state_dict(saved_opt)
-    train_steps(model, opt1, 6, 2)
-    for a, b in zip(straight.parameters(), model.parameters()):
-        assert torch.equal(a, b)
-
-    def torch_then(continue_with):
-        m = tiny_model()
-        twin = torch.optim.RAdam(m.parameters(), **hp)
-        train_steps(m, twin, 4, 1)
-        state = copy.deepcopy(twin.state_dict())
-        opt2 = continue_with(m)
-        opt2.load_state_dict(state)
-        train_steps(m, opt2, 6, 2)
-        return list(m.parameters())
-
-    from_torch = torch_then(lambda m: so.RAdam(m.parameters(), **hp))
-    torch_only = torch_then(lambda m: torch.optim.RAdam(m.parameters(), **hp))
+    assert_rewind_is_exact(so.RAdam, hp, first=4)
+    from_torch = torch_checkpoint_then(torch.optim.RAdam, so.RAdam, hp, first=4)
+    torch_only = torch_checkpoint_then(torch.optim.RAdam, torch.optim.RAdam, hp, first=4)
     for a, b in zip(from_torch, torch_only):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
 
