@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header, report  # noqa: E402
 
-from steepest.align.commands import exact_matches, load_lm, read_jsonl, tokenizer_for  # noqa: E402
+from steepest.align.files import exact_matches, load_lm, read_jsonl, tokenizer_for  # noqa: E402
 from steepest.align.pretrained import PretrainedCausalLM  # noqa: E402
 from steepest.cli import main as cli  # noqa: E402
 

@@ -25,11 +25,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header, report  # noqa: E402
 
-from steepest.data import DataBundle, DataInfo, Split  # noqa: E402
+from steepest.data import DataBundle, DataInfo, DeviceLoader, Split  # noqa: E402
 from steepest.data.idx import load_idx_dataset  # noqa: E402
-from steepest.train.callbacks import Evaluate  # noqa: E402
-from steepest.train.events import Callback  # noqa: E402
-from steepest.train.trainer import Trainer  # noqa: E402
+from steepest.training.callbacks import Evaluate  # noqa: E402
+from steepest.training.events import Callback  # noqa: E402
+from steepest.training.trainer import Trainer, TrainerOptions  # noqa: E402
 
 BATCH, LR = 128, 1e-3
 
@@ -89,8 +89,10 @@ class _StopAtTarget(Callback):
 def run_steepest(data: DataBundle, seed: int, target: float, max_epochs: int, device: torch.device) -> tuple[float, int]:
     net = model(seed, device)
     stop = _StopAtTarget(target)
-    trainer = Trainer(net, torch.optim.AdamW(net.parameters(), lr=LR), nn.CrossEntropyLoss(), data, max_epochs=max_epochs,
-                      batch_size=BATCH, seed=seed, device=device, callbacks=[Evaluate(1), stop], log_every_n_steps=10**9)
+    loader = DeviceLoader(data.train.x, data.train.y, BATCH, seed=seed)
+    trainer = Trainer(net, torch.optim.AdamW(net.parameters(), lr=LR), nn.CrossEntropyLoss(), loader,
+                      options=TrainerOptions(max_epochs=max_epochs, log_every_n_steps=10**9), eval_data={"val": data.val},
+                      info=data.info, callbacks=[Evaluate(1), stop])
     start = time.perf_counter()
     trainer.fit()
     elapsed = time.perf_counter() - start

@@ -21,9 +21,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device_name, header, median, report, timed  # noqa: E402
 
-from steepest.data import DataBundle, DataInfo, Split  # noqa: E402
-from steepest.train.callbacks import MetricLogger  # noqa: E402
-from steepest.train.trainer import Trainer  # noqa: E402
+from steepest.data import DataBundle, DataInfo, DeviceLoader, Split  # noqa: E402
+from steepest.training.callbacks import TrainScalars  # noqa: E402
+from steepest.training.trainer import Trainer, TrainerOptions  # noqa: E402
 
 BATCH, LR = 512, 1e-3
 
@@ -66,8 +66,8 @@ def raw_loop(model, data: DataBundle, steps: int, seed: int = 0):
 
 def trainer_loop(model, data: DataBundle, steps: int, seed: int = 0):
     opt = torch.optim.AdamW(model.parameters(), lr=LR)
-    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), data, max_steps=steps, batch_size=BATCH, seed=seed,
-                      device=data.train.x.device, callbacks=[MetricLogger(None, 10, console=False)])
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), DeviceLoader(data.train.x, data.train.y, BATCH, seed=seed),
+                      options=TrainerOptions(max_steps=steps), info=data.info, callbacks=[TrainScalars(10)])
     trainer.fit()
     return model
 

@@ -22,7 +22,7 @@ from common import header, report  # noqa: E402
 
 from steepest.config import load_recipe  # noqa: E402
 from steepest.data import load_data  # noqa: E402
-from steepest.train.run import build_run  # noqa: E402
+from steepest.run import build_run  # noqa: E402
 
 ARMS = {
     "fine-tuned (all weights)": [],

@@ -1,4 +1,4 @@
-"""Model ensembles: K members trained from one recipe, their predictions averaged (003 §4.1).
+"""Model ensembles: K members trained from one recipe, their predictions averaged (Dietterich 2000; deep ensembles: Lakshminarayanan et al. 2017).
 
 Members differ by seed (initialization, data order, dropout) or, with `folds=K`, also by data: member
 k trains on the training split without its k-th fold (the validation and test splits are shared).
@@ -111,7 +111,7 @@ def train_ensemble(recipe: Recipe, members: int = 5, seeds: list[int] | None = N
     leaves out the k-th of K folds of the training split. Returns the models and the test-split report."""
     from steepest.data import load_data
     from steepest.data.bundle import Split
-    from steepest.train.run import build_run
+    from steepest.run import build_run
 
     seeds = list(seeds) if seeds is not None else list(range(members))
     data = data or load_data(recipe.data, recipe.trainer.seed)  # one split shared by every member

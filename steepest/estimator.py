@@ -59,7 +59,7 @@ class _SteepestEstimator(BaseEstimator):
         from steepest.data.bundle import prepare
         from steepest.data.raw import RawData
         from steepest.predict import Predictor
-        from steepest.train.run import build_run
+        from steepest.run import build_run
 
         X, y = check_X_y(X, y, dtype=np.float32, y_numeric=self._task == "regression")  # rejects NaN/inf and 1-D X
         recipe = self._recipe()

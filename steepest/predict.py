@@ -20,11 +20,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from steepest.config import load_recipe
+from steepest.config.build import build_model_from_recipe
 from steepest.data.bundle import DataInfo
 from steepest.data.checks import check_features
 from steepest.data.normalize import Standardizer
 from steepest.errors import CheckpointError, DataError
-from steepest.models import build_model
 
 
 class Predictor:
@@ -44,7 +44,7 @@ class Predictor:
         info_dict["input_shape"] = tuple(info_dict["input_shape"])
         info = DataInfo(**info_dict)
         recipe = load_recipe(str(run / "config.yaml"))
-        model = build_model(recipe.model, info.input_shape, info.num_outputs)
+        model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs)
         try:
             state = load_file(str(run / "model.safetensors"))
         except (SafetensorError, OSError) as exc:

@@ -1,8 +1,14 @@
-"""One registry per family (optimizers, schedules, losses, models, datasets, callbacks).
+"""One registry per family (optimizers, schedules, losses, models, datasets, callbacks, commands).
 
 A registry maps a recipe name to one record: the object that builds the component, its default
 keyword arguments and free-form flags. Variants are data, not subclasses: register the same
 class twice under different names with different defaults.
+
+A record's target is the object itself or its import path ("package.module:Name"), imported the
+first time the target is used. Every row of a family is written in the family's registry module,
+so every name is known (to `steepest validate`, to error messages that list the valid names) before
+any module that implements one is imported, and importing one module never changes what a
+registry holds.
 
     >>> from steepest.registry import Registry
     >>> shapes = Registry("shape")
@@ -11,6 +17,9 @@ class twice under different names with different defaults.
     ...     return side * side
     >>> shapes.build("square", side=3.0)
     9.0
+    >>> _ = shapes.register("root", "math:sqrt", summary="Square root (resolved on first use).")
+    >>> shapes.build("root", 9.0)
+    3.0
 """
 
 from __future__ import annotations
@@ -18,19 +27,43 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from steepest.errors import ConfigError, unknown_choice
 
 
-@dataclass(frozen=True)
 class Record:
-    name: str
-    target: Callable[..., Any]
-    defaults: dict[str, Any] = field(default_factory=dict)
-    flags: dict[str, Any] = field(default_factory=dict)
-    summary: str = ""
+    """One row: `name`, `target` (resolved from its import path on first access), `defaults`,
+    `flags`, and a one-line `summary` (the target's first docstring line unless given)."""
+
+    __slots__ = ("_summary", "_target", "defaults", "flags", "name")
+
+    def __init__(self, name: str, target: Callable[..., Any] | str, defaults: dict[str, Any] | None = None,
+                 flags: dict[str, Any] | None = None, summary: str = ""):
+        self.name, self._target = name, target
+        self.defaults, self.flags, self._summary = dict(defaults or {}), dict(flags or {}), summary
+
+    @property
+    def target(self) -> Callable[..., Any]:
+        if isinstance(self._target, str):
+            self._target = import_object(self._target, self.name)
+        return self._target
+
+    @property
+    def path(self) -> str:
+        """The target's import path ('module:qualname')."""
+        if isinstance(self._target, str):
+            return self._target
+        return f"{self._target.__module__}:{getattr(self._target, '__qualname__', self._target.__class__.__name__)}"
+
+    @property
+    def summary(self) -> str:
+        if not self._summary:
+            self._summary = (inspect.getdoc(self.target) or "").split("\n")[0]
+        return self._summary
+
+    def __repr__(self) -> str:
+        return f"Record({self.name!r}, {self.path!r})"
 
 
 class Registry:
@@ -41,19 +74,19 @@ class Registry:
     def register(
         self,
         name: str,
-        target: Callable[..., Any] | None = None,
+        target: Callable[..., Any] | str | None = None,
         *,
         defaults: dict[str, Any] | None = None,
         summary: str = "",
         **flags: Any,
     ):
-        """Register `target` under `name`; usable as a decorator when `target` is omitted."""
+        """Register `target` (an object or its import path) under `name`; usable as a decorator
+        when `target` is omitted."""
 
-        def add(obj: Callable[..., Any]) -> Callable[..., Any]:
+        def add(obj: Callable[..., Any] | str) -> Callable[..., Any] | str:
             if name in self._records:
                 raise ValueError(f"{self.family} '{name}' is already registered")
-            doc = summary or (inspect.getdoc(obj) or "").split("\n")[0]
-            self._records[name] = Record(name, obj, dict(defaults or {}), flags, doc)
+            self._records[name] = Record(name, obj, defaults, flags, summary)
             return obj
 
         return add(target) if target is not None else add
@@ -64,13 +97,20 @@ class Registry:
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._records))
 
+    def __len__(self) -> int:
+        return len(self._records)
+
     def names(self) -> list[str]:
         return sorted(self._records)
+
+    def in_order(self) -> list[str]:
+        """The names in the order they were registered."""
+        return list(self._records)
 
     def get(self, name: str, key: str | None = None) -> Record:
         try:
             return self._records[name]
-        except KeyError:
+        except (KeyError, TypeError):
             raise unknown_choice(key or self.family, name, self._records, self.family) from None
 
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any:

@@ -32,8 +32,8 @@ def crash_and_resume(overrides: list[str], crash_at_step: int, tmp_path: Path):
 
     from steepest.cli import main
     from steepest.config import load_recipe
-    from steepest.train.events import Callback
-    from steepest.train.run import train
+    from steepest.run import train
+    from steepest.training.events import Callback
 
     class Crash(Callback):
         name = "crash"

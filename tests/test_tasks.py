@@ -1,4 +1,4 @@
-"""Tasks beyond multiclass classification, end to end through `steepest.train.run.train`: binary
+"""Tasks beyond multiclass classification, end to end through `steepest.run.train`: binary
 (BCE, class weights, F1 and PR-AUC), multi-label, regression (inferred or declared, MSE/Huber, metrics in
 original units, output bias = target mean), and full-batch / mini-batch / batch-1 SGD as one setting."""
 
@@ -14,7 +14,7 @@ from sklearn.metrics import average_precision_score, r2_score
 from steepest.config import load_recipe, recipe_from_dict
 from steepest.data import Standardizer, load_data
 from steepest.ensemble import train_ensemble
-from steepest.train.run import build_run, train
+from steepest.run import build_run, train
 
 
 def _recipe(data: dict, **sections):

@@ -1,15 +1,14 @@
-"""Instruction tuning, reward models and DPO for causal LMs (000 §13), on the Trainer."""
+"""Instruction tuning, reward models and DPO for causal LMs, on the Trainer (the InstructGPT
+pipeline, Ouyang et al. 2022; DPO, Rafailov et al. 2023). Names load on first use (`steepest.lazy`)."""
 
-from steepest.align.data import format_prompt, pair_tensors, sft_tensors
-from steepest.align.objectives import (
-           DPOLoss,
-           PairLogprobs,
-           RewardModel,
-           response_logprobs,
-           response_nll,
-)
-from steepest.align.pipeline import fit_dpo, fit_reward_model, fit_sft, generate
-from steepest.align.tokens import ByteTokenizer
+from steepest.lazy import lazy_exports
 
-__all__ = ["ByteTokenizer", "DPOLoss", "PairLogprobs", "RewardModel", "fit_dpo", "fit_reward_model", "fit_sft", "format_prompt",
-           "generate", "pair_tensors", "response_logprobs", "response_nll", "sft_tensors"]
+_EXPORTS = {
+    "format_prompt": "steepest.align.data", "pair_tensors": "steepest.align.data", "sft_tensors": "steepest.align.data",
+    "DPOLoss": "steepest.align.objectives", "PairLogprobs": "steepest.align.objectives", "RewardModel": "steepest.align.objectives",
+    "response_logprobs": "steepest.align.objectives", "response_nll": "steepest.align.objectives",
+    "fit_dpo": "steepest.align.pipeline", "fit_reward_model": "steepest.align.pipeline", "fit_sft": "steepest.align.pipeline",
+    "generate": "steepest.align.pipeline", "ByteTokenizer": "steepest.data.tokens",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

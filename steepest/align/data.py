@@ -9,7 +9,7 @@ A preference pair is (prompt, chosen response, rejected response); both sequence
 and `spans` records where each response starts and where the sequence ends, so the log-probability
 of a response can be summed over its own tokens.
 
-    >>> from steepest.align.tokens import ByteTokenizer
+    >>> from steepest.data.tokens import ByteTokenizer
     >>> print(format_prompt({"instruction": "Add the numbers.", "input": "2 3", "output": "5"}), end="")
     ### Instruction:
     Add the numbers.
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from steepest.align.tokens import ByteTokenizer
+from steepest.data.tokens import ByteTokenizer
 
 IGNORE = -100
 

@@ -1,4 +1,4 @@
-"""The three training objectives of the alignment pipeline (000 §13), as Trainer-ready model
+"""The three training objectives of the alignment pipeline (InstructGPT, Ouyang et al. 2022), as Trainer-ready model
 wrappers and losses of (outputs, targets):
 
     SFT      model = the causal LM, targets = labels (N, T); loss = next-token cross-entropy on the
@@ -20,10 +20,21 @@ from steepest.align.data import IGNORE
 from steepest.losses.preference import bradley_terry, dpo
 
 
-def response_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of predicting labels[:, t+1] from logits[:, t], over response tokens only."""
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1).long(),
-                           ignore_index=IGNORE)
+class ResponseNLL:
+    """Mean cross-entropy of predicting labels[:, t+1] from logits[:, t], over response tokens only
+    (labels IGNORE elsewhere). Its mean is over tokens, so `normalizer` counts them: accumulated
+    micro-batches with different response lengths weigh each token equally, as one batch would."""
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1).long(),
+                               ignore_index=IGNORE)
+
+    @staticmethod
+    def normalizer(labels: torch.Tensor) -> torch.Tensor:
+        return (labels[:, 1:] != IGNORE).sum()
+
+
+response_nll = ResponseNLL()
 
 
 def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """The alignment stages end to end on the Trainer: instruction tuning (SFT), a reward model, and
-DPO against a frozen copy of the SFT model (000 §13: SFT -> reward model -> preference optimization;
+DPO against a frozen copy of the SFT model (Ouyang et al. 2022: SFT -> reward model -> preference optimization;
 DPO replaces the RL stage with a classification loss on preference pairs).
 
     >>> import torch
@@ -28,11 +28,12 @@ from steepest.align.objectives import (
     reference_logprobs,
     response_nll,
 )
-from steepest.align.tokens import ByteTokenizer
 from steepest.data.bundle import DataBundle, DataInfo, Split
+from steepest.data.loader import DeviceLoader
+from steepest.data.tokens import ByteTokenizer
 from steepest.optim import create as create_optimizer
-from steepest.train.callbacks.progress import ProgressBar
-from steepest.train.trainer import Trainer
+from steepest.training.callbacks.progress import ProgressBar
+from steepest.training.trainer import Trainer, TrainerOptions
 
 __all__ = ["fit_dpo", "fit_reward_model", "fit_sft", "format_prompt", "generate"]
 
@@ -43,11 +44,14 @@ def _bundle(x: torch.Tensor, y: torch.Tensor, source: str) -> DataBundle:
 
 
 def _fit(model: nn.Module, loss_fn, data: DataBundle, *, lr: float, max_epochs: int, batch_size: int, seed: int,
-         optimizer: str = "adamw", weight_decay: float = 0.0, clip_norm: float | None = 1.0, **trainer_kwargs) -> Trainer:
+         optimizer: str = "adamw", weight_decay: float = 0.0, clip_norm: float | None = 1.0, accumulate: int = 1,
+         precision: str = "fp32", shuffle: bool = True, callbacks=()) -> Trainer:
     opt = create_optimizer(optimizer, model, lr=lr, weight_decay=weight_decay)
-    callbacks = [ProgressBar(), *trainer_kwargs.pop("callbacks", ())]  # a bar on a terminal, silent otherwise
-    trainer = Trainer(model, opt, loss_fn, data, max_epochs=max_epochs, batch_size=min(batch_size, len(data.train)),
-                      seed=seed, clip_norm=clip_norm, log_every_n_steps=10**9, callbacks=callbacks, **trainer_kwargs)
+    loader = DeviceLoader(data.train.x, data.train.y, min(batch_size, len(data.train)), shuffle=shuffle, seed=seed)
+    options = TrainerOptions(max_epochs=max_epochs, accumulate=accumulate, precision=precision, clip_norm=clip_norm,
+                             log_every_n_steps=10**9)
+    trainer = Trainer(model, opt, loss_fn, loader, options=options, info=data.info,
+                      callbacks=[ProgressBar(), *callbacks])  # a bar on a terminal, silent otherwise
     trainer.fit()
     return trainer
 

@@ -1,10 +1,10 @@
 """Data: bundled offline sets, user CSV/.npz/Datasets, checks, splits, normalization, loaders."""
 
+from steepest.data._registry import DATASETS
 from steepest.data.bundle import DataBundle, DataInfo, Split, load_data
 from steepest.data.loader import DeviceLoader, eval_batches
 from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData
-from steepest.data.sources import DATASETS
 from steepest.data.splits import default_fractions, split_indices
 
 __all__ = [

@@ -4,8 +4,8 @@ to training batches only (the Trainer's engine calls it; evaluation never does).
 Images (N, C, H, W): random crop with padding and small rotations as one affine resampling, horizontal
 flips, brightness/contrast jitter, random erasing (Zhong et al. 2020). Text (token ids): word dropout
 and synonym swaps from a table. Spectrograms (N, F, T) or (N, C, F, T): time and frequency masking
-(SpecAugment, Park et al. 2019). `expand(x, y, augment, copies, g)` materializes the references'
-"x10 augmentation" (copies=9) as an enlarged training set.
+(SpecAugment, Park et al. 2019). `expand(x, y, augment, copies, g)` materializes offline
+augmentation, "x10" (copies=9) as an enlarged training set.
 
 Recipe form (`data.augment`); the keys pick the kind:
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -234,10 +234,8 @@ def for_data(options: dict, info) -> tuple[ImageAugment | TokenAugment | SpecAug
 def expand_bundle(data, augment, copies: int, seed: int):
     """A DataBundle whose training split holds the original plus `copies` augmented copies (drawn once
     from a generator seeded by `seed`, so a resumed run rebuilds the same set); val/test untouched."""
-    from dataclasses import replace
-
-    from steepest.data.bundle import Split
-
     g = torch.Generator().manual_seed(seed + 15485863)
     x, y = expand(data.train.x, data.train.y, augment, copies, g)
-    return replace(data, train=Split(x, y), info=replace(data.info, sizes={**data.info.sizes, "train": len(x)}))
+    weights = None if data.sample_weights is None else data.sample_weights.repeat(copies + 1)  # each copy keeps its weight
+    return replace(data, train=type(data.train)(x, y), sample_weights=weights,
+                   info=replace(data.info, sizes={**data.info.sizes, "train": len(x)}))

@@ -8,13 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from steepest.data import series as _series  # noqa: F401  (registers the series data sets)
-from steepest.data import text as _text  # noqa: F401  (registers the text data sets)
+from steepest.data._registry import DATASETS
 from steepest.data.checks import check_features, check_lengths, check_targets
+from steepest.data.imbalance import balance
 from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData
-from steepest.data.sources import DATASETS, from_dataset_object, read_csv, read_npz
+from steepest.data.sources import from_dataset_object, read_csv, read_npz
 from steepest.data.splits import default_fractions, split_indices
+from steepest.data.text import read_text_folder_data
 from steepest.errors import DataError
 
 MAX_AUTO_CLASSES = 100
@@ -53,14 +54,19 @@ class Split:
 
 @dataclass
 class DataBundle:
+    """The three splits, what they are (`info`) and what `data.balance` asks of training:
+    `sample_weights` (N_train,) for a weighted sampler, `class_weights` (K,) for the loss."""
+
     train: Split
     val: Split
     test: Split
     info: DataInfo
+    sample_weights: torch.Tensor | None = None
+    class_weights: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> DataBundle:
         move = lambda s: Split(s.x.to(device), s.y.to(device))  # noqa: E731
-        return DataBundle(move(self.train), move(self.val), move(self.test), self.info)
+        return DataBundle(move(self.train), move(self.val), move(self.test), self.info, self.sample_weights, self.class_weights)
 
 
 def read_source(cfg) -> tuple[str, RawData]:
@@ -71,9 +77,9 @@ def read_source(cfg) -> tuple[str, RawData]:
     if cfg.format == "npz":
         return str(cfg.path), read_npz(cfg.path, **cfg.options)
     if cfg.format == "text_folder":
-        return str(cfg.path), _text.read_text_folder_data(cfg.path, **cfg.options)
+        return str(cfg.path), read_text_folder_data(cfg.path, **cfg.options)
     record = DATASETS.get(cfg.name, "data.name")
-    return cfg.name, record.target(data_dir=cfg.data_dir, **cfg.options)
+    return cfg.name, record.target(**{**record.defaults, **cfg.options, "data_dir": cfg.data_dir})
 
 
 def infer_task(raw: RawData, declared: str) -> str:
@@ -183,19 +189,11 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         return Split(torch.from_numpy(np.ascontiguousarray(xs, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(ys)))
 
     splits = {k: tensors(*v) for k, v in parts.items()}
-    if cfg.balance in ("oversample", "smote", "undersample") and task in ("classification", "binary"):
-        from steepest.data import imbalance
-
-        k = num_classes or 2
-        train, gen = splits["train"], torch.Generator().manual_seed(cfg.split_seed)
-        labels_1d = train.y.reshape(-1).long()
-        if cfg.balance == "oversample":
-            bx, by = imbalance.oversample(train.x, labels_1d, k, gen)
-        elif cfg.balance == "smote":
-            bx, by = imbalance.smote(train.x, labels_1d, k, gen)
-        else:
-            bx, by = imbalance.undersample_hard(train.x, labels_1d, k)
-        splits["train"] = Split(bx, by.to(train.y.dtype).reshape(-1, *train.y.shape[1:]))  # after the split: train only
+    balanced = None
+    if cfg.balance != "none" and task in ("classification", "binary"):  # after the split: the training split only
+        train = splits["train"]
+        balanced = balance(train.x, train.y, cfg.balance, num_classes or 2, torch.Generator().manual_seed(cfg.split_seed))
+        splits["train"] = Split(balanced.x, balanced.y)
     y_train = splits["train"].y
     num_outputs = num_classes if task == "classification" else (1 if task == "binary" else int(y_train.shape[1]))
     info = DataInfo(
@@ -213,4 +211,6 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         y_norm=y_norm.to_dict() if y_norm else None,
         text=raw.meta.get("text"),
     )
-    return DataBundle(splits["train"], splits["val"], splits["test"], info)
+    return DataBundle(splits["train"], splits["val"], splits["test"], info,
+                      sample_weights=balanced.sample_weights if balanced else None,
+                      class_weights=balanced.class_weights if balanced else None)

@@ -1,4 +1,4 @@
-"""Class imbalance, handled after the split on the training split only (003 §4.5.1): class weights,
+"""Class imbalance, handled after the split on the training split only (so the held-out splits keep the real class mix): class weights,
 random oversampling, SMOTE-style interpolation, undersampling that keeps the hard majority samples,
 and the sampling weights of a weighted sampler.
 
@@ -7,7 +7,45 @@ and the sampling weights of a weighted sampler.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+MODES = ("none", "class_weights", "sampler", "oversample", "smote", "undersample")
+
+
+@dataclass
+class Balanced:
+    """What a balance mode does to training: the (possibly resampled) training inputs and labels,
+    per-sample sampling weights for the loader (`sampler`), per-class loss weights (`class_weights`)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    sample_weights: torch.Tensor | None = None
+    class_weights: torch.Tensor | None = None
+
+
+def balance(x: torch.Tensor, y: torch.Tensor, mode: str, num_classes: int, generator: torch.Generator) -> Balanced:
+    """Every `data.balance` mode, decided here and only here, for the training split (labels (N,)
+    or (N, 1)): `class_weights` -> inverse-frequency weights for the loss (its own class-weight
+    argument); `sampler` -> per-sample weights for a sampler with replacement; `oversample`,
+    `smote`, `undersample` -> a resampled training split; `none` -> unchanged."""
+    if mode not in MODES:
+        raise ValueError(f"balance must be one of {', '.join(MODES)}, got {mode!r}")
+    labels = y.reshape(-1).long()
+    if mode == "class_weights":
+        return Balanced(x, y, class_weights=class_weights(labels, num_classes))
+    if mode == "sampler":
+        return Balanced(x, y, sample_weights=sample_weights(labels, num_classes))
+    if mode in ("oversample", "smote", "undersample"):
+        if mode == "oversample":
+            bx, by = oversample(x, labels, num_classes, generator)
+        elif mode == "smote":
+            bx, by = smote(x, labels, num_classes, generator)
+        else:
+            bx, by = undersample_hard(x, labels, num_classes)
+        return Balanced(bx, by.to(y.dtype).reshape(-1, *y.shape[1:]))
+    return Balanced(x, y)
 
 
 def class_counts(y: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -14,8 +14,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from steepest.data._registry import DATASETS
 from steepest.data.idx import IDX_FILES, cache_dir, candidate_dirs, find_idx_file, read_idx
-from steepest.data.sources import DATASETS
 from steepest.errors import DataError, unknown_choice
 
 INSTALLABLE = ("mnist", "fashion-mnist")

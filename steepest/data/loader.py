@@ -35,6 +35,11 @@ class DeviceLoader:
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.rank, self.world_size = rank, world_size
 
+    @property
+    def num_samples(self) -> int:
+        """Samples in the whole training set (all ranks)."""
+        return len(self.x)
+
     def __len__(self) -> int:
         """Micro-batches per epoch on this rank."""
         n = math.ceil(len(self.x) / self.world_size)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from steepest.data.raw import RawData
-from steepest.data.sources import DATASETS
 from steepest.errors import DataError
 
 
@@ -27,7 +26,6 @@ def windows(series: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     return series[idx], series[window:, 0]
 
 
-@DATASETS.register("sine", summary="A noisy sine wave as next-value windows (regression; use data.split_order: ordered).", kind="sequence")
 def sine(data_dir=None, length: int = 3000, window: int = 32, period: float = 50.0, noise: float = 0.1, seed: int = 0) -> RawData:
     rng = np.random.default_rng(seed)
     t = np.arange(length)
@@ -36,8 +34,6 @@ def sine(data_dir=None, length: int = 3000, window: int = 32, period: float = 50
     return RawData(x=x, y=y, task="regression", kind="sequence", meta={"series": series.tolist()})
 
 
-@DATASETS.register("series_file", summary="A real series from a CSV column or .npy file as next-value windows (options: path, column, window).",
-                   kind="sequence")
 def series_file(data_dir=None, path: str | None = None, column: str | None = None, window: int = 32) -> RawData:
     if path is None or not Path(path).exists():
         raise DataError(f"data.options.path: series file '{path}' does not exist")

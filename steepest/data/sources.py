@@ -11,15 +11,14 @@ import numpy as np
 from steepest.data.idx import load_idx_dataset
 from steepest.data.raw import RawData
 from steepest.errors import DataError
-from steepest.registry import Registry, import_object
-
-DATASETS = Registry("dataset")
+from steepest.registry import import_object
 
 
-def _sklearn(loader_name: str, task: str) -> RawData:
+def sklearn_set(loader: str, task: str, data_dir: str | None = None) -> RawData:
+    """A data set bundled with scikit-learn (`sklearn.datasets.<loader>`), read offline."""
     import sklearn.datasets as skd
 
-    bunch = getattr(skd, loader_name)()
+    bunch = getattr(skd, loader)()
     names = [str(n) for n in bunch.target_names] if task == "classification" and hasattr(bunch, "target_names") else None
     y = bunch.target.astype(np.int64) if task == "classification" else bunch.target.astype(np.float32)
     return RawData(
@@ -31,18 +30,12 @@ def _sklearn(loader_name: str, task: str) -> RawData:
     )
 
 
-for _name, _loader, _task, _summary in [
-    ("digits", "load_digits", "classification", "8x8 handwritten digits, 1,797 samples, 10 classes (scikit-learn)."),
-    ("iris", "load_iris", "classification", "Iris flowers, 150 samples, 3 classes (scikit-learn)."),
-    ("wine", "load_wine", "classification", "Wine cultivars, 178 samples, 3 classes (scikit-learn)."),
-    ("breast_cancer", "load_breast_cancer", "classification", "Breast cancer, 569 samples, 2 classes (scikit-learn)."),
-    ("diabetes", "load_diabetes", "regression", "Diabetes progression, 442 samples, regression (scikit-learn)."),
-    ("linnerud", "load_linnerud", "regression", "Linnerud exercise, 20 samples, 3 regression targets (scikit-learn)."),
-]:
-    DATASETS.register(_name, lambda data_dir=None, _l=_loader, _t=_task: _sklearn(_l, _t), summary=_summary, kind="tabular")
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+IDX_CLASSES = {"mnist": [str(i) for i in range(10)], "fashion-mnist": FASHION_CLASSES}
 
 
-def _idx(name: str, data_dir: str | None, class_names: list[str]) -> RawData:
+def idx_set(name: str, data_dir: str | None = None) -> RawData:
+    """MNIST or Fashion-MNIST from IDX files (official train/test split), pixels scaled to [0, 1]."""
     parts = load_idx_dataset(name, data_dir)
     scale = np.float32(1 / 255)
     return RawData(
@@ -51,17 +44,10 @@ def _idx(name: str, data_dir: str | None, class_names: list[str]) -> RawData:
         x_test=parts["test_images"][:, None].astype(np.float32) * scale,
         y_test=parts["test_labels"].astype(np.int64),
         task="classification",
-        class_names=class_names,
+        class_names=IDX_CLASSES[name],
         kind="image",
         num_classes=10,
     )
-
-
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-DATASETS.register("mnist", lambda data_dir=None: _idx("mnist", data_dir, [str(i) for i in range(10)]),
-                  summary="MNIST handwritten digits, 60k+10k 28x28 (IDX files; steepest data install mnist).", kind="image")
-DATASETS.register("fashion-mnist", lambda data_dir=None: _idx("fashion-mnist", data_dir, FASHION_CLASSES),
-                  summary="Fashion-MNIST, 60k+10k 28x28 (IDX files; steepest data install fashion-mnist).", kind="image")
 
 
 def _parse_number(text: str) -> float:

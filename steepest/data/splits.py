@@ -1,6 +1,6 @@
-"""Deterministic train/validation/test splits sized as the references recommend.
+"""Deterministic train/validation/test splits sized by the data set's size.
 
-The references' rule of thumb: about 80/15/5 for 10k samples, 95/4/1 for a million and
+The rule of thumb (Ng, Deep Learning Specialization, "Train / Dev / Test sets"): about 80/15/5 for 10k samples, 95/4/1 for a million and
 99/0.9/0.1 for a hundred million. Below a few thousand samples a larger held-out share keeps the
 estimates meaningful, so 70/15/15 is used up to 2,000 samples. Sizes between anchors are
 interpolated in log10(n).

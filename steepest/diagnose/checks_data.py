@@ -6,11 +6,9 @@ import hashlib
 
 import torch
 
-from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.report import fail, ok, skip, warn
 
 
-@CHECKS.register("preprocessing")
 def preprocessing(ctx):
     """Train and validation inputs should have comparable statistics after preprocessing: per
     feature, the validation mean within a fraction of the training std and the std ratio near 1.
@@ -37,7 +35,6 @@ def preprocessing(ctx):
     return ok("preprocessing", f"train/val agree: {text}", **ev)
 
 
-@CHECKS.register("class_imbalance")
 def class_imbalance(ctx):
     if ctx.task not in ("classification", "binary"):
         return skip("class_imbalance", f"not a classification task ({ctx.task})")
@@ -57,7 +54,6 @@ def _hashes(x: torch.Tensor) -> list[str]:
     return [hashlib.sha1(r.tobytes()).hexdigest() for r in rows]
 
 
-@CHECKS.register("duplicates")
 def duplicates(ctx):
     """Identical samples in two splits leak the answer: validation and test scores become optimistic."""
     h = {s: set(_hashes(getattr(ctx.data, s).x)) for s in ("train", "val", "test")}

@@ -7,13 +7,11 @@ import math
 import torch
 from torch import nn
 
-from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.report import fail, ok, skip, warn
 
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
-@CHECKS.register("forward_shape")
 def forward_shape(ctx):
     model = ctx.model()
     x, _ = ctx.batch(8)
@@ -35,7 +33,6 @@ def _last_module(model: nn.Module) -> nn.Module:
     return leaves[-1] if leaves else model
 
 
-@CHECKS.register("loss_api")
 def loss_api(ctx):
     """Probabilities fed to a logits loss, NLL on raw logits, sigmoid before BCE-with-logits."""
     model = ctx.model()
@@ -61,7 +58,6 @@ def loss_api(ctx):
     return ok("loss_api", f"{name or 'the loss'} receives {type(last).__name__} outputs")
 
 
-@CHECKS.register("initial_loss")
 def initial_loss(ctx):
     """At initialization the loss should be what a know-nothing predictor scores."""
     model = ctx.model().eval()
@@ -96,7 +92,6 @@ def initial_loss(ctx):
     return ok("initial_loss", f"initial loss {measured:.3f} vs {what}", **ev)
 
 
-@CHECKS.register("dropout_with_norm")
 def dropout_with_norm(ctx):
     model = ctx.model()
     drop = [n for n, m in model.named_modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
@@ -107,7 +102,6 @@ def dropout_with_norm(ctx):
     return ok("dropout_with_norm", "no Dropout/BatchNorm combination")
 
 
-@CHECKS.register("batchnorm_batch_size")
 def batchnorm_batch_size(ctx):
     model = ctx.model()
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
@@ -118,7 +112,6 @@ def batchnorm_batch_size(ctx):
     return ok("batchnorm_batch_size", f"BatchNorm with batch size {ctx.batch_size}")
 
 
-@CHECKS.register("sigmoid_hidden")
 def sigmoid_hidden(ctx):
     model = ctx.model()
     leaves = [(n, m) for n, m in model.named_modules() if len(list(m.children())) == 0]
@@ -132,12 +125,11 @@ def sigmoid_hidden(ctx):
 ACTS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU)
 
 
-@CHECKS.register("activations")
 def activations(ctx):
     """Per-layer activation mean/std at initialization. Xavier (tanh) and Kaiming (ReLU) init are
     built to keep the std roughly constant with depth; a std that collapses or grows by 10x across
     the layers (or leaves [1e-3, 1e2] anywhere) means the init does not match the activation."""
-    from steepest.nn.init import activation_stats
+    from steepest.nn.stats import activation_stats
 
     model = ctx.model()
     x, _ = ctx.batch(256)
@@ -158,7 +150,6 @@ def activations(ctx):
     return ok("activations", f"activation std {min(stds):.2g}..{max(stds):.2g} across {len(stds)} layers", **ev)
 
 
-@CHECKS.register("dead_relu")
 def dead_relu(ctx):
     model = ctx.model()
     x, _ = ctx.batch(256)

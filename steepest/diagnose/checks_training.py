@@ -9,7 +9,6 @@ import warnings
 import torch
 from torch import nn
 
-from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.report import fail, ok, skip, warn
 
 
@@ -25,7 +24,6 @@ def _memorized(ctx, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first_lo
     return math.isfinite(last_loss) and first_loss is not None and last_loss <= 0.1 * first_loss + 0.02
 
 
-@CHECKS.register("overfit_tiny")
 def overfit_tiny(ctx):
     """A model that cannot memorize 2 samples, then one batch, has a bug (or ignores its input).
     Adam at 3e-3 (at most 10x the recipe's lr: a pretrained network fine-tuned at 1e-4 collapses at
@@ -50,7 +48,6 @@ def overfit_tiny(ctx):
               **{f"n{k}": v for k, v in results.items()})
 
 
-@CHECKS.register("real_vs_noise")
 def real_vs_noise(ctx):
     """Real data must train better than random inputs, zero inputs and shuffled labels (Adam at 2e-3,
     at most 10x the recipe's lr; for text, random inputs are random token ids)."""
@@ -82,7 +79,6 @@ def real_vs_noise(ctx):
     return ok("real_vs_noise", f"val loss real {scores['real']:.3f} vs best control {best_other:.3f}", **scores)
 
 
-@CHECKS.register("nonfinite")
 def nonfinite(ctx):
     """NaN/Inf in inputs, outputs, loss or gradients, with the first module that produces them."""
     x, y = ctx.batch()
@@ -124,7 +120,6 @@ def nonfinite(ctx):
     return ok("nonfinite", "inputs, outputs, loss and gradients are finite")
 
 
-@CHECKS.register("gradient_flow")
 def gradient_flow(ctx):
     """Per-layer gradient norms (vanishing/exploding) and the update-to-weight ratio of one step."""
     model = ctx.model()
@@ -165,7 +160,6 @@ def _progress(ctx, lr: float, steps: int = 60) -> tuple[float, float]:
     return start, end
 
 
-@CHECKS.register("learning_rate")
 def learning_rate(ctx):
     """A short run at the recipe's lr (60 steps): divergence means too high, no progress too low.
     On a bad verdict the lr 10x lower (or higher) is tried too, as evidence for the fix."""
@@ -185,7 +179,6 @@ def learning_rate(ctx):
     return ok("learning_rate", f"lr {ctx.lr:g}: loss {start:.3f} -> {end:.3f} in 60 steps", **ev)
 
 
-@CHECKS.register("precision")
 def precision(ctx):
     """The loss and outputs under bf16 autocast should match fp32 (relative change under 5% / 10%);
     activations beyond fp16's largest value (65504) overflow in fp16."""
@@ -215,7 +208,6 @@ def precision(ctx):
     return ok("precision", f"bf16 loss within {rel:.2%} of fp32 (outputs {rel_out:.1%}); max activation {peak:.3g}", **ev)
 
 
-@CHECKS.register("weight_decay", default=False)
 def weight_decay(ctx):
     """More weight decay should raise the training loss; if not, decay is not reaching the weights."""
     x, y = ctx.batch(256)

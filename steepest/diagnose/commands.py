@@ -1,4 +1,5 @@
-"""`steepest doctor`, `steepest batch-size` and `steepest sharpness`."""
+"""`steepest doctor`, `steepest batch-size` and `steepest sharpness`: each a pair of functions, the
+arguments and the command (see `steepest.cli.COMMANDS`); torch is imported when a command runs."""
 
 from __future__ import annotations
 
@@ -6,15 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", nargs="?", help="recipe file or bundled name (default: digits_mlp)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
+from steepest.config.arguments import add_recipe_arguments, recipe_from_arguments
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def doctor(args: argparse.Namespace) -> int:
     """Exit status: 0 when no check fails (warnings allowed), 1 when one fails, 2 for usage errors."""
-    from steepest.config import load_recipe
     from steepest.diagnose import diagnose_run, run_doctor
     from steepest.diagnose.report import Report
 
@@ -22,7 +19,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if run and not (args.recipe or args.set or args.checks):
         recipe, report = None, Report([diagnose_run(run)])  # a finished run: the learning curves only
     else:
-        recipe = load_recipe(args.recipe if args.recipe or not run else str(run / "config.yaml"), args.set)
+        recipe = recipe_from_arguments(args, run)
         checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
         report = run_doctor(recipe, checks)
         if run:
@@ -47,12 +44,11 @@ def _recipe_and_model(args: argparse.Namespace):
     recipe is named), else a fresh one."""
     from safetensors.torch import load_file
 
-    from steepest.config import load_recipe
     from steepest.diagnose import context_from_recipe
     from steepest.errors import CheckpointError
 
     run = Path(args.run_dir) if args.run_dir else None
-    recipe = load_recipe(args.recipe if args.recipe or not run else str(run / "config.yaml"), args.set)
+    recipe = recipe_from_arguments(args, run)
     ctx = context_from_recipe(recipe)
     model = ctx.model()
     if run:
@@ -71,7 +67,7 @@ def _write_json(args: argparse.Namespace, name: str, payload: dict) -> None:
         print(f"report: {out}")
 
 
-def cmd_batch_size(args: argparse.Namespace) -> int:
+def batch_size(args: argparse.Namespace) -> int:
     from steepest.errors import ConfigError
     from steepest.tune.batch_size import estimate_noise_scale, sampler_from
 
@@ -92,7 +88,7 @@ def cmd_batch_size(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sharpness(args: argparse.Namespace) -> int:
+def sharpness(args: argparse.Namespace) -> int:
     from steepest.diagnose.sharpness import measure_sharpness
 
     ctx, model = _recipe_and_model(args)
@@ -104,19 +100,16 @@ def cmd_sharpness(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub) -> dict:
-    p = sub.add_parser("doctor", help="run the debugging checklist on a recipe (exit 0: no failure, 1: a check failed, 2: usage error)",
-                       description="Run the doctor's checks on a recipe; prints a table (verdict, evidence, one-sentence fix) and "
-                                   "writes it as JSON. Exit status: 0 when no check fails (warnings allowed), 1 when a check fails, "
-                                   "2 for usage errors (bad recipe, unknown check, missing run directory).")
-    _recipe_args(p)
+def doctor_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
     p.add_argument("--checks", help="comma-separated subset of checks (add weight_decay for the slow optional one)")
     p.add_argument("--run-dir", help="diagnose under/overfitting from this finished run's learning curves (metrics.db); "
                                      "with a recipe, --set or --checks also run the checks (recipe default: the run's config.yaml)")
     p.add_argument("--json", help="write the report as JSON here (default: RUN_DIR/doctor.json, else runs/doctor-<recipe>-<time>/)")
 
-    p = sub.add_parser("batch-size", help="gradient noise scale: critical batch size, regime and scaled lr")
-    _recipe_args(p)
+
+def batch_size_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
     p.add_argument("--run-dir", help="measure at this finished run's final weights (recipe: its config.yaml)")
     p.add_argument("--small", type=int, default=16, help="small batch size")
     p.add_argument("--big", type=int, default=512, help="big batch size (at most the training split)")
@@ -124,11 +117,11 @@ def add_commands(sub) -> dict:
     p.add_argument("--warmup-steps", type=int, default=50, help="without --run-dir, train this many steps first (the noise scale at init is atypical)")
     p.add_argument("--json", help="write the result as JSON here (default with --run-dir: RUN_DIR/batch_size.json)")
 
-    p = sub.add_parser("sharpness", help="top Hessian eigenvalue, Hessian trace and the edge-of-stability ratio")
-    _recipe_args(p)
+
+def sharpness_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
     p.add_argument("--run-dir", help="measure the final weights of this finished run")
     p.add_argument("--iterations", type=int, default=100, help="power-iteration steps")
     p.add_argument("--probes", type=int, default=50, help="Hutchinson probe vectors")
     p.add_argument("--samples-batch", type=int, default=512, help="samples in the loss whose Hessian is measured")
     p.add_argument("--json", help="write the result as JSON here (default with --run-dir: RUN_DIR/sharpness.json)")
-    return {"doctor": cmd_doctor, "batch-size": cmd_batch_size, "sharpness": cmd_sharpness}

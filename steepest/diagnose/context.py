@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from steepest.data.bundle import DataBundle
+from steepest.training.engine import Engine
 
 
 @dataclass
@@ -42,14 +43,16 @@ class DoctorContext:
     def fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float | None = None,
             optimizer: str = "adam", batch: int | None = None, stop: Callable[[], bool] | None = None,
             check_every: int = 25) -> list[float]:
-        """Up to `steps` plain steps (Adam unless `optimizer="recipe"`) on (x, y); returns the loss per
-        step. Losses stay on the device and are read every `check_every` steps (one sync), when the
-        run also ends early on a non-finite loss or once `stop()` is true."""
+        """Up to `steps` optimizer steps of the training engine (Adam unless `optimizer="recipe"`) on
+        (x, y), on random batches of `batch` when given; returns the loss per step. Losses stay on
+        the device and are read every `check_every` steps (one sync), when the run also ends early
+        on a non-finite loss or once `stop()` is true."""
         opt = torch.optim.Adam(model.parameters(), lr=lr or 1e-3) if optimizer == "adam" else self.make_optimizer(model)
         if lr is not None and optimizer != "adam":
             for g in opt.param_groups:
                 g["lr"] = lr
         model.train()
+        engine = Engine(model, opt, self.loss_fn, device=self.device, check_finite=False)  # the Trainer's step, no skipping
         losses: list[torch.Tensor] = []
         gen = torch.Generator().manual_seed(self.seed + 1)
         for step in range(1, steps + 1):
@@ -58,11 +61,7 @@ class DoctorContext:
                 xb, yb = x[idx], y[idx]
             else:
                 xb, yb = x, y
-            opt.zero_grad(set_to_none=True)
-            loss = self.loss_fn(model(xb), yb)
-            losses.append(loss.detach())
-            loss.backward()
-            opt.step()
+            losses.append(engine.train_step([(xb, yb)]).loss)
             if step % check_every == 0 or step == steps:
                 if not bool(torch.isfinite(losses[-1])) or (stop is not None and stop()):
                     break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -10,35 +11,40 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from steepest.config import Recipe, load_recipe
+from steepest.config.build import (
+    batch_size_for,
+    build_loss,
+    build_model_from_recipe,
+    build_optimizer,
+    loss_name,
+)
+from steepest.config.validate import validate_recipe
+from steepest.data import load_data
 from steepest.data.bundle import DataBundle
-from steepest.diagnose import checks_data, checks_model, checks_training  # noqa: F401  (register the checks)
 from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.context import DoctorContext
 from steepest.diagnose.report import CheckResult, Report, fail, ok, warn
 from steepest.errors import ConfigError, did_you_mean
+from steepest.track import read_series
+from steepest.training.precision import resolve_device
 
 
 def context_from_recipe(recipe, data=None) -> DoctorContext:
     """The doctor's view of a recipe (a `Recipe`, a bundled name or a YAML path)."""
-    from steepest.config import Recipe, load_recipe
-    from steepest.data import load_data
-    from steepest.models import build_model
-    from steepest.train.build import build_loss, build_optimizer, loss_name, validate_recipe
-    from steepest.train.precision import resolve_device
-
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(str(recipe), [])
     validate_recipe(recipe)
     device = resolve_device(recipe.trainer.device)
     data = (data or load_data(recipe.data, recipe.trainer.seed)).to(device)
     info = data.info
-    batch = len(data.train) if recipe.data.batch_size == "full" else recipe.data.batch_size
+    class_weights = data.class_weights.to(device) if data.class_weights is not None else None
     return DoctorContext(
-        make_model=lambda: build_model(recipe.model, info.input_shape, info.num_outputs),
+        make_model=lambda: build_model_from_recipe(recipe, info.input_shape, info.num_outputs),
         data=data,
-        loss_fn=build_loss(recipe, info.task),
+        loss_fn=build_loss(recipe, info.task, class_weights),
         make_optimizer=lambda model: build_optimizer(recipe, model),
-        batch_size=batch,
+        batch_size=batch_size_for(recipe, len(data.train)),
         lr=recipe.optimizer.lr,
         device=device,
         loss_name=loss_name(recipe, info.task) or "",
@@ -80,7 +86,7 @@ def run_doctor(target, checks: list[str] | None = None) -> Report:
     for n in names:
         if n not in CHECKS:
             raise ConfigError(f"doctor --checks: unknown check '{n}';{did_you_mean(n, CHECKS.names())} valid: {', '.join(CHECKS.names())}")
-    order = [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
+    order = [n for n in CHECKS.in_order() if n in names]
     results: list[CheckResult] = []
     with ctx.threads():
         for name in order:
@@ -91,13 +97,10 @@ def run_doctor(target, checks: list[str] | None = None) -> Report:
     return Report(results)
 
 
-ORDER = ["forward_shape", "loss_api", "nonfinite", "initial_loss", "preprocessing", "duplicates", "class_imbalance",
-         "dropout_with_norm", "batchnorm_batch_size", "sigmoid_hidden", "activations", "dead_relu", "gradient_flow",
-         "overfit_tiny", "real_vs_noise", "learning_rate", "precision", "weight_decay"]
 
 
 def diagnose_fit(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]], baseline: float | None = None) -> CheckResult:
-    """Underfitting vs overfitting from learning curves (the references' 003 §4.1 / §4.5.2 rules).
+    """Underfitting vs overfitting from learning curves (the bias/variance reading of learning curves, Ng, "Machine Learning Yearning").
 
     `baseline` is the loss of a know-nothing predictor (e.g. ln K); a final training loss above half
     of it means the model has not learned the training data."""
@@ -121,10 +124,6 @@ def diagnose_fit(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, 
 
 
 def diagnose_run(run_dir: str | Path) -> CheckResult:
-    import json
-
-    from steepest.track import read_series
-
     run = Path(run_dir)
     db = run / "metrics.db"
     if not db.exists():

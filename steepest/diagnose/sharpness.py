@@ -1,7 +1,7 @@
 """Sharpness of a minimum: the Hessian's top eigenvalue (power iteration on Hessian-vector products)
 and its trace (Hutchinson's estimator, E[z^T H z] with Rademacher z).
 
-Flat minima (small lambda_max and trace) tend to generalize better than sharp ones (003 §4.1).
+Flat minima (small lambda_max and trace) tend to generalize better than sharp ones (Keskar et al. 2017, "On large-batch training").
 Gradient descent is stable only while lambda_max < 2 / lr; the edge-of-stability ratio
 lambda_max * lr / 2 near 1 means training sits at that edge (Cohen et al. 2021).
 """

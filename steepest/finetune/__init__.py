@@ -1,5 +1,5 @@
 """Transfer learning: pretrained weights, freezing, gradual unfreezing, discriminative learning
-rates and LoRA (000 §9). Recipes reach it through the `finetune:` section."""
+rates (Howard & Ruder 2018, ULMFiT) and LoRA (Hu et al. 2021). Recipes reach it through the `finetune:` section."""
 
 from steepest.finetune.apply import prepare_model
 from steepest.finetune.freeze import (

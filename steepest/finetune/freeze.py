@@ -25,8 +25,7 @@ import fnmatch
 from torch import nn
 
 from steepest.optim.param_groups import NORM_TYPES
-from steepest.train.callbacks._registry import CALLBACKS
-from steepest.train.events import Callback
+from steepest.training.events import Callback
 
 
 def layer_groups(model: nn.Module) -> list[list[str]]:
@@ -94,7 +93,6 @@ def thawed_groups(epoch: int, every_n_epochs: int, n_groups: int) -> int:
     return min(n_groups, 1 + epoch // every_n_epochs)
 
 
-@CALLBACKS.register("gradual_unfreezing")
 class GradualUnfreezing(Callback):
     """Train the head only, then thaw one more layer group from the top every `every_n_epochs`
     epochs. The frozen set is a function of the epoch, so a resumed run freezes the same groups.

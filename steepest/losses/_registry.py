@@ -9,6 +9,10 @@ Flags:
          (outputs, targets) say what they take instead: "pairs" (embeddings, for metric learning),
          "preference" (chosen/rejected scores or log-probs), "distillation" (teacher logits as
          targets); the Trainer's task check rejects them for ordinary data, by design.
+  class_weight  the keyword argument through which `data.balance: class_weights` weights the loss:
+         "weight" (one weight per class), "alpha" (focal: per class, or the positives' share for a
+         binary task), "pos_weight" (binary cross entropy: n_neg / n_pos). A loss without it takes
+         no class weights.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ R("mse", M.MSE, task="regression", summary="Mean squared error.")
 R("mae", M.MAE, task="regression", summary="Mean absolute error (L1), robust to outliers.")
 R("huber", M.Huber, task="regression", summary="Huber loss: quadratic within delta, linear beyond.")
 R("smooth_l1", M.SmoothL1, task="regression", summary="Smooth L1 (Huber / beta), Fast R-CNN.")
-R("cross_entropy", M.CrossEntropy, task="classification",
+R("cross_entropy", M.CrossEntropy, task="classification", class_weight="weight",
   summary="Cross-entropy on logits: label smoothing, soft targets (mixup/CutMix), class weights.")
-R("nll", M.NLL, task="classification", summary="Negative log-likelihood of log-probabilities.")
-R("bce_with_logits", M.BCEWithLogits, task=("binary", "multilabel"), summary="Binary cross-entropy on logits, pos_weight.")
-R("focal", M.Focal, task=("classification", "binary", "multilabel"),
+R("nll", M.NLL, task="classification", class_weight="weight", summary="Negative log-likelihood of log-probabilities.")
+R("bce_with_logits", M.BCEWithLogits, task=("binary", "multilabel"), class_weight="pos_weight", summary="Binary cross-entropy on logits, pos_weight.")
+R("focal", M.Focal, task=("classification", "binary", "multilabel"), class_weight="alpha",
   summary="Focal loss for class imbalance (Lin et al. 2017): softmax or sigmoid form.")
 R("dice", M.Dice, task=("binary", "multilabel", "classification"), summary="Soft Dice loss (segmentation overlap).")
 R("bce_dice", M.BCEDice, task=("binary", "multilabel"), summary="Weighted BCE + Dice for masks.")

@@ -4,6 +4,11 @@ Supervised losses take `(outputs, targets)`. The pair, triplet and preference lo
 arguments of their functional form (see each class); `triplet` with `batch_hard=True` and
 `kl_distillation` (targets = the teacher's logits) also fit `(outputs, targets)`. Per-class
 weights are buffers, so they follow the module's device.
+
+A loss whose mean does not divide by the number of samples says what it divides by:
+`normalizer(targets)` (None: the samples). The Engine weights accumulated micro-batches by it, so
+k micro-batches give exactly the one-batch loss (a class-weighted cross entropy divides by the
+summed weights of the targets' classes, as torch's does).
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ class _Loss(nn.Module):
     @staticmethod
     def _like(buffer: Tensor | None, outputs: Tensor) -> Tensor | None:
         return None if buffer is None else buffer.to(device=outputs.device, dtype=outputs.dtype)
+
+
+def _weight_sum(weight: Tensor | None, targets: Tensor) -> Tensor | None:
+    """The denominator of torch's class-weighted mean over index targets: sum_i w[y_i]."""
+    if weight is None or targets.is_floating_point() and targets.dim() > 1:
+        return None  # unweighted, or soft targets (mixup): the mean is over samples
+    return weight.to(targets.device)[targets.long()].sum()
 
 
 class MSE(_Loss):
@@ -71,6 +83,9 @@ class CrossEntropy(_Loss):
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return L.cross_entropy(outputs, targets, self.label_smoothing, self._like(self.weight, outputs))
 
+    def normalizer(self, targets: Tensor) -> Tensor | None:
+        return _weight_sum(self.weight, targets)
+
 
 class NLL(_Loss):
     def __init__(self, weight: list[float] | None = None):
@@ -79,6 +94,9 @@ class NLL(_Loss):
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return L.nll(outputs, targets, self._like(self.weight, outputs))
+
+    def normalizer(self, targets: Tensor) -> Tensor | None:
+        return _weight_sum(self.weight, targets)
 
 
 class BCEWithLogits(_Loss):

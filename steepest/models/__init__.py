@@ -1,6 +1,5 @@
 """Models by recipe name; input and output sizes come from the data."""
 
-from steepest.models import cnn, hf, mlp, resnet, rnn, transformer, vgg  # noqa: F401  (registers the models)
 from steepest.models._registry import MODELS
 from steepest.models.build import build_model
 

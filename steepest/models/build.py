@@ -8,13 +8,18 @@ from torch import nn
 
 from steepest.errors import ConfigError
 from steepest.models._registry import MODELS
+from steepest.nn.checkpointing import enable_activation_checkpointing
+from steepest.nn.init import initialize
 from steepest.registry import accepted_arguments, import_object
+from steepest.regularize import apply_dropconnect
 
 RESERVED = ("init", "dropconnect", "output_bias", "activation_checkpointing")  # handled here, not passed to the model class
+INJECTED = ("input_shape", "num_outputs")  # filled from the data when the model class takes them
 
 
-def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    """`section` is a ModelConfig: a registered name or an import path plus keyword arguments.
+def build_model(name: str | None, kwargs: dict[str, Any], input_shape: tuple[int, ...], num_outputs: int, *,
+                component: str | None = None) -> nn.Module:
+    """A registered model `name` (or the class at the import path `component`) built with `kwargs`.
 
     A user's class receives `input_shape` / `num_outputs` only if its signature asks for them.
     Reserved keys: `init` (a scheme name, or {scheme: ..., gain/mode/...}) re-initializes Linear/Conv
@@ -23,20 +28,20 @@ def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.M
     `activation_checkpointing: true | segments | [module patterns]` recomputes blocks in the backward
     pass instead of storing their activations (steepest.nn.checkpointing).
     """
-    kwargs: dict[str, Any] = section.kwargs()
+    kwargs = dict(kwargs)
     init = kwargs.pop("init", None)
     dropconnect = kwargs.pop("dropconnect", None)
     kwargs.pop("output_bias", None)
     checkpointing = kwargs.pop("activation_checkpointing", None)
-    if section.component is not None:
-        target = import_object(section.component, "model.component")
-        where = f"model ({section.component})"
+    if component is not None:
+        target = import_object(component, "model.component")
+        where = f"model ({component})"
     else:
-        record = MODELS.get(section.name, "model.name")
+        record = MODELS.get(name, "model.name")
         target, kwargs = record.target, {**record.defaults, **kwargs}
-        where = f"model ({section.name})"
+        where = f"model ({name})"
     params, var_kw = accepted_arguments(target)
-    sizes = {"input_shape": tuple(input_shape), "num_outputs": int(num_outputs)}
+    sizes = dict(zip(INJECTED, (tuple(input_shape), int(num_outputs))))
     for key, value in sizes.items():
         if key in params or var_kw:
             kwargs.setdefault(key, value)
@@ -47,23 +52,17 @@ def build_model(section, input_shape: tuple[int, ...], num_outputs: int) -> nn.M
     if not isinstance(model, nn.Module):
         raise ConfigError(f"{where}: built a {type(model).__name__}, not a torch.nn.Module")
     if init is not None:
-        from steepest.nn.init import initialize
-
         spec = {"scheme": init} if isinstance(init, str) else dict(init)
         try:
             initialize(model, spec.pop("scheme"), **spec)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"model.init: {exc}") from None
     if dropconnect:
-        from steepest.regularize import apply_dropconnect
-
         try:
             apply_dropconnect(model, float(dropconnect))
         except ValueError as exc:
             raise ConfigError(f"model.dropconnect: {exc}") from None
     if checkpointing:
-        from steepest.nn.checkpointing import enable_activation_checkpointing
-
         try:
             enable_activation_checkpointing(model, checkpointing)
         except ValueError as exc:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from steepest.models._registry import MODELS
 from steepest.models.layers import activation as make_activation
 from steepest.models.layers import norm_2d
 
 
-@MODELS.register("cnn")
 class SmallCNN(nn.Module):
     """[conv3x3 -> norm -> act -> maxpool2] per entry of `channels`, global average pool, dropout, Linear.
 

@@ -17,10 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from steepest.models._registry import MODELS
 
-
-@MODELS.register("hf_encoder")
 class PretrainedEncoder(nn.Module):
     def __init__(self, num_outputs: int, pretrained: str = "all-MiniLM-L6-v2", pooling: str = "mean",
                  dropout: float = 0.1, from_scratch: bool = False, input_shape=None):

@@ -6,12 +6,10 @@ import math
 
 from torch import nn
 
-from steepest.models._registry import MODELS
 from steepest.models.layers import activation as make_activation
 from steepest.models.layers import norm_1d
 
 
-@MODELS.register("mlp")
 class MLP(nn.Sequential):
     """Fully connected network; inputs of any shape are flattened.
 

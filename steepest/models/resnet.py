@@ -1,10 +1,9 @@
-"""A residual CNN for small images (skip connections: He et al. 2016, 000 §8.2)."""
+"""A residual CNN for small images (skip connections: He et al. 2016)."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from steepest.models._registry import MODELS
 from steepest.models.layers import activation, norm_2d
 
 
@@ -33,7 +32,6 @@ class ResidualBlock(nn.Module):
         return self.act(self.body(x) + self.skip(x))
 
 
-@MODELS.register("resnet")
 class ResNet(nn.Module):
     """A 3x3 stem, then stages of residual blocks (the first block of each later stage halves the size
     and widens to the stage's channels), global average pooling and a linear head.

@@ -1,6 +1,6 @@
 """Recurrent models for sequences (N, T, F): an LSTM/GRU whose last hidden state feeds a linear head.
 
-The LSTM's gate biases follow the references' rule at initialization: forget gate 1, input and
+The LSTM's gate biases follow the usual rule at initialization (Jozefowicz et al. 2015): forget gate 1, input and
 output gates -1 (steepest.nn.init_lstm_biases), so memories are kept early in training.
 """
 
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from steepest.models._registry import MODELS
-from steepest.nn.init import init_lstm_biases
+from steepest.nn.bias import init_lstm_biases
 
 
 class _Recurrent(nn.Module):
@@ -32,11 +31,9 @@ class _Recurrent(nn.Module):
         return self.head(out[:, -1])
 
 
-@MODELS.register("lstm")
 class LSTMModel(_Recurrent):
     cell = nn.LSTM
 
 
-@MODELS.register("gru")
 class GRUModel(_Recurrent):
     cell = nn.GRU

@@ -6,10 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from steepest.models._registry import MODELS
 
-
-@MODELS.register("transformer_encoder")
 class TransformerEncoderModel(nn.Module):
     """Pre-norm encoder, learned positions, mean-pooled head. Inputs: features (N, T, F), a series (N, T),
     or token ids (N, T) when `vocab_size` is set (an embedding replaces the input projection).
@@ -39,7 +36,6 @@ class TransformerEncoderModel(nn.Module):
         return self.head(self.norm(self.encoder(h)).mean(1))
 
 
-@MODELS.register("causal_lm")
 class CausalLM(nn.Module):
     """Next-token prediction: ids (N, T) -> logits (N, T, vocab); the output layer shares the embedding
     (Press & Wolf 2017). Pre-norm blocks with a causal mask: position t sees positions <= t only.

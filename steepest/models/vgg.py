@@ -1,17 +1,15 @@
-"""A VGG-style CNN (Simonyan & Zisserman 2015; 002 §7): stacks of 3x3 convolutions, 2x2 max-pooling,
+"""A VGG-style CNN (Simonyan & Zisserman 2015): stacks of 3x3 convolutions, 2x2 max-pooling,
 and a fully connected head with dropout."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from steepest.models._registry import MODELS
 from steepest.models.layers import activation as make_activation
 from steepest.models.layers import norm_2d
 from steepest.models.resnet import image_shape
 
 
-@MODELS.register("vgg")
 class VGG(nn.Module):
     """Stages of `convs_per_stage` 3x3 convolutions then 2x2 max-pooling; a dropout MLP head.
 

@@ -1,5 +1,5 @@
 """Layers and initialization: RMSNorm and normalization by name, activations by name, init schemes,
-the references' bias rules, and activation statistics.
+bias-initialization rules, and activation statistics.
 
     >>> sorted(NORMS)
     ['batchnorm', 'groupnorm', 'instancenorm', 'layernorm', 'none', 'rmsnorm']

@@ -1,4 +1,4 @@
-"""The references' bias-initialization rules (biases start at zero, except):
+"""Bias-initialization rules (biases start at zero, except):
 
 - binary classifier on imbalanced data: the output bias is log(#pos / #neg) [Karpathy 2019], so the
   first predictions already equal the base rate p = sigmoid(b) and the first steps are not spent

@@ -9,7 +9,7 @@ For a Linear (out, in) or Conv (out, in / groups, *k) weight, fan_in = in * prod
 | kaiming_uniform   | U(-a, a), a = sqrt(3) std                 | gain / sqrt(fan), gain = sqrt(2) for ReLU | ReLU (He et al. 2015) |
 | kaiming_normal    | N(0, std^2)                               | gain / sqrt(fan), fan = fan_in or fan_out (mode) | ReLU |
 | truncated_normal  | N(0, std^2) cut at +-2 std                | 0.880 std (the cut removes the tails) | transformers (std 0.02) |
-| normal            | N(0, std^2)                               | std (0.01: the references' "random_small") | demonstrations |
+| normal            | N(0, std^2)                               | std (0.01: "small random" init) | demonstrations |
 | orthogonal        | W W^T = gain^2 I (or W^T W), W = (out, fan_in) | gain / sqrt(max(fan_in, out)) | deep linear/RNN nets (Saxe et al. 2014) |
 | zeros             | 0                                         | 0: every unit identical, a symmetry gradient descent cannot break | the demonstration |
 | default           | PyTorch's own (kaiming_uniform with a = sqrt(5)); biases untouched |                | |
@@ -149,8 +149,3 @@ def expected_std(scheme: str, fan_in: int, fan_out: int, receptive_field: int = 
         return 1 / math.sqrt(3 * fan_in)
     INITS.get(scheme)
     raise ValueError(f"no expected std for scheme '{scheme}'")
-
-
-# The bias rules and activation statistics lived here at first; keep the old import paths working.
-from steepest.nn.bias import init_lstm_biases, init_output_bias, relu_bias  # noqa: E402, F401
-from steepest.nn.stats import activation_stats  # noqa: E402, F401

@@ -43,7 +43,7 @@ class RMSNorm(nn.Module):
         y = x / sqrt(mean(x^2) + eps) * g
 
     Same signature, defaults and outputs as torch.nn.RMSNorm (eps=None: the input dtype's machine
-    epsilon); the references' LLaMA version is RMSNorm(dim, eps=1e-6).
+    epsilon); LLaMA (Touvron et al. 2023) uses RMSNorm(dim, eps=1e-6).
 
     >>> [round(v, 4) for v in RMSNorm(4)(torch.tensor([2.0, -2.0, 2.0, -2.0])).tolist()]
     [1.0, -1.0, 1.0, -1.0]

@@ -1,4 +1,5 @@
-"""Activation statistics: the references' initialization experiment.
+"""Activation statistics: the initialization experiment of Glorot & Bengio 2010 (the std of each
+layer's activations in a deep MLP, per initialization scheme).
 
 Push one batch through a model and record the mean and std of every layer's output. With a good
 initialization the std stays roughly constant with depth; in a deep tanh net a tiny-std normal init
@@ -81,7 +82,7 @@ def activation_stats(model: nn.Module, batch: Tensor, training: bool = False) ->
 
 
 def deep_mlp(activation: str = "tanh", depth: int = 10, width: int = 256) -> nn.Sequential:
-    """`depth` blocks of [Linear(width, width), activation]: the references' test bed."""
+    """`depth` blocks of [Linear(width, width), activation]: the test bed of that experiment."""
     layers: list[nn.Module] = []
     for _ in range(depth):
         layers += [nn.Linear(width, width), make_activation(activation)]
@@ -91,7 +92,7 @@ def deep_mlp(activation: str = "tanh", depth: int = 10, width: int = 256) -> nn.
 def init_experiment(activation: str = "tanh", schemes: Sequence[str | tuple[str, dict]] = (
         "zeros", ("normal", {"std": 0.01}), "xavier_normal", "kaiming_normal"),
         depth: int = 10, width: int = 256, batch: int = 512, seed: int = 0) -> dict[str, list[float]]:
-    """The std of each activation layer's output in a deep MLP, per init scheme (the references'
+    """The std of each activation layer's output in a deep MLP, per init scheme (Glorot & Bengio's
     experiment): {label: [std after block 1, ..., std after block `depth`]}. A scheme is a name or
     (name, kwargs); labels are 'name' or 'name(k=v)'. Seeded and self-contained (own generator)."""
     out: dict[str, list[float]] = {}

@@ -1,4 +1,4 @@
-"""Optimizers: every algorithm in the references, registered by name.
+"""Optimizers: the first-order methods of the deep-learning literature, each with its paper, registered by name.
 
     >>> import torch, steepest.optim as so
     >>> opt = so.create("lamb", torch.nn.Linear(3, 1), lr=1e-3, weight_decay=0.01)

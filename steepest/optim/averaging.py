@@ -3,7 +3,7 @@ Generalization") and an exponential moving average (EMA) of the weights.
 
     SWA:  w_swa = (w_1 + ... + w_n) / n over snapshots taken every `every_n_steps` steps (one
           cycle of a cyclic schedule, or an epoch) once `start_fraction` of the `total_steps`
-          have passed (0.75 by default, as in the references); BatchNorm statistics are not
+          have passed (0.75 by default, as in the SWA paper's schedules, Izmailov et al. 2018); BatchNorm statistics are not
           averages of anything, so they are recomputed with one pass over the training data.
     EMA:  w_ema = decay * w_ema + (1 - decay) * w after every step (one foreach lerp on the
           device, no host sync); `warmup=True` uses decay_t = min(decay, (1 + t) / (10 + t)).

@@ -17,7 +17,10 @@ from typing import Any
 
 import torch
 
+from steepest.optim._registry import OPTIMIZERS
 from steepest.optim.base import init_composite
+from steepest.optim.radam import RAdam
+from steepest.optim.radam_lars import RAdamLARS
 
 
 class Lookahead(torch.optim.Optimizer):
@@ -75,8 +78,6 @@ class Lookahead(torch.optim.Optimizer):
 
 def lookahead(params, base: str = "adamw", k: int = 5, alpha: float = 0.5, **base_kwargs) -> Lookahead:
     """Build `base` (a registered optimizer name) over `params` and wrap it in Lookahead."""
-    from steepest.optim._registry import OPTIMIZERS
-
     if base in ("lookahead", "ranger", "rangerlars"):
         raise ValueError(f"lookahead cannot wrap '{base}', which is already a Lookahead optimizer")
     return Lookahead(OPTIMIZERS.build(base, params, **base_kwargs), k=k, alpha=alpha)
@@ -86,8 +87,6 @@ def ranger(params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.999),
            k: int = 6, alpha: float = 0.5, foreach: bool | None = None, impl: str | None = None) -> Lookahead:
     """Ranger: RAdam (steepest's, torch.optim.RAdam's update) inside Lookahead, with Ranger's defaults
     (k=6, alpha=0.5, betas=(0.95, 0.999))."""
-    from steepest.optim.radam import RAdam
-
     inner = RAdam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, impl=impl)
     return Lookahead(inner, k=k, alpha=alpha)
 
@@ -96,8 +95,6 @@ def rangerlars(params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.9
                max_trust: float | None = None, max_weight_norm: float | None = None, k: int = 6, alpha: float = 0.5,
                foreach: bool | None = None, impl: str | None = None) -> Lookahead:
     """RangerLARS: RAdam with a LARS trust ratio (RAdamLARS) inside Lookahead."""
-    from steepest.optim.radam_lars import RAdamLARS
-
     inner = RAdamLARS(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, max_trust=max_trust,
                       max_weight_norm=max_weight_norm, foreach=foreach, impl=impl)
     return Lookahead(inner, k=k, alpha=alpha)

@@ -1,4 +1,5 @@
-"""Momentum in the references' exponential-moving-average form (PyTorch's SGD is the other form).
+"""Momentum in its exponential-moving-average form, m = beta m + (1 - beta) g (Adam's first moment,
+Kingma & Ba 2015), beside PyTorch SGD's heavy-ball form m = beta m + g (Polyak 1964).
 
     m_t = beta * m_{t-1} + (1 - beta) * g_t      (m_0 = 0)
     w   = w - lr * m_t            (nesterov: w - lr * (beta * m_t + (1 - beta) * g_t))
@@ -55,7 +56,7 @@ def momentum(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float
              dampening: float = 0.0, ema: bool = False, foreach: bool | None = None, fused: bool | None = None,
              impl: str | None = None):
     """Heavy-ball momentum: PyTorch's form (`v = mu v + (1 - dampening) g`, torch.optim.SGD) or, with
-    `ema=True`, the references' EMA form (`m = beta m + (1 - beta) g`, EMAMomentum)."""
+    `ema=True`, the EMA form (`m = beta m + (1 - beta) g`, EMAMomentum)."""
     if ema:
         return EMAMomentum(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, foreach=foreach, impl=impl)
     if impl is not None:

@@ -51,7 +51,7 @@ def cutmix_box(height: int, width: int, lam: Tensor, generator: torch.Generator)
     """
     dev = generator.device
     cut = torch.sqrt(1 - lam)
-    ch, cw = (height * cut).long(), (width * cut).long()  # int(): truncation, as the references
+    ch, cw = (height * cut).long(), (width * cut).long()  # int(): truncation, as the CutMix authors' code
     cy = torch.randint(height, (), generator=generator, device=dev)
     cx = torch.randint(width, (), generator=generator, device=dev)
     y0, y1 = (cy - ch // 2).clamp(0, height), (cy + ch // 2).clamp(0, height)

@@ -7,7 +7,6 @@ apply it with `apply(schedule, optimizer, step, key)`, key "lr", "momentum", "we
 Reduce-on-plateau is metric-driven, so it is the small stateful `ReduceOnPlateau`.
 """
 
-from steepest.schedules import basic, combine, cyclic, decay  # noqa: F401  (registers the schedules)
 from steepest.schedules._registry import SCHEDULES
 from steepest.schedules.base import Schedule, apply, apply_beta1, build_schedule, linear_scaling_lr
 from steepest.schedules.combine import Join, by_fraction

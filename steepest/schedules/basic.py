@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from steepest.schedules._registry import SCHEDULES
 from steepest.schedules.base import StepCount, steps
 
 
@@ -19,7 +18,6 @@ def warmup_span(total_steps: int, warmup_fraction: float, warmup_steps: int | No
     return warmup_steps if warmup_steps is not None else int(round(warmup_fraction * total_steps))
 
 
-@SCHEDULES.register("constant")
 @dataclass(frozen=True)
 class Constant:
     """Multiplier 1 at every step: the optimizer's lr, unchanged.
@@ -32,7 +30,6 @@ class Constant:
         return 1.0
 
 
-@SCHEDULES.register("cosine")
 @dataclass(frozen=True)
 class Cosine:
     """Cosine annealing (Loshchilov & Hutter 2017, SGDR) from 1 to `eta_min_ratio` over total_steps:
@@ -61,11 +58,10 @@ class Cosine:
         return self.eta_min_ratio + (1 - self.eta_min_ratio) * half_cosine(t)
 
 
-@SCHEDULES.register("warmup_cosine")
 @dataclass(frozen=True)
 class WarmupCosine:
     """Linear warmup, then cosine decay to `eta_min_ratio`: the standard Transformer schedule
-    (the references' get_cosine_schedule_with_warmup; Goyal et al. 2017 for the warmup).
+    (Hugging Face transformers' get_cosine_schedule_with_warmup; cosine: Loshchilov & Hutter 2017, warmup: Goyal et al. 2017).
 
         m(t) = (t + 1) / W                                      t < W
         m(t) = r + (1 - r) (1 + cos(pi (t - W) / (T - W))) / 2  t >= W

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from steepest.schedules._registry import SCHEDULES
 from steepest.schedules.base import build_schedule, resolve_steps
 
 
@@ -63,7 +62,6 @@ def by_fraction(total_steps: int, parts: list[tuple[float, Callable[[int], float
     return Join(tuple(s for _, s in parts), tuple(bounds))
 
 
-@SCHEDULES.register("join")
 def join(total_steps: int, parts: list[dict[str, Any]], boundaries: list[float]) -> Join:
     """Schedules one after another: recipe form of `Join`.
 

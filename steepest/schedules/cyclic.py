@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from steepest.schedules._registry import SCHEDULES
 from steepest.schedules.base import StepCount, steps
 
 
@@ -56,7 +55,6 @@ def _check_onecycle(pct_start: float, anneal_strategy: str) -> None:
         raise ValueError("pct_start must be in (0, 1)")
 
 
-@SCHEDULES.register("onecycle")
 @dataclass(frozen=True)
 class OneCycle:
     """OneCycle: warm up from 1/div_factor to 1 over pct_start of training, then anneal (cos or
@@ -88,7 +86,6 @@ class OneCycle:
         return _anneal(points[a], points[b], pct, self.anneal_strategy)
 
 
-@SCHEDULES.register("onecycle_momentum")
 @dataclass(frozen=True)
 class OneCycleMomentum:
     """OneCycle's momentum (or beta1): max -> base while the lr rises, base -> max while it falls
@@ -118,7 +115,6 @@ class OneCycleMomentum:
         return _anneal(points[a], points[b], pct, self.anneal_strategy) / self.max_momentum
 
 
-@SCHEDULES.register("cyclic", defaults={"step_size_up": 0.1})
 @dataclass(frozen=True)
 class Cyclic:
     """Cyclical learning rates: triangles between base_ratio and 1 (torch's CyclicLR).
@@ -167,7 +163,6 @@ class Cyclic:
         return self.base_ratio + (1 - self.base_ratio) * self.height(step)
 
 
-@SCHEDULES.register("cyclic_momentum", defaults={"step_size_up": 0.1})
 @dataclass(frozen=True)
 class CyclicMomentum:
     """CyclicLR's momentum, moving opposite to the lr: max_momentum - (max - base) h(t), with h

@@ -1,5 +1,5 @@
 """Decay schedules: step, multistep, exponential, polynomial, cosine with warm restarts, linear
-warmup (the references' "start at lr/20, reach lr after ~10% of training"), inverse square root and
+warmup (by default from lr/20 to lr over the first 10% of training), inverse square root and
 warmup-stable-decay. Each `__call__(step)` is the multiplier of the base value.
 
 Step-count fields accept fractions of training through `build_schedule` (see `base.py`); the
@@ -12,12 +12,10 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from steepest.schedules._registry import SCHEDULES
 from steepest.schedules.base import StepCount, steps
 from steepest.schedules.basic import half_cosine, warmup_span
 
 
-@SCHEDULES.register("step", defaults={"step_size": 1 / 3})
 @dataclass(frozen=True)
 class Step:
     """Step decay, m(t) = gamma^floor(t / step_size)   (torch's StepLR).
@@ -38,7 +36,6 @@ class Step:
         return self.gamma ** (step // self.step_size)
 
 
-@SCHEDULES.register("multistep", defaults={"milestones": (0.5, 0.75)})
 @dataclass(frozen=True)
 class MultiStep:
     """m(t) = gamma^(number of milestones <= t)   (torch's MultiStepLR; a repeated milestone
@@ -59,7 +56,6 @@ class MultiStep:
         return self.gamma ** bisect.bisect_right(self.milestones, step)
 
 
-@SCHEDULES.register("exponential")
 @dataclass(frozen=True)
 class Exponential:
     """m(t) = gamma^t   (torch's ExponentialLR).
@@ -78,10 +74,9 @@ class Exponential:
         return self.gamma**step
 
 
-@SCHEDULES.register("polynomial")
 @dataclass(frozen=True)
 class Polynomial:
-    """Polynomial decay, the references' eta_0 (1 - t/T)^p:  m(t) = (1 - min(t, T) / T)^power
+    """Polynomial decay eta_0 (1 - t/T)^p (the "poly" policy of DeepLab, Chen et al. 2017):  m(t) = (1 - min(t, T) / T)^power
     (torch's PolynomialLR with total_iters = T; power 1 is linear decay to 0).
 
     >>> s = Polynomial(total_steps=100, power=2.0)
@@ -100,7 +95,6 @@ class Polynomial:
         return (1 - min(step, self.total_steps) / self.total_steps) ** self.power
 
 
-@SCHEDULES.register("cosine_restarts", defaults={"t0": 0.25})
 @dataclass(frozen=True)
 class CosineRestarts:
     """SGDR (Loshchilov & Hutter 2017): cosine cycles of T_0, T_0 T_mult, T_0 T_mult^2, ... steps,
@@ -131,15 +125,14 @@ class CosineRestarts:
         return self.eta_min_ratio + (1 - self.eta_min_ratio) * half_cosine(t_cur / t_i)
 
 
-@SCHEDULES.register("warmup")
 @dataclass(frozen=True)
 class Warmup:
     """Linear warmup (Goyal et al. 2017) from `start_ratio` to 1 over W steps, then 1:
 
         m(t) = s + (1 - s) t / W   for t < W,   1 afterwards
 
-    W is `warmup_steps`, or `warmup_fraction` of training. The defaults are the references'
-    recipe: start at lr/20 and reach lr after 10% of training. Join it with a decay (`join`) for
+    W is `warmup_steps`, or `warmup_fraction` of training. The defaults start at lr/20 and reach
+    lr after 10% of training (Goyal et al. warm up over 5 of 90 epochs, from a small fraction of lr). Join it with a decay (`join`) for
     warmup followed by anything.
 
     >>> s = Warmup(total_steps=1000)
@@ -164,7 +157,6 @@ class Warmup:
         return 1.0 if step >= w else self.start_ratio + (1 - self.start_ratio) * step / w
 
 
-@SCHEDULES.register("inverse_sqrt", defaults={"warmup_steps": 0.05})
 @dataclass(frozen=True)
 class InverseSqrt:
     """The Transformer's schedule (Vaswani et al. 2017, "Attention Is All You Need"), normalized to
@@ -191,7 +183,6 @@ class InverseSqrt:
         return min(s / self.warmup_steps, math.sqrt(self.warmup_steps / s))
 
 
-@SCHEDULES.register("wsd")
 @dataclass(frozen=True)
 class WarmupStableDecay:
     """Warmup-stable-decay (Hu et al. 2024, MiniCPM; Hägele et al. 2024): linear warmup over W

@@ -1,6 +1,9 @@
-"""Tuning: the LR range test, optimizer comparison, batch-size advice, hyperparameter search."""
+"""Tuning: the LR range test, optimizer comparison, batch-size advice, hyperparameter search.
+Names load on first use (`steepest.lazy`)."""
 
-from steepest.train.callbacks.noise_scale import NoiseScaleCallback
-from steepest.tune.batch_size import NoiseScale, estimate_noise_scale, regime
+from steepest.lazy import lazy_exports
 
-__all__ = ["NoiseScale", "NoiseScaleCallback", "estimate_noise_scale", "regime"]
+__all__ = ["NoiseScale", "NoiseScaleCallback", "NoiseScaleMonitor", "estimate_noise_scale", "regime"]
+__getattr__ = lazy_exports(__name__, {"NoiseScale": "steepest.tune.batch_size", "estimate_noise_scale": "steepest.tune.batch_size",
+                                      "regime": "steepest.tune.batch_size", "NoiseScaleCallback": "steepest.tune.noise_scale",
+                                      "NoiseScaleMonitor": "steepest.tune.noise_scale"})

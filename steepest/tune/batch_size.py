@@ -10,10 +10,10 @@ E|G_B|^2 = |G|^2 + tr(Sigma) / B. Two batch sizes give unbiased estimates:
 and B_simple = tr(Sigma) / |G|^2, formed as a ratio of (bias-corrected) moving averages of the two
 estimates, not as an average of per-draw ratios (which is biased).
 
-Regimes (Shallue et al. 2019; the references' table 4.1): with McCandlish's steps-to-target
+Regimes (Shallue et al. 2019, "Measuring the effects of data parallelism"): with McCandlish's steps-to-target
 S = S_min (1 + B_noise / B), doubling the batch divides the steps by (1 + b/B) / (1 + b/(2B)),
 b = B_simple. Below b/4 that is over 1.67 (of an ideal 2): perfect scaling, where the lr grows
-linearly with B; between b/4 and 4b (a 16x band, as wide as the table's 128-2,048 for a CNN on
+linearly with B; between b/4 and 4b (a 16x band, as wide as Shallue et al.'s 128-2,048 for a CNN on
 MNIST): diminishing returns; above 4b under 1.11: stagnation.
 
     >>> est = estimate_noise_scale(model, loss_fn, sampler_from(x, y), b_small=16, b_big=512)  # doctest: +SKIP

@@ -1,4 +1,5 @@
-"""`steepest find-lr` and `steepest compare`."""
+"""`steepest find-lr`, `steepest compare` and `steepest search`: each a pair of functions, the
+arguments and the command (see `steepest.cli.COMMANDS`); torch is imported when a command runs."""
 
 from __future__ import annotations
 
@@ -6,12 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from steepest.config.arguments import add_recipe_arguments, recipe_from_arguments
 from steepest.errors import ConfigError
-
-
-def _recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", nargs="?", help="recipe file or bundled name (default: digits_mlp)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override (repeatable)")
 
 
 def _out_dir(args, prefix: str, recipe) -> Path:
@@ -22,12 +19,11 @@ def _out_dir(args, prefix: str, recipe) -> Path:
     return out
 
 
-def cmd_find_lr(args: argparse.Namespace) -> int:
-    from steepest.config import load_recipe
-    from steepest.train.run import build_run
+def find_lr(args: argparse.Namespace) -> int:
+    from steepest.run import build_run
     from steepest.tune.lr_finder import grid_search, plot, range_test
 
-    recipe = load_recipe(args.recipe, args.set)
+    recipe = recipe_from_arguments(args)
     run = build_run(recipe, None, console=False)
     if args.mode == "range":
         result = range_test(run.trainer, args.start, args.end, args.steps, suggest=args.suggest)
@@ -42,11 +38,11 @@ def cmd_find_lr(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from steepest.config import load_recipe
-    from steepest.tune.compare import compare, format_table
+def compare(args: argparse.Namespace) -> int:
+    from steepest.tune.compare import compare as compare_optimizers
+    from steepest.tune.compare import format_table
 
-    recipe = load_recipe(args.recipe, args.set)
+    recipe = recipe_from_arguments(args)
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
     if not names:
         raise ConfigError("compare --optimizers: give a comma-separated list, e.g. sgd,momentum,adam")
@@ -58,17 +54,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"compare --lr: '{item}' is not NAME=FLOAT") from None
     out = _out_dir(args, "compare", recipe)
-    rows = compare(recipe, names, out, lrs, lr_from_finder=args.lr_from_finder)
+    rows = compare_optimizers(recipe, names, out, lrs, lr_from_finder=args.lr_from_finder)
     print(format_table(rows))
     print(f"results: {out / 'comparison.md'}, curves: {out / 'comparison.png'}")
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from steepest.config import load_recipe
+def search(args: argparse.Namespace) -> int:
     from steepest.tune.search import format_trials, run_search
 
-    recipe = load_recipe(args.recipe, args.set)
+    recipe = recipe_from_arguments(args)
     out = _out_dir(args, "search", recipe)
     study = run_search(recipe, out, storage=args.storage, study_name=args.study, n_trials=args.trials)
     print(format_trials(study))
@@ -77,9 +72,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub) -> dict:
-    p = sub.add_parser("find-lr", help="learning-rate range test (or the grid mode) with a suggested lr and a plot")
-    _recipe_args(p)
+def find_lr_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
     p.add_argument("--mode", choices=["range", "grid"], default="range")
     p.add_argument("--start", type=float, default=1e-7, help="first lr of the range test (default 1e-7)")
     p.add_argument("--end", type=float, default=10.0, help="last lr of the range test (default 10)")
@@ -88,17 +82,18 @@ def add_commands(sub) -> dict:
     p.add_argument("--grid-steps", type=int, default=30, help="steps per lr in grid mode")
     p.add_argument("--out", help="output folder (default runs/find-lr-<recipe>-<time>)")
 
-    p = sub.add_parser("compare", help="train one recipe with several optimizers side by side")
-    _recipe_args(p)
+
+def compare_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
     p.add_argument("--optimizers", default="sgd,momentum,adam,adamw,rmsprop,lion")
     p.add_argument("--lr", action="append", metavar="NAME=LR", help="an optimizer's own lr (repeatable)")
     p.add_argument("--lr-from-finder", action="store_true", help="run each optimizer at its range-test suggestion")
     p.add_argument("--out", help="output folder (default runs/compare-<recipe>-<time>)")
 
-    p = sub.add_parser("search", help="hyperparameter search (Optuna) over the recipe's 'search' section")
-    _recipe_args(p)
+
+def search_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
     p.add_argument("--trials", type=int, help="number of trials (default: search.n_trials)")
     p.add_argument("--storage", help="Optuna RDB URL shared by parallel workers (default sqlite:///OUT/study.db)")
     p.add_argument("--study", help="study name (default: the recipe name)")
     p.add_argument("--out", help="output folder (default runs/search-<recipe>-<time>)")
-    return {"find-lr": cmd_find_lr, "compare": cmd_compare, "search": cmd_search}

@@ -40,8 +40,8 @@ def recipe_for(recipe: Recipe, optimizer: str, lr: float | None) -> Recipe:
 
 def compare(recipe: Recipe, optimizers: list[str], out_dir: Path, lrs: dict[str, float] | None = None,
             lr_from_finder: bool = False, console: bool = False) -> list[CompareRow]:
-    from steepest.train.build import validate_recipe
-    from steepest.train.run import build_run, train
+    from steepest.config.validate import validate_recipe
+    from steepest.run import build_run, train
 
     out_dir = Path(out_dir)
     rows: list[CompareRow] = []

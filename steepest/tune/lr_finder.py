@@ -1,4 +1,4 @@
-"""The learning-rate range test (Smith 2017; fastai's LR finder) and the references' grid search.
+"""The learning-rate range test (Smith 2017; fastai's LR finder) and a coarse log-scale grid over lr (Bengio 2012, "Practical recommendations for gradient-based training").
 
 Range mode: train with an exponentially growing lr, lr_i = lr_0 (lr_N / lr_0)^(i/(N-1)), record the
 loss smoothed with a bias-corrected EMA (avg_i = beta avg_{i-1} + (1 - beta) loss_i,
@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from steepest.errors import ConfigError
-from steepest.train.state import rng_state, set_rng_state
 
 
 def exponential_lrs(start: float, end: float, num: int) -> list[float]:
@@ -107,7 +106,7 @@ def _snapshot(trainer) -> dict:
     return {
         "model": copy.deepcopy(trainer.unwrapped_model.state_dict()),
         "optimizer": copy.deepcopy(trainer.optimizer.state_dict()),
-        "rng": rng_state(),
+        "rng": copy.deepcopy(trainer.rng.state_dict()),  # every generator of the run (global, mixup, augmentation)
         "state": copy.deepcopy(trainer.state),
         "scaler": copy.deepcopy(trainer.engine.scaler.state_dict()) if trainer.engine.scaler else None,
     }
@@ -118,14 +117,14 @@ def _restore(trainer, snap: dict) -> None:
     trainer.optimizer.load_state_dict(snap["optimizer"])
     if snap["scaler"] is not None:
         trainer.engine.scaler.load_state_dict(snap["scaler"])
-    trainer.state = snap["state"]
-    set_rng_state(snap["rng"])
+    trainer.state = copy.deepcopy(snap["state"])
+    trainer.rng.load_state_dict(snap["rng"])
 
 
 def _endless_steps(trainer) -> Iterator[list]:
     epoch = 0
     while True:
-        yield from trainer.loader.steps(epoch, trainer.accumulate)
+        yield from trainer.loader.steps(epoch, trainer.options.accumulate)
         epoch += 1
 
 
@@ -180,7 +179,7 @@ def range_test(trainer, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps:
 
 
 def grid_search(trainer, lrs: list[float] | None = None, steps_per_lr: int = 30) -> LRFinderResult:
-    """The references' grid: a short run per lr from the same start; pick the largest lr that
+    """The log-scale grid: a short run per lr from the same start; pick the largest lr that
     does not diverge (final loss finite and below the starting loss)."""
     lrs = lrs or grid_lrs()
     snap = _snapshot(trainer)

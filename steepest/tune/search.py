@@ -24,8 +24,8 @@ from steepest.config import Recipe, recipe_from_dict, recipe_to_dict
 from steepest.config.load import apply_overrides
 from steepest.config.yaml_io import dump_yaml
 from steepest.errors import ConfigError
-from steepest.train.callbacks.early_stopping import MAXIMIZE
-from steepest.train.events import Callback
+from steepest.training.events import Callback
+from steepest.training.metrics import metric_mode
 
 
 def _optuna():
@@ -57,7 +57,7 @@ class PruningCallback(Callback):
 def direction_of(search) -> str:
     if search.direction != "auto":
         return search.direction
-    return "maximize" if any(m in search.metric for m in MAXIMIZE) else "minimize"
+    return "maximize" if metric_mode(search.metric) == "max" else "minimize"
 
 
 def suggest(trial, key: str, param) -> Any:
@@ -100,7 +100,7 @@ def _sampler(optuna, search, offset: int = 0):
 
 def validate_space(recipe: Recipe) -> None:
     """Every searched key must produce a valid recipe at its bounds (checked before any trial runs)."""
-    from steepest.train.build import validate_recipe
+    from steepest.config.validate import validate_recipe
 
     search = recipe.search
     if search is None or not search.space:
@@ -120,7 +120,7 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
                n_trials: int | None = None):
     optuna = _optuna()
     validate_space(recipe)
-    from steepest.train.run import train
+    from steepest.run import train
 
     search = recipe.search
     out = Path(out_dir)

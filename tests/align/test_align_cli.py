@@ -1,10 +1,10 @@
 import json
 
-from steepest.align.commands import NEGATIVE, POSITIVE, load_lm
 from steepest.align.data import format_prompt
+from steepest.align.files import NEGATIVE, POSITIVE, load_lm
 from steepest.align.pipeline import generate
-from steepest.align.tokens import ByteTokenizer
 from steepest.cli import main
+from steepest.data.tokens import ByteTokenizer
 
 
 def held_out_accuracy(run_dir, n=40):

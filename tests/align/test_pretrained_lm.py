@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from steepest.align.commands import load_lm
 from steepest.align.data import prompt_text, sft_tensors
+from steepest.align.files import load_lm
 from steepest.align.objectives import RewardModel
 from steepest.align.pipeline import fit_sft, generate
 from steepest.align.pretrained import PretrainedCausalLM, PretrainedTokenizer

@@ -50,7 +50,7 @@ def test_user_error_prints_one_line_without_traceback():
 SLOW_CALLBACK = textwrap.dedent(
     """
     import time
-    from steepest.train.events import Callback
+    from steepest.training.events import Callback
 
     class Slow(Callback):
         name = "slow"

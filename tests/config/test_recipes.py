@@ -2,8 +2,8 @@ import pytest
 
 from steepest.cli import main
 from steepest.config import apply_overrides, bundled_recipes, load_recipe, recipe_from_dict
+from steepest.config.validate import validate_recipe
 from steepest.errors import ConfigError
-from steepest.train.build import validate_recipe
 
 
 def test_every_bundled_recipe_validates():

@@ -15,7 +15,7 @@ from steepest.data.augment import (
     word_dropout,
 )
 from steepest.errors import ConfigError
-from steepest.train.run import build_run
+from steepest.run import build_run
 
 
 def images(n=6):

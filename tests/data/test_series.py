@@ -9,7 +9,7 @@ from steepest.config import load_recipe, recipe_from_dict
 from steepest.data import Standardizer, load_data
 from steepest.data.series import windows
 from steepest.models import MODELS
-from steepest.train.run import build_run
+from steepest.run import build_run
 
 
 def test_windows_predict_the_next_value():

@@ -5,8 +5,8 @@ from torch import nn
 from steepest.config import load_recipe
 from steepest.finetune import discriminative_lr_scales, freeze, layer_groups, trainable_names
 from steepest.finetune.freeze import thawed_groups
-from steepest.train.events import Callback
-from steepest.train.run import build_run
+from steepest.run import build_run
+from steepest.training.events import Callback
 
 
 def model():
@@ -47,16 +47,15 @@ def test_recipe_lr_decay_sets_each_groups_lr():
 
 def test_gradual_unfreezing_trains_the_head_first_then_thaws_downwards():
     recipe = load_recipe("digits_mlp", ["finetune={unfreeze_every_n_epochs: 2}", "trainer.max_epochs=6", "checkpoint.enabled=false"])
-    run = build_run(recipe, None, console=False)
-    model = run.trainer.unwrapped_model
-    groups = layer_groups(model)
     snapshots = {}
 
     class Snapshot(Callback):
         def on_epoch_start(self, trainer):
-            snapshots[trainer.state.epoch] = {n: p.detach().clone() for n, p in model.named_parameters()}
+            snapshots[trainer.state.epoch] = {n: p.detach().clone() for n, p in trainer.unwrapped_model.named_parameters()}
 
-    run.trainer.add_callback(Snapshot())
+    run = build_run(recipe, None, console=False, extra_callbacks=[Snapshot()])
+    model = run.trainer.unwrapped_model
+    groups = layer_groups(model)
     run.trainer.fit()
     snapshots[6] = {n: p.detach().clone() for n, p in model.named_parameters()}
     for epoch in range(6):

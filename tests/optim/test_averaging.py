@@ -129,8 +129,8 @@ def test_swa_recomputes_the_averaged_models_batchnorm():
 
 def test_swa_callback_averages_the_last_quarter_per_epoch():
     from steepest.config import load_recipe
-    from steepest.train.callbacks import StochasticWeightAveraging
-    from steepest.train.run import build_run
+    from steepest.run import build_run
+    from steepest.training.callbacks import StochasticWeightAveraging
 
     recipe = load_recipe("digits_mlp", ["data.subset=200", "trainer.max_epochs=4", "trainer.early_stopping=null",
                                         "callbacks=[{name: swa, start_fraction: 0.75}]"])

@@ -1,7 +1,7 @@
 """The Trainer's contract with the registry: `needs_create_graph` makes it call backward(create_graph=True)."""
 
 from steepest.config import load_recipe
-from steepest.train.run import build_run
+from steepest.run import build_run
 
 
 def test_adahessian_trains_through_the_trainer_with_create_graph():

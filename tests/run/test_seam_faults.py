@@ -18,7 +18,7 @@ NAN_ON_RANK0 = textwrap.dedent(
     import torch
     import torch.distributed as dist
     from safetensors.torch import save_file
-    from steepest.train.events import Callback
+    from steepest.training.events import Callback
 
     class NanOnRankZero(torch.nn.Module):
         '''Cross entropy, except on rank 0 at its 3rd training call, where one sample's loss is NaN.'''
@@ -68,7 +68,7 @@ def test_a_nan_on_one_rank_skips_the_step_on_every_rank(tmp_path):
 
 def _build(overrides):
     from steepest.config import load_recipe
-    from steepest.train.run import build_run
+    from steepest.run import build_run
 
     return build_run(load_recipe("digits_mlp", overrides), None, console=False)
 
@@ -79,7 +79,7 @@ def test_class_weights_keep_the_recipes_focal_loss():
     from steepest.losses.functional import cross_entropy, focal
 
     run = _build(["loss={name: focal, gamma: 2.0}", "data.balance=class_weights", "data.subset=300"])
-    loss_fn = run.trainer.engine.loss_fn
+    loss_fn = run.trainer.loss_fn
     weights = class_weights(run.data.train.y, run.data.info.num_classes)
     logits = torch.randn(16, 10, generator=torch.Generator().manual_seed(0))
     y = torch.arange(16) % 10
@@ -90,17 +90,17 @@ def test_class_weights_keep_the_recipes_focal_loss():
 
 def test_reduce_on_plateau_without_a_step_schedule_reduces_once_per_plateau():
     """No step schedule: the plateau factor must apply once per reduction, not again every step."""
-    from steepest.data.bundle import DataBundle, DataInfo, Split
-    from steepest.train.callbacks import Evaluate, ReduceLROnPlateau
-    from steepest.train.trainer import Trainer
+    from steepest.data import DataInfo, DeviceLoader, Split
+    from steepest.training.callbacks import Evaluate, ReduceLROnPlateau
+    from steepest.training.trainer import Trainer, TrainerOptions
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
-    data = DataBundle(Split(x, y), Split(x[:16], y[:16]), Split(x[:16], y[:16]), DataInfo("toy", "classification", (4,), 2, 2))
     model = torch.nn.Linear(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=1e-7)
     plateau = ReduceLROnPlateau(factor=0.5, patience=0)
-    trainer = Trainer(model, opt, torch.nn.functional.cross_entropy, data, max_steps=39, batch_size=8,
+    trainer = Trainer(model, opt, torch.nn.functional.cross_entropy, DeviceLoader(x, y, 8), options=TrainerOptions(max_steps=39),
+                      eval_data={"val": Split(x[:16], y[:16])}, info=DataInfo("toy", "classification", (4,), 2, 2),
                       callbacks=[Evaluate(None, 5), plateau])
     trainer.fit()
     # evaluations at steps 5, 10, ..., 35: the first sets the best, each later one (no improvement at

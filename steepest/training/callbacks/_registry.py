@@ -1,0 +1,20 @@
+"""The callback registry: recipe `callbacks: [{name: ..., ...}]` entries by name.
+
+Rows name their class by import path (resolved when a recipe uses the name), so every name is
+known without importing its package: callbacks of higher layers (gradual unfreezing in
+`steepest.finetune`, the noise-scale monitors in `steepest.tune`) are listed here too."""
+
+from __future__ import annotations
+
+from steepest.registry import Registry
+
+CALLBACKS = Registry("callback")
+
+R = CALLBACKS.register
+R("early_stopping", "steepest.training.callbacks.early_stopping:EarlyStopping")
+R("reduce_on_plateau", "steepest.training.callbacks.plateau:ReduceLROnPlateau")
+R("swa", "steepest.training.callbacks.averaging:StochasticWeightAveraging")
+R("ema", "steepest.training.callbacks.averaging:ExponentialMovingAverage")
+R("noise_scale", "steepest.tune.noise_scale:NoiseScaleMonitor")
+R("noise_scale_steps", "steepest.tune.noise_scale:NoiseScaleCallback")
+R("gradual_unfreezing", "steepest.finetune.freeze:GradualUnfreezing")

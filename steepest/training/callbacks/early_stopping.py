@@ -1,0 +1,61 @@
+"""Stop when a validation metric stops improving; optionally restore the best weights at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from steepest.errors import ConfigError
+from steepest.training.events import Callback
+from steepest.training.metrics import improves, metric_mode
+
+
+class EarlyStopping(Callback):
+    """Stop after `patience` evaluations without an improvement larger than `min_delta`."""
+
+    name = "early_stopping"
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
+        try:
+            mode = metric_mode(monitor, mode)
+        except ValueError:
+            raise ConfigError(f"early_stopping.mode: '{mode}' is not min, max or auto") from None
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
+        self.restore_best = restore_best
+        self.best: float | None = None
+        self.best_step = 0
+        self.bad_evals = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def improved(self, value: float) -> bool:
+        """A finite value better than the best by more than min_delta (NaN and inf never are)."""
+        return improves(value, self.best, self.mode, self.min_delta)
+
+    def on_eval_end(self, trainer, split: str, metrics: dict[str, float]) -> None:
+        if split != "val":
+            return
+        if self.monitor not in metrics:
+            raise ConfigError(f"early_stopping.monitor: '{self.monitor}' is not a validation metric; choose from {', '.join(sorted(metrics))}")
+        value = metrics[self.monitor]
+        if self.improved(value):
+            self.best, self.best_step, self.bad_evals = value, trainer.state.step, 0
+            if self.restore_best:
+                # FSDP: gathered from the shards (every rank evaluates, so every rank takes part); rank 0 keeps it
+                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model_state_dict().items()}
+        else:
+            self.bad_evals += 1
+            if self.bad_evals >= self.patience:
+                best = f"best {self.best:.4g} at step {self.best_step}" if self.best is not None else "never finite"
+                trainer.state.request_stop(f"early stopping: {self.monitor} did not improve for {self.patience} evaluations ({best})")
+
+    def on_fit_end(self, trainer) -> None:
+        if self.restore_best and self.best_weights is not None and trainer.state.stop_reason.startswith("early stopping"):
+            trainer.load_model_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_step, self.bad_evals = state["best"], state["best_step"], state["bad_evals"]
+        self.best_weights = state.get("best_weights")

@@ -1,0 +1,20 @@
+"""Validation every n epochs and/or every n steps."""
+
+from __future__ import annotations
+
+from steepest.training.events import Callback
+
+
+class Evaluate(Callback):
+    name = "evaluate"
+
+    def __init__(self, every_n_epochs: int | None = 1, every_n_steps: int | None = None):
+        self.every_n_epochs, self.every_n_steps = every_n_epochs, every_n_steps
+
+    def on_step_end(self, trainer, output) -> None:
+        if self.every_n_steps and trainer.state.step % self.every_n_steps == 0:
+            trainer.evaluate("val")
+
+    def on_epoch_end(self, trainer) -> None:
+        if self.every_n_epochs and trainer.state.epoch % self.every_n_epochs == 0:
+            trainer.evaluate("val")

@@ -1,0 +1,119 @@
+"""Atomic, checksummed, pickle-free checkpoints, and a manager that keeps the last k and the best.
+
+File format: one `.safetensors` file. Its metadata holds the state's JSON skeleton and a SHA-256
+over the skeleton and every tensor's bytes, so truncation and bit flips are both detected.
+Writes go to a temporary file in the same folder, are fsynced, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from steepest.errors import CheckpointError
+from steepest.training.serialization import flatten, unflatten
+
+FORMAT = "steepest-checkpoint/1"
+
+
+def _digest(skeleton_json: str, tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(skeleton_json.encode())
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(key.encode())
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` (nested plain data and tensors) atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = json.dumps(flatten(state, tensors))
+    meta = {"format": FORMAT, "state": skeleton, "sha256": _digest(skeleton, tensors)}
+    atomic_write_bytes(Path(path), st_save(tensors, metadata=meta))
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Read and verify a checkpoint; a CheckpointError names what is wrong."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    try:
+        tensors = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
+    except (SafetensorError, ValueError, json.JSONDecodeError, OverflowError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a steepest checkpoint (format {meta.get('format')!r})")
+    skeleton = meta.get("state", "")
+    if _digest(skeleton, tensors) != meta.get("sha256"):
+        raise CheckpointError(f"checkpoint {path} failed its checksum (corrupted on disk)")
+    return unflatten(json.loads(skeleton), tensors)
+
+
+_STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
+
+
+class CheckpointManager:
+    """`dir/step-00000120.safetensors` for the last `keep_last` saves, plus `dir/best.safetensors`."""
+
+    def __init__(self, directory: str | Path, keep_last: int = 2):
+        self.dir = Path(directory)
+        self.keep_last = keep_last
+
+    def step_files(self) -> list[tuple[int, Path]]:
+        if not self.dir.exists():
+            return []
+        found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := _STEP_FILE.match(p.name))]
+        return sorted(found)
+
+    def save(self, step: int, state: dict[str, Any]) -> Path:
+        path = self.dir / f"step-{step:08d}.safetensors"
+        save_state(path, state)
+        for _, old in self.step_files()[: -self.keep_last]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def save_best(self, state: dict[str, Any]) -> Path:
+        path = self.dir / "best.safetensors"
+        save_state(path, state)
+        return path
+
+    def load_latest(self) -> tuple[dict[str, Any], Path] | None:
+        """The newest checkpoint that verifies; corrupt ones are skipped with a warning."""
+        for _, path in reversed(self.step_files()):
+            try:
+                return load_state(path), path
+            except CheckpointError as exc:
+                warnings.warn(f"{exc}; falling back to the previous checkpoint", stacklevel=2)
+        return None

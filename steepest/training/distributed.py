@@ -1,0 +1,159 @@
+"""Data-parallel training with torch.distributed, launched by `torchrun`: DDP or FSDP2.
+
+    torchrun --nproc_per_node=2 -m steepest train digits_mlp                              # DDP
+    torchrun --nproc_per_node=2 -m steepest train digits_mlp --set trainer.strategy=fsdp  # sharded
+
+Each process reads the same data and takes every world_size-th sample of each epoch's permutation.
+DDP keeps a full replica per process and all-reduces gradients. FSDP (`fully_shard`, PyTorch's
+FSDP2) shards parameters, gradients and optimizer state across processes: each repeated block
+(the children of the model's largest Sequential/ModuleList) is one unit, gathered for its forward
+and backward, then freed; gradients are reduce-scattered. With accumulation, the Engine skips the
+gradient sync on all but the last micro-batch of a step (DDP `no_sync`, FSDP
+`set_requires_gradient_sync`). Checkpoints hold full (unsharded) state, so a run can resume on any
+number of processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from steepest.nn.blocks import parameter_blocks
+
+
+def _fsdp():
+    """torch's FSDP2 and distributed-checkpoint modules, imported on first use: they add ~3 s to
+    `import torch` and a single-process run never needs them."""
+    import torch.distributed.checkpoint.state_dict as dcp
+    import torch.distributed.fsdp as fsdp
+
+    return fsdp, dcp
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
+    """Join the process group torchrun describes in the environment (no-op for a single process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext(), device
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistContext(rank, world, local), device
+
+
+def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device, strategy: str = "ddp") -> nn.Module:
+    """DDP wrapper, or the model itself sharded in place by FSDP2 (call before building the optimizer)."""
+    if not ctx.enabled:
+        return model
+    if strategy == "fsdp":
+        return shard(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def shard(model: nn.Module) -> nn.Module:
+    """fully_shard each block with parameters, then the root (which takes the remaining parameters)."""
+    fully_shard = _fsdp()[0].fully_shard
+    for _, block in parameter_blocks(model):
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def is_sharded(model: nn.Module) -> bool:
+    return dist.is_initialized() and isinstance(model, _fsdp()[0].FSDPModule)
+
+
+# -- decisions every rank must take together ------------------------------------------------------
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """The sum of `value` over all ranks (a new tensor; `value` itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    out = value.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
+def agree_on_stop(reason: str, ctx: DistContext, device: torch.device) -> str:
+    """Whether any rank asked to stop, decided once for all: the reason of the lowest such rank, on
+    every rank ('' when none did). One scalar all-reduce; the reason travels only when there is one."""
+    if not ctx.enabled:
+        return reason
+    flag = torch.tensor([ctx.world_size if not reason else ctx.rank], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    first = int(flag)
+    if first == ctx.world_size:
+        return ""
+    message = [reason]
+    dist.broadcast_object_list(message, src=first)
+    return message[0]
+
+
+# -- full (unsharded) state of a sharded model, for checkpoints --------------------------------------
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model state; for an FSDP model gathered from the shards onto the CPU (a collective:
+    every rank calls it)."""
+    if not is_sharded(model):
+        return model.state_dict()
+    dcp = _fsdp()[1]
+    return dcp.get_model_state_dict(model, options=dcp.StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a full model state; for an FSDP model a collective in which rank 0's copy is broadcast
+    and sharded (the other ranks may pass an empty dict)."""
+    if not is_sharded(model):
+        model.load_state_dict(state)
+        return
+    dcp = _fsdp()[1]
+    dcp.set_model_state_dict(model, state, options=dcp.StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+
+
+def full_training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Model and optimizer state as full tensors keyed by parameter name (FSDP: a collective), so a
+    checkpoint loads on any number of ranks."""
+    if not is_sharded(model):
+        return model.state_dict(), optimizer.state_dict()
+    dcp = _fsdp()[1]
+    return dcp.get_state_dict(model, optimizer, options=dcp.StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_full_training_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict, optim_state: dict) -> None:
+    if not is_sharded(model):
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optim_state)
+        return
+    for group, saved in zip(optimizer.param_groups, optim_state.get("param_groups", [])):
+        for key, value in saved.items():  # keys the schedules added (initial_lr, ...) must exist to be loaded
+            group.setdefault(key, value)
+    dcp = _fsdp()[1]
+    dcp.set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optim_state,
+                       options=dcp.StateDictOptions(full_state_dict=True))
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,160 @@
+"""One optimizer step, in order: forward/backward per micro-batch (autocast, no_sync), unscale,
+inspect, clip, step, zero. Everything a Trainer, a recipe script or a benchmark needs, nothing else.
+
+Accumulation is exact for any loss: micro-batch i's mean loss is weighted by n_i / N, where n_i is
+the count the loss divides by (its `normalizer(targets)`: response tokens for a token-mean loss,
+the summed class weights of a weighted cross entropy; the number of samples for a loss that does
+not say) and N the sum over the step's micro-batches, and over every rank under DDP/FSDP. So k
+micro-batches give the gradient of one batch of all their samples, as the Hugging Face Trainer's
+`num_items_in_batch` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from steepest.training import distributed
+from steepest.training.distributed import DistContext
+from steepest.training.precision import autocast, grad_scaler
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # mean loss over the step's samples (all ranks), detached, on the device
+    grad_norm: torch.Tensor | None  # global gradient norm before clipping (when measured)
+    skipped: bool  # True when the loss was non-finite and the optimizer step was skipped
+
+
+def loss_normalizer(loss_fn: Callable, targets: torch.Tensor) -> torch.Tensor | None:
+    """The count `loss_fn`'s mean divides by for these targets (`loss_fn.normalizer(targets)`), or
+    None when the loss does not say (its mean is over samples)."""
+    fn = getattr(loss_fn, "normalizer", None)
+    count = None if fn is None else fn(targets)
+    return None if count is None else torch.as_tensor(count, dtype=torch.float64)
+
+
+class Engine:
+    """The optimizer step of `model` under `loss_fn`.
+
+    Hooks are given here, never assigned later: `batch_transform(x, y) -> (x, y)` runs on training
+    micro-batches (mixup, augmentation); `before_optimizer_step()` runs once the gradients are
+    complete (accumulated, all-reduced, unscaled) and before clipping. Under torch.distributed
+    (`dist`), the decision to skip a non-finite step is made from the loss of all ranks together,
+    so every replica skips the same steps.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        device: torch.device,
+        precision: str = "fp32",
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+        create_graph: bool = False,
+        check_finite: bool = True,
+        batch_transform: Callable[[torch.Tensor, torch.Tensor], Batch] | None = None,
+        before_optimizer_step: Callable[[], None] | None = None,
+        dist: DistContext | None = None,
+    ):
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.device, self.precision = device, precision
+        self.clip_norm, self.clip_value = clip_norm, clip_value
+        self.create_graph, self.check_finite = create_graph, check_finite
+        self.batch_transform, self.before_optimizer_step = batch_transform, before_optimizer_step
+        self.dist = dist or DistContext()
+        self.scaler = grad_scaler(device, precision)
+        if create_graph:  # gradients are set to None after every step, which breaks torch's reference cycle
+            warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
+
+    def _no_sync(self, skip_sync: bool):
+        """Skip the gradient sync on all but the last micro-batch of a step (DDP all-reduce, FSDP reduce-scatter)."""
+        if not skip_sync:
+            return contextlib.nullcontext()
+        if hasattr(self.model, "no_sync"):
+            return self.model.no_sync()
+        if hasattr(self.model, "set_requires_gradient_sync"):
+            return _fsdp_no_sync(self.model)
+        return contextlib.nullcontext()
+
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(self.device, self.precision):
+            outputs = self.model(x)
+            loss = self.loss_fn(outputs, y)
+        return outputs, loss
+
+    def _weights(self, batches: Sequence[Batch]) -> list:
+        """Each micro-batch's share of the step's loss (see the module docstring)."""
+        counts = [loss_normalizer(self.loss_fn, y) for _, y in batches]
+        world = self.dist.world_size
+        if any(c is None for c in counts):
+            total = sum(len(x) for x, _ in batches)  # samples: plain numbers, no device work
+            if world > 1:
+                total = distributed.all_reduce_sum(torch.tensor(float(total), device=self.device))
+                return [len(x) * world / total for x, _ in batches]
+            return [len(x) / total for x, _ in batches]
+        counts = [c.to(self.device) for c in counts]
+        total = distributed.all_reduce_sum(torch.stack(counts).sum()) if world > 1 else torch.stack(counts).sum()
+        return [c * world / total for c in counts]
+
+    def train_step(self, batches: Sequence[Batch], measure_grad_norm: bool = False) -> StepOutput:
+        if self.batch_transform is not None:
+            batches = [self.batch_transform(x, y) for x, y in batches]
+        weights = self._weights(batches)
+        step_loss = None
+        for i, ((x, y), w) in enumerate(zip(batches, weights)):
+            with self._no_sync(i < len(batches) - 1):
+                _, loss = self.forward_loss(x, y)
+                if loss.dtype in (torch.float16, torch.bfloat16):
+                    loss = loss.float()
+                if isinstance(w, torch.Tensor):  # a micro-batch with nothing to count adds nothing (its mean is 0/0)
+                    loss = torch.where(w > 0, loss, torch.zeros_like(loss))
+                weighted = loss * w
+                (self.scaler.scale(weighted) if self.scaler else weighted).backward(create_graph=self.create_graph)
+            step_loss = weighted.detach() if step_loss is None else step_loss + weighted.detach()
+        if self.dist.world_size > 1:  # every rank sees the global mean, and decides the skip from it
+            step_loss = distributed.all_reduce_sum(step_loss) / self.dist.world_size
+        # A CPU-GPU sync point: skipping a step needs the answer on the host.
+        if self.check_finite and not bool(torch.isfinite(step_loss)):
+            self.optimizer.zero_grad(set_to_none=True)
+            return StepOutput(step_loss, None, skipped=True)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.before_optimizer_step is not None:
+            self.before_optimizer_step()
+        grad_norm = self._clip(measure_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepOutput(step_loss, grad_norm, skipped=False)
+
+    def _clip(self, measure: bool) -> torch.Tensor | None:
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if self.clip_norm is not None:
+            return nn.utils.clip_grad_norm_(params, self.clip_norm, foreach=None)
+        norm = nn.utils.get_total_norm([p.grad for p in params]) if (measure or self.clip_value) and params else None
+        if self.clip_value is not None:
+            nn.utils.clip_grad_value_(params, self.clip_value)
+        return norm
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model):
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)

@@ -1,0 +1,178 @@
+"""Evaluation metrics accumulated on the device; one host sync per evaluation, not per batch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from steepest.data.imbalance import average_precision
+
+MAXIMIZED = ("accuracy", "f1", "r2", "auc")  # metric names containing one of these: higher is better
+
+
+def metric_mode(metric: str, mode: str = "auto") -> str:
+    """'max' or 'min': `mode` when given, else 'max' for accuracies, F1, R^2 and AUC, 'min' for the
+    rest (losses, errors). The one rule every tracker of a best value uses.
+
+    >>> metric_mode("val_accuracy"), metric_mode("val_loss"), metric_mode("val_loss", "max")
+    ('max', 'min', 'max')
+    """
+    if mode in ("min", "max"):
+        return mode
+    if mode != "auto":
+        raise ValueError(f"mode must be min, max or auto, got {mode!r}")
+    return "max" if any(m in metric for m in MAXIMIZED) else "min"
+
+
+def improves(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Whether `value` beats `best` (None: nothing yet) by more than `min_delta`. A non-finite value
+    (NaN, inf) never improves, so it can never become the best.
+
+    >>> improves(float("nan"), None, "min"), improves(0.5, None, "min"), improves(0.4, 0.5, "min", 0.2)
+    (False, True, False)
+    """
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+class ClassificationMeter:
+    """Loss, accuracy and macro-F1 from a confusion matrix built with bincount."""
+
+    def __init__(self, num_classes: int, device: torch.device):
+        self.k = num_classes
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+        self.scores: list[torch.Tensor] = []  # positive-class scores for PR-AUC (two classes only)
+        self.labels: list[torch.Tensor] = []
+
+    def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if self.k == 2:
+            score = outputs.reshape(-1) if outputs.shape[-1] == 1 else outputs[:, 1] - outputs[:, 0]
+            self.scores.append(score.detach())
+            self.labels.append((targets.argmax(-1) if targets.dim() > 1 and targets.shape[-1] == 2 else targets).reshape(-1).long())
+        if self.k == 2 and outputs.shape[-1] == 1:
+            pred = (outputs.reshape(-1) > 0).long()
+            targets = targets.reshape(-1).long()
+        else:
+            pred = outputs.argmax(dim=-1)
+            if targets.dim() > 1:
+                targets = targets.argmax(dim=-1)
+        self.confusion += torch.bincount(targets * self.k + pred, minlength=self.k * self.k)
+        self.loss_sum += loss_sum.double()
+        self.count += len(targets)
+
+    def compute(self) -> dict[str, float]:
+        conf = self.confusion.view(self.k, self.k).double().cpu()
+        tp = conf.diag()
+        support = conf.sum(1)
+        predicted = conf.sum(0)
+        f1 = 2 * tp / (support + predicted).clamp_min(1)
+        present = (support + predicted) > 0
+        out = {
+            "loss": float(self.loss_sum) / max(self.count, 1),
+            "accuracy": float(tp.sum() / conf.sum().clamp_min(1)),
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        }
+        if self.scores:
+            out["pr_auc"] = average_precision(torch.cat(self.scores).cpu(), torch.cat(self.labels).cpu())
+        return out
+
+
+class RegressionMeter:
+    """Loss plus MSE, MAE and R^2 in the targets' original units (`y_mean`/`y_std` undo normalization)."""
+
+    def __init__(self, device: torch.device, y_mean: torch.Tensor | None = None, y_std: torch.Tensor | None = None):
+        self.y_mean, self.y_std = y_mean, y_std
+        z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
+        self.loss_sum, self.se, self.ae, self.y_sum, self.y_sq = z(), z(), z(), z(), z()
+        self.count = 0
+        self.values = 0
+
+    def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        out, tgt = outputs.double().reshape(targets.shape), targets.double()
+        if self.y_std is not None:
+            out = out * self.y_std + self.y_mean
+            tgt = tgt * self.y_std + self.y_mean
+        err = out - tgt
+        self.loss_sum += loss_sum.double()
+        self.se += err.square().sum()
+        self.ae += err.abs().sum()
+        self.y_sum += tgt.sum()
+        self.y_sq += tgt.square().sum()
+        self.count += len(targets)
+        self.values += targets.numel()
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.values, 1)
+        se, y_sum, y_sq = float(self.se), float(self.y_sum), float(self.y_sq)
+        total = y_sq - y_sum * y_sum / n
+        return {
+            "loss": float(self.loss_sum) / max(self.count, 1),
+            "mse": se / n,
+            "mae": float(self.ae) / n,
+            "r2": 1 - se / total if total > 0 else 0.0,
+        }
+
+
+class MultilabelMeter:
+    """Loss, per-label accuracy and micro-F1 for 0/1 indicator targets."""
+
+    def __init__(self, device: torch.device):
+        z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
+        self.loss_sum, self.tp, self.fp, self.fn, self.correct = z(), z(), z(), z(), z()
+        self.count = 0
+        self.values = 0
+
+    def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        pred = outputs > 0
+        truth = targets > 0.5
+        self.loss_sum += loss_sum.double()
+        self.tp += (pred & truth).sum()
+        self.fp += (pred & ~truth).sum()
+        self.fn += (~pred & truth).sum()
+        self.correct += (pred == truth).sum()
+        self.count += len(targets)
+        self.values += targets.numel()
+
+    def compute(self) -> dict[str, float]:
+        tp, fp, fn = float(self.tp), float(self.fp), float(self.fn)
+        return {
+            "loss": float(self.loss_sum) / max(self.count, 1),
+            "accuracy": float(self.correct) / max(self.values, 1),
+            "micro_f1": 2 * tp / max(2 * tp + fp + fn, 1),
+        }
+
+
+class LossMeter:
+    """The mean loss only (tasks without a metric of their own, or no data info)."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+
+    def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.loss_sum += loss_sum.double()
+        self.count += len(targets)
+
+    def compute(self) -> dict[str, float]:
+        return {"loss": float(self.loss_sum) / max(self.count, 1)}
+
+
+def meter_for(info, device: torch.device):
+    """The meter of a data set's task (`info`: a DataInfo, or None for the loss only)."""
+    task = getattr(info, "task", None)
+    if task in ("classification", "binary"):
+        return ClassificationMeter(info.num_classes or 2, device)
+    if task == "multilabel":
+        return MultilabelMeter(device)
+    if task == "regression":
+        y_norm = info.y_norm
+        mean = torch.tensor(y_norm["mean"], dtype=torch.float64, device=device) if y_norm else None
+        std = torch.tensor(y_norm["std"], dtype=torch.float64, device=device) if y_norm else None
+        return RegressionMeter(device, mean, std)
+    return LossMeter(device)

@@ -1,0 +1,86 @@
+"""Everything about a run's position that a resume needs, as plain values."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0  # optimizer steps taken in the current epoch (the data-order position)
+    nonfinite_in_row: int = 0
+    nonfinite_total: int = 0
+    stop_reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)  # the latest evaluation
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stop_reason:
+            self.stop_reason = reason
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        return cls(**d)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RandomState:
+    """Every random generator of a run, saved and restored as one: the global ones (Python, NumPy,
+    torch CPU and CUDA: dropout, initialization) and the named `torch.Generator`s of batch
+    transforms (mixup, augmentation). Checkpoints, resume and the LR finder's snapshot all go
+    through `state_dict` / `load_state_dict`, so nothing random is left out of any of them.
+
+        >>> rng = RandomState()
+        >>> g = rng.generator("mixup", seed=7)
+        >>> saved = rng.state_dict(); a = torch.rand(1, generator=g)
+        >>> rng.load_state_dict(saved); bool(torch.rand(1, generator=g) == a)
+        True
+    """
+
+    def __init__(self):
+        self.generators: dict[str, torch.Generator] = {}
+
+    def generator(self, name: str, seed: int) -> torch.Generator:
+        """A new CPU generator seeded with `seed`, owned (saved and restored) under `name`."""
+        if name in self.generators:
+            raise ValueError(f"a generator named '{name}' already exists")
+        self.generators[name] = torch.Generator().manual_seed(seed)
+        return self.generators[name]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_state(), "generators": {k: g.get_state() for k, g in self.generators.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(state["rng"])
+        for key, gen_state in state.get("generators", {}).items():
+            if key in self.generators:
+                self.generators[key].set_state(gen_state)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,241 @@
+"""The Trainer: a loop that fits on a screen; everything else hangs off events (see events.py)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from steepest.data.bundle import DataInfo, Split
+from steepest.data.loader import DeviceLoader, eval_batches
+from steepest.errors import TrainingError
+from steepest.schedules import apply as apply_schedule
+from steepest.schedules.basic import Constant
+from steepest.training import distributed
+from steepest.training.distributed import DistContext
+from steepest.training.engine import Engine, StepOutput
+from steepest.training.events import EVENTS, Callback
+from steepest.training.metrics import meter_for
+from steepest.training.precision import autocast
+from steepest.training.state import RandomState, TrainState
+
+BUDGET_DONE = "completed the step budget"
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    """How the Trainer runs. The budget is `max_epochs` and/or `max_steps` (whichever ends first);
+    `accumulate` micro-batches make one optimizer step; `precision` is fp32, bf16 or fp16 (autocast,
+    with a GradScaler for fp16); at most one of `clip_norm` (global L2 norm) and `clip_value`;
+    `skip_nonfinite` skips a step whose loss is NaN/inf (one host sync per step), and
+    `max_nonfinite_steps` such steps in a row stop the run with a TrainingError; `create_graph`
+    keeps the backward graph (second-order optimizers); train scalars are logged every
+    `log_every_n_steps` steps; evaluation runs in batches of `eval_batch_size`."""
+
+    max_epochs: int | None = None
+    max_steps: int | None = None
+    accumulate: int = 1
+    precision: str = "fp32"
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    skip_nonfinite: bool = True
+    max_nonfinite_steps: int = 5
+    create_graph: bool = False
+    log_every_n_steps: int = 10
+    eval_batch_size: int = 256
+
+    def __post_init__(self):
+        if self.max_epochs is None and self.max_steps is None:
+            raise ValueError("give max_epochs or max_steps (the training budget)")
+        for key in ("max_epochs", "max_steps", "accumulate", "max_nonfinite_steps", "log_every_n_steps", "eval_batch_size"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key} must be a positive whole number, got {value!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.clip_norm is not None and self.clip_value is not None:
+            raise ValueError("set clip_norm or clip_value, not both")
+
+
+def step_budget(steps_per_epoch: int, options: TrainerOptions) -> int:
+    """Optimizer steps the run takes: max_steps or max_epochs x steps per epoch, whichever is fewer."""
+    epochs_budget = options.max_epochs * steps_per_epoch if options.max_epochs else math.inf
+    return int(min(options.max_steps or math.inf, epochs_budget))
+
+
+class Trainer:
+    """Train `model` with `optimizer` and `loss_fn` on the micro-batches of `loader`.
+
+    `eval_data` maps split names ("val", "test") to `Split`s that `evaluate(split)` reads; `info`
+    (the data's task and classes) picks the metrics (the loss alone when None). `schedules` maps a
+    hyperparameter key ("lr", "momentum", "weight_decay", "beta1") to a pure function of the step:
+    value = initial value x schedule(step), written before every step (lr is constant when not
+    given). `batch_transform(x, y)` runs on training micro-batches with the generators of `rng`.
+    Callbacks run in the order given. Nothing here is edited after construction.
+
+        >>> trainer = Trainer(model, optimizer, loss_fn, DeviceLoader(x, y, 64),
+        ...                   options=TrainerOptions(max_epochs=5), eval_data={"val": val})  # doctest: +SKIP
+        >>> trainer.fit(); trainer.evaluate("val")                                            # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        loader: DeviceLoader,
+        *,
+        options: TrainerOptions,
+        eval_data: Mapping[str, Split] | None = None,
+        info: DataInfo | None = None,
+        schedules: Mapping[str, Callable[[int], float]] | None = None,
+        callbacks: Sequence[Callback] = (),
+        batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        rng: RandomState | None = None,
+        dist: DistContext | None = None,
+        recipe: dict[str, Any] | None = None,
+    ):
+        self.model, self.optimizer, self.loss_fn, self.loader = model, optimizer, loss_fn, loader
+        self.unwrapped_model = getattr(model, "module", model)
+        self.device = next(iter(self.unwrapped_model.parameters()), torch.empty(0)).device
+        self.options, self.info, self.eval_data = options, info, dict(eval_data or {})
+        self.schedules = {"lr": Constant(), **(schedules or {})}
+        self.callbacks = list(callbacks)
+        self.rng, self.dist, self.recipe = rng or RandomState(), dist or DistContext(), recipe or {}
+        self.rank, self.world_size, self.is_main_process = self.dist.rank, self.dist.world_size, self.dist.rank == 0
+        self.sharded = distributed.is_sharded(self.unwrapped_model) if self.dist.enabled else False
+        self.engine = Engine(model, optimizer, loss_fn, device=self.device, precision=options.precision,
+                             clip_norm=options.clip_norm, clip_value=options.clip_value, create_graph=options.create_graph,
+                             check_finite=options.skip_nonfinite, batch_transform=batch_transform,
+                             before_optimizer_step=lambda: self._fire("on_before_optimizer_step"), dist=self.dist)
+        self.steps_per_epoch = loader.steps_per_epoch(options.accumulate)
+        self.total_steps = step_budget(self.steps_per_epoch, options)
+        self.max_epochs = options.max_epochs or math.ceil(self.total_steps / self.steps_per_epoch)
+        self.state = TrainState()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        s = self.state
+        self.model.train()
+        self._fire("on_fit_start")
+        try:
+            while not s.stop_reason and s.step < self.total_steps:
+                self._fire("on_epoch_start")
+                for batches in self.loader.steps(s.epoch, self.options.accumulate, s.step_in_epoch):
+                    self._apply_schedules(s.step)
+                    self._fire("on_step_start", batches)
+                    output = self.engine.train_step(batches, measure_grad_norm=(s.step + 1) % self.options.log_every_n_steps == 0)
+                    s.step, s.step_in_epoch = s.step + 1, s.step_in_epoch + 1
+                    self._count_nonfinite(output)
+                    self._fire("on_step_end", output)
+                    self._agree_on_stop()
+                    if s.stop_reason or s.step >= self.total_steps:
+                        break
+                if s.step_in_epoch >= self.steps_per_epoch:  # the epoch is complete
+                    s.epoch, s.step_in_epoch = s.epoch + 1, 0
+                    self._fire("on_epoch_end")
+                    self._agree_on_stop()
+            s.request_stop(BUDGET_DONE if s.step >= self.total_steps else "stopped")
+            self._fire("on_fit_end")
+        except BaseException as exc:
+            self._fire("on_exception", exc)
+            raise
+        return s
+
+    # -- helpers the loop and callbacks use --------------------------------------------------
+    def _fire(self, event: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    def _apply_schedules(self, step: int) -> None:
+        for key, schedule in self.schedules.items():
+            apply_schedule(schedule, self.optimizer, step, key)
+
+    def _agree_on_stop(self) -> None:
+        """Under torch.distributed, a stop asked for on any rank stops every rank (same reason)."""
+        if self.dist.enabled:
+            self.state.stop_reason = distributed.agree_on_stop(self.state.stop_reason, self.dist, self.device)
+
+    def _count_nonfinite(self, output: StepOutput) -> None:
+        s = self.state
+        if not output.skipped:
+            s.nonfinite_in_row = 0
+            return
+        s.nonfinite_in_row += 1
+        s.nonfinite_total += 1
+        if s.nonfinite_in_row >= self.options.max_nonfinite_steps:
+            raise TrainingError(
+                f"the loss was NaN/inf for {s.nonfinite_in_row} steps in a row (step {s.step}); lower optimizer.lr, "
+                "set trainer.clip_norm, check the data for NaN, or run 'steepest doctor' on the recipe"
+            )
+
+    def log(self, values: Mapping[str, float], step: int | None = None) -> None:
+        """Send scalars to every logger (the `on_log` event) at `step` (default: the current step)."""
+        self._fire("on_log", self.state.step if step is None else step, dict(values))
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        """Loss and task metrics on a split, prefixed with its name (`val_loss`, `test_accuracy`)."""
+        part = self.eval_data.get(split)
+        if part is None:
+            raise KeyError(f"no '{split}' data to evaluate on; the trainer has {sorted(self.eval_data) or 'none'}")
+        was_training = self.model.training
+        self.model.eval()
+        meter = meter_for(self.info, self.device)
+        for x, y in eval_batches(part.x, part.y, self.options.eval_batch_size):
+            with autocast(self.device, self.options.precision):
+                outputs = self.model(x)
+                loss = self.loss_fn(outputs, y)
+            meter.update(loss.float() * len(x), outputs.float(), y)
+        self.model.train(was_training)
+        metrics = {f"{split}_{k}": v for k, v in meter.compute().items()}
+        self.state.metrics.update(metrics)
+        self.log(metrics)
+        self._fire("on_eval_end", split, metrics)
+        return metrics
+
+    # -- checkpoint state ---------------------------------------------------------------------
+    def model_state_dict(self) -> dict[str, torch.Tensor]:
+        """The full model state; with FSDP gathered from the shards (a collective: every rank calls it)."""
+        return distributed.full_model_state(self.unwrapped_model)
+
+    def load_model_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a full model state (from `model_state_dict`); with FSDP a collective, rank 0's copy is
+        broadcast and sharded (the other ranks may pass an empty dict)."""
+        distributed.load_full_model_state(self.unwrapped_model, state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs. With FSDP a collective (every rank calls it); parameters
+        and optimizer state are full, keyed by parameter name, so any number of ranks can load them."""
+        scaler = self.engine.scaler
+        model_state, optim_state = distributed.full_training_state(self.unwrapped_model, self.optimizer)
+        return {
+            "model": model_state,
+            "optimizer": optim_state,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "train_state": self.state.to_dict(),
+            **self.rng.state_dict(),
+            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
+            "config": self.recipe,
+            "data_info": self.info.to_dict() if self.info is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        distributed.load_full_training_state(self.unwrapped_model, self.optimizer, state["model"], state["optimizer"])
+        if self.engine.scaler is not None and state.get("scaler"):
+            self.engine.scaler.load_state_dict(state["scaler"])
+        self.state = TrainState.from_dict(state["train_state"])
+        if self.state.stop_reason == BUDGET_DONE:  # a resumed run may have been given a larger budget
+            self.state.stop_reason = ""
+        saved = state.get("callbacks", {})
+        for cb in self.callbacks:
+            if cb.name in saved:
+                cb.load_state_dict(saved[cb.name])
+        self.rng.load_state_dict(state)
+
+
+assert set(EVENTS) == {n for n in dir(Callback) if n.startswith("on_")}

@@ -1,0 +1,92 @@
+"""DDP through torchrun on CPU (gloo): two ranks of batch b equal one process of batch 2b."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[2]
+COMMON = ["digits_mlp", "-q", "--set", "trainer.max_epochs=3", "--set", "model.dropout=0.0", "--set", "trainer.early_stopping=null"]
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
+def test_two_rank_ddp_matches_single_process_with_double_batch(tmp_path):
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "steepest", "train", *COMMON, "--set", "data.batch_size=32",
+                          "--set", "trainer.accumulate=2", "--run-dir", str(tmp_path / "ddp")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    single = subprocess.run([sys.executable, "-m", "steepest", "train", *COMMON, "--set", "data.batch_size=64", "--set", "trainer.accumulate=2",
+                             "--run-dir", str(tmp_path / "one")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    a, b = load_file(tmp_path / "ddp" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
+    for key in a:
+        assert (a[key] - b[key]).abs().max() < 2e-5, key
+
+
+def torchrun_train(args, run_dir, nproc=2):
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m"] if nproc > 1 else [sys.executable, "-m"]
+    done = subprocess.run([*launcher, "steepest", "train", *args, "--run-dir", str(run_dir)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "nothing to resume" not in done.stderr
+    return load_file(run_dir / "model.safetensors")
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
+def test_two_rank_fsdp_matches_single_process_and_resumes(tmp_path):
+    """FSDP2 on gloo: sharded parameters, gradients and optimizer state give the single-process result
+    (batch 2b, accumulation skipping the reduce-scatter on the first micro-batch); a run stopped after
+    2 epochs and resumed from its full-state checkpoint ends where an uninterrupted one does."""
+    fsdp = [*COMMON, "--set", "trainer.strategy=fsdp", "--set", "schedule={name: constant}"]
+    sharded = torchrun_train([*fsdp, "--set", "data.batch_size=32", "--set", "trainer.accumulate=2"], tmp_path / "fsdp")
+    single = torchrun_train([*COMMON, "--set", "schedule={name: constant}", "--set", "data.batch_size=64", "--set", "trainer.accumulate=2"],
+                            tmp_path / "one", nproc=1)
+    for key in single:
+        assert (sharded[key] - single[key]).abs().max() < 2e-5, key
+    first_part = torchrun_train([*fsdp, "--set", "data.batch_size=32", "--set", "trainer.max_epochs=2"], tmp_path / "parts")
+    assert list((tmp_path / "parts" / "checkpoints").glob("step-*"))
+    resumed = torchrun_train([*fsdp, "--set", "data.batch_size=32", "--set", "trainer.max_epochs=3", "--resume"], tmp_path / "parts")
+    whole = torchrun_train([*fsdp, "--set", "data.batch_size=32"], tmp_path / "whole")
+    for key in whole:
+        assert (resumed[key] - whole[key]).abs().max() < 1e-6, key
+    assert any((first_part[key] - whole[key]).abs().max() > 1e-4 for key in whole)  # the third epoch did train
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
+def test_fsdp_with_an_own_optimizer_restores_the_best_weights(tmp_path):
+    """Lion (steepest's own foreach step on sharded DTensors) with early stopping: the best weights are
+    gathered from the shards, restored by broadcast at the end, and equal the best checkpoint."""
+    import json
+
+    from steepest.training.checkpoint import load_state
+
+    final = torchrun_train(["digits_mlp", "-q", "--set", "trainer.max_epochs=12", "--set", "trainer.strategy=fsdp",
+                            "--set", "trainer.early_stopping={monitor: val_loss, patience: 1}",
+                            "--set", "optimizer={name: lion, lr: 0.002}"], tmp_path / "lion")
+    summary = json.loads((tmp_path / "lion" / "summary.json").read_text())
+    assert summary["stop_reason"].startswith("early stopping") and summary["test_accuracy"] > 0.8
+    best = load_state(tmp_path / "lion" / "checkpoints" / "best.safetensors")["model"]
+    assert all(torch.equal(final[k], best[k]) for k in final)
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
+def test_fsdp_trust_ratio_optimizers_equal_one_process_in_float64(tmp_path):
+    """LAMB/LARS/NovoGrad norms over sharded DTensors are the full tensors' norms: in float64 the
+    sharded run equals the single process to rounding (in float32 LAMB amplifies rounding to ~1e-3)."""
+    script = str(Path(__file__).with_name("scripts") / "fsdp_float64.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    for launcher in ([sys.executable], [torchrun, "--standalone", "--nproc_per_node=2"]):
+        done = subprocess.run([*launcher, script, str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("lamb", "lars", "lion", "novograd", "adamw"):
+        one, two = load_file(tmp_path / f"{name}_1.safetensors"), load_file(tmp_path / f"{name}_2.safetensors")
+        assert all((one[k] - two[k]).abs().max() < 1e-12 for k in one), name

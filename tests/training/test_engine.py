@@ -1,0 +1,67 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from steepest.training.engine import Engine
+
+
+def make(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+@pytest.mark.parametrize("k,sizes", [(4, [8, 8, 8, 8]), (3, [10, 10, 5])])
+def test_accumulated_micro_batches_equal_one_big_batch(opt_name, k, sizes):
+    torch.manual_seed(1)
+    n = sum(sizes)
+    x, y = torch.randn(n, 5, dtype=torch.float64), torch.randint(0, 3, (n,))
+    models = [make(), make()]
+    opts = [getattr(torch.optim, {"sgd": "SGD", "adam": "Adam"}[opt_name])(m.parameters(), lr=0.1) for m in models]
+    engines = [Engine(m, o, nn.CrossEntropyLoss(), device=torch.device("cpu")) for m, o in zip(models, opts)]
+    chunks = list(zip(torch.split(x, sizes), torch.split(y, sizes)))
+    for _ in range(3):
+        out_big = engines[0].train_step([(x, y)])
+        out_acc = engines[1].train_step(chunks)
+        assert torch.allclose(out_big.loss, out_acc.loss, atol=1e-12)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+
+
+def test_nonfinite_loss_skips_the_step():
+    model = make()
+    before = copy.deepcopy(model.state_dict())
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), device=torch.device("cpu"))
+    x = torch.randn(4, 5, dtype=torch.float64)
+    x[0, 0] = float("nan")
+    out = engine.train_step([(x, torch.zeros(4, dtype=torch.long))])
+    assert out.skipped
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_clip_norm_reports_preclip_norm_and_clips():
+    model = make()
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.MSELoss(), device=torch.device("cpu"), clip_norm=1e-3)
+    seen = {}
+
+    def capture():
+        seen["norm"] = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
+
+    engine.before_optimizer_step = capture
+    out = engine.train_step([(torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64) * 100)])
+    assert out.grad_norm == pytest.approx(float(seen["norm"]))
+    assert float(out.grad_norm) > 1e-3
+
+
+def test_fp16_uses_grad_scaler_and_bf16_autocast_on_cpu():
+    model = nn.Linear(4, 2)
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), device=torch.device("cpu"), precision="bf16")
+    out, _ = engine.forward_loss(torch.randn(3, 4), torch.zeros(3, dtype=torch.long))
+    assert out.dtype == torch.bfloat16 and engine.scaler is None
+    engine16 = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), device=torch.device("cpu"), precision="fp16")
+    assert engine16.scaler is not None
+    assert not engine16.train_step([(torch.randn(3, 4), torch.zeros(3, dtype=torch.long))]).skipped
