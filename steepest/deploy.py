@@ -24,7 +24,9 @@ import torch
 from torch import nn
 
 from steepest.data.bundle import DataInfo
+from steepest.data.text import tokenize
 from steepest.errors import SteepestError
+from steepest.predict import Predictor
 
 FORMATS = {"export": "model.pt2", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 
@@ -66,8 +68,6 @@ def example_inputs(info: DataInfo, n: int, seed: int = 0) -> torch.Tensor:
     text run, token ids of short made-up documents of different lengths (padding included)."""
     g = torch.Generator().manual_seed(seed)
     if info.text:
-        from steepest.data.text import tokenize
-
         words = "the market film election match phone rose fell after a new season vote".split()
         docs = [" ".join(words[j] for j in torch.randint(0, len(words), (int(k),), generator=g).tolist())
                 for k in torch.randint(1, 3 * info.text["max_length"], (n,), generator=g)]
@@ -81,8 +81,6 @@ def example_inputs(info: DataInfo, n: int, seed: int = 0) -> torch.Tensor:
 
 def export_run(run_dir: str | Path, fmt: str = "export", out: str | Path | None = None) -> tuple[Path, float]:
     """Write the run's inference artifact; returns (path, largest difference from the run's predictor)."""
-    from steepest.predict import Predictor
-
     if fmt not in FORMATS:
         raise SteepestError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     predictor = Predictor.load(run_dir)

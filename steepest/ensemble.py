@@ -27,6 +27,9 @@ from torch import Tensor
 
 from steepest.config import Recipe, recipe_to_dict
 from steepest.config.load import recipe_from_dict
+from steepest.data import load_data
+from steepest.data.bundle import Split
+from steepest.run import build_run
 
 
 @dataclass
@@ -109,9 +112,6 @@ def train_ensemble(recipe: Recipe, members: int = 5, seeds: list[int] | None = N
                    data=None) -> tuple[list[torch.nn.Module], EnsembleReport]:
     """Train `members` models (seeds 0..K-1 unless given) on one shared split; `folds=True`: member k
     leaves out the k-th of K folds of the training split. Returns the models and the test-split report."""
-    from steepest.data import load_data
-    from steepest.data.bundle import Split
-    from steepest.run import build_run
 
     seeds = list(seeds) if seeds is not None else list(range(members))
     data = data or load_data(recipe.data, recipe.trainer.seed)  # one split shared by every member

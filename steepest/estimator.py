@@ -21,6 +21,10 @@ from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from steepest.config import load_recipe, recipe_to_dict
 from steepest.config.load import recipe_from_dict
+from steepest.data.bundle import prepare
+from steepest.data.raw import RawData
+from steepest.predict import Predictor
+from steepest.run import build_run
 
 
 class _SteepestEstimator(BaseEstimator):
@@ -56,10 +60,6 @@ class _SteepestEstimator(BaseEstimator):
         return recipe_from_dict(data)
 
     def fit(self, X, y):
-        from steepest.data.bundle import prepare
-        from steepest.data.raw import RawData
-        from steepest.predict import Predictor
-        from steepest.run import build_run
 
         X, y = check_X_y(X, y, dtype=np.float32, y_numeric=self._task == "regression")  # rejects NaN/inf and 1-D X
         recipe = self._recipe()

@@ -24,6 +24,7 @@ from steepest.config.build import build_model_from_recipe
 from steepest.data.bundle import DataInfo
 from steepest.data.checks import check_features
 from steepest.data.normalize import Standardizer
+from steepest.data.text import tokenize
 from steepest.errors import CheckpointError, DataError
 
 
@@ -82,8 +83,6 @@ class Predictor:
         """Raw strings -> the token-id rows the model was trained on (the run's tokenizer and length)."""
         if not self.info.text:
             raise DataError("this run was not trained on text; give feature arrays, not strings")
-        from steepest.data.text import tokenize
-
         return tokenize(list(texts), self.info.text["tokenizer"], self.info.text["max_length"])
 
     def predict_texts(self, texts: list[str]) -> list[str] | np.ndarray:

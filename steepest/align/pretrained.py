@@ -18,14 +18,13 @@ import torch
 from torch import nn
 
 from steepest.align.data import format_prompt, user_message
+from steepest.hub import load_model, load_tokenizer
 
 
 class PretrainedTokenizer:
     """A Hugging Face tokenizer with the ByteTokenizer interface (models without bos/eos use [CLS]/[SEP])."""
 
     def __init__(self, name: str):
-        from steepest.hub import load_tokenizer
-
         self.name = name
         self.tok = load_tokenizer(name)
         tok = self.tok
@@ -58,8 +57,6 @@ class PretrainedCausalLM(nn.Module):
 
     def __init__(self, name: str, from_scratch: bool = False):
         super().__init__()
-        from steepest.hub import load_model
-
         self.name = name
         self.net = load_model(name, "causal_lm", from_scratch=from_scratch)
         self.hidden_size = int(self.net.config.hidden_size)

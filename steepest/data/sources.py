@@ -10,7 +10,7 @@ import numpy as np
 
 from steepest.data.idx import load_idx_dataset
 from steepest.data.raw import RawData
-from steepest.errors import DataError
+from steepest.errors import DataError, did_you_mean
 from steepest.registry import import_object
 
 
@@ -69,8 +69,6 @@ def read_csv(path: str | Path, target: str, delimiter: str = ",") -> RawData:
             raise DataError(f"{path}: empty CSV; the first row must name the columns")
         header = [h.strip() for h in header]
         if target not in header:
-            from steepest.errors import did_you_mean
-
             raise DataError(f"data.target: column '{target}' not in {path};{did_you_mean(target, header)} columns: {', '.join(header)}")
         t = header.index(target)
         rows, labels = [], []

@@ -24,6 +24,7 @@ import numpy as np
 from steepest.data.raw import RawData
 from steepest.data.tokens import ByteTokenizer
 from steepest.errors import DataError
+from steepest.hub import load_tokenizer
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 
@@ -76,8 +77,6 @@ def tokenize(texts: list[str], tokenizer: str, max_length: int = 128) -> np.ndar
             ids = tok.encode(text)[:max_length]
             out[i, : len(ids)] = ids
         return out
-    from steepest.hub import load_tokenizer
-
     tok = load_tokenizer(tokenizer)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

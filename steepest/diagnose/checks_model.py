@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from steepest.diagnose.report import fail, ok, skip, warn
+from steepest.nn.stats import activation_stats
 
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
@@ -129,8 +130,6 @@ def activations(ctx):
     """Per-layer activation mean/std at initialization. Xavier (tanh) and Kaiming (ReLU) init are
     built to keep the std roughly constant with depth; a std that collapses or grows by 10x across
     the layers (or leaves [1e-3, 1e2] anywhere) means the init does not match the activation."""
-    from steepest.nn.stats import activation_stats
-
     model = ctx.model()
     x, _ = ctx.batch(256)
     kinds = {a.__name__ for a in ACTS}

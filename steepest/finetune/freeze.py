@@ -24,6 +24,7 @@ import fnmatch
 
 from torch import nn
 
+from steepest.errors import ConfigError
 from steepest.optim.param_groups import NORM_TYPES
 from steepest.training.events import Callback
 
@@ -110,8 +111,6 @@ class GradualUnfreezing(Callback):
 
     def on_fit_start(self, trainer) -> None:
         if trainer.world_size > 1:
-            from steepest.errors import ConfigError
-
             raise ConfigError("gradual_unfreezing changes which parameters train mid-run, which DDP does not allow; "
                               "train on one process or use finetune.freeze instead")
         model = trainer.unwrapped_model

@@ -24,6 +24,7 @@ interchangeable with PEFT's (`lora_A.weight` = A, `lora_B.weight` = B).
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
 
@@ -131,8 +132,6 @@ def has_lora(model: nn.Module) -> bool:
 
 def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state of `model` with every adapter folded in (plain-layer names), the model itself untouched."""
-    import copy
-
     return merge_lora(copy.deepcopy(model)).state_dict()
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from steepest.optim.param_groups import no_decay_names
+
 
 def penalized_parameters(model: nn.Module) -> list[Tensor]:
     """The trainable weights a penalty applies to: not biases, not normalization parameters."""
-    from steepest.optim.param_groups import no_decay_names
-
     skip = no_decay_names(model)
     return [p for n, p in model.named_parameters() if n not in skip and p.requires_grad]
 

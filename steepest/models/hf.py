@@ -17,13 +17,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from steepest.hub import load_model
+
 
 class PretrainedEncoder(nn.Module):
     def __init__(self, num_outputs: int, pretrained: str = "all-MiniLM-L6-v2", pooling: str = "mean",
                  dropout: float = 0.1, from_scratch: bool = False, input_shape=None):
         super().__init__()
-        from steepest.hub import load_model
-
         if pooling not in ("mean", "first"):
             raise ValueError(f"pooling must be 'mean' or 'first', got {pooling!r}")
         self.encoder = load_model(pretrained, "encoder", from_scratch=from_scratch)

@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from steepest.errors import ConfigError
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -31,11 +33,7 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        from steepest.errors import ConfigError
-
         raise ConfigError(f"trainer.device: '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        from steepest.errors import ConfigError
-
         raise ConfigError("trainer.device: cuda requested but no CUDA GPU is available; use trainer.device=cpu")
     return device

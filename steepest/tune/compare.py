@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steepest.config import Recipe, recipe_from_dict, recipe_to_dict
+from steepest.config.validate import validate_recipe
+from steepest.run import build_run, train
 from steepest.track import read_series
+from steepest.tune.lr_finder import range_test
 
 
 @dataclass
@@ -40,9 +43,6 @@ def recipe_for(recipe: Recipe, optimizer: str, lr: float | None) -> Recipe:
 
 def compare(recipe: Recipe, optimizers: list[str], out_dir: Path, lrs: dict[str, float] | None = None,
             lr_from_finder: bool = False, console: bool = False) -> list[CompareRow]:
-    from steepest.config.validate import validate_recipe
-    from steepest.run import build_run, train
-
     out_dir = Path(out_dir)
     rows: list[CompareRow] = []
     recipes = {name: recipe_for(recipe, name, (lrs or {}).get(name)) for name in optimizers}
@@ -50,8 +50,6 @@ def compare(recipe: Recipe, optimizers: list[str], out_dir: Path, lrs: dict[str,
         validate_recipe(r)  # every name checked before the first run starts
     for name, r in recipes.items():
         if lr_from_finder:
-            from steepest.tune.lr_finder import range_test
-
             run = build_run(r, None, console=False)
             r = recipe_for(recipe, name, range_test(run.trainer).suggested_lr)
         summary = train(r, out_dir / name, console=console)

@@ -22,8 +22,11 @@ from typing import Any
 
 from steepest.config import Recipe, recipe_from_dict, recipe_to_dict
 from steepest.config.load import apply_overrides
+from steepest.config.validate import validate_recipe
 from steepest.config.yaml_io import dump_yaml
 from steepest.errors import ConfigError
+from steepest.run import train
+from steepest.track import read_series
 from steepest.training.events import Callback
 from steepest.training.metrics import metric_mode
 
@@ -100,8 +103,6 @@ def _sampler(optuna, search, offset: int = 0):
 
 def validate_space(recipe: Recipe) -> None:
     """Every searched key must produce a valid recipe at its bounds (checked before any trial runs)."""
-    from steepest.config.validate import validate_recipe
-
     search = recipe.search
     if search is None or not search.space:
         raise ConfigError("search.space: nothing to search; add a 'search: {space: {optimizer.lr: {low: 1e-4, high: 1e-1, log: true}}}' section")
@@ -120,8 +121,6 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
                n_trials: int | None = None):
     optuna = _optuna()
     validate_space(recipe)
-    from steepest.run import train
-
     search = recipe.search
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,8 +140,6 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
         summary = train(trial_recipe(base, values), out / f"trial-{trial.number:04d}", console=False, extra_callbacks=[pruning])
         if pruning.pruned:
             raise optuna.TrialPruned()
-        from steepest.track import read_series
-
         series = [v for _, v in read_series(out / f"trial-{trial.number:04d}" / "metrics.db", search.metric) if math.isfinite(v)]
         if not series:
             return summary.get(search.metric, float("-inf") if maximize else float("inf"))
