@@ -11,6 +11,7 @@ import argparse
 import sys
 import warnings
 
+from steepest import __version__
 from steepest.errors import SteepestError
 from steepest.registry import Registry, import_object
 
@@ -56,6 +57,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with every command listed and the invoked one's arguments declared (all of
     them when `argv` is None)."""
     parser = argparse.ArgumentParser(prog="steepest", description="Train PyTorch models well and fast.")
+    parser.add_argument("--version", action="version", version=f"steepest {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     invoked = None if argv is None else _invoked(argv)
     for name in COMMANDS.in_order():
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     except SteepestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the machine's side: a full disk, a read-only folder, a missing permission
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; free space, fix the permissions or choose another folder", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,9 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
-from steepest.config.arguments import add_recipe_arguments, recipe_from_arguments
+from steepest.config.arguments import (
+    RUN_CONFIG,
+    add_recipe_arguments,
+    add_trust_code_argument,
+    recipe_from_arguments,
+)
 from steepest.errors import SteepestError
 
 
@@ -22,7 +28,9 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
     p.add_argument("--run-dir", help="run directory (default runs/<recipe>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest good checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (its files are deleted first)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_trust_code_argument(p)  # --resume without a RECIPE builds the run's own config.yaml
 
 
 def train(args: argparse.Namespace) -> int:
@@ -30,8 +38,15 @@ def train(args: argparse.Namespace) -> int:
 
     if args.resume and not args.run_dir:
         raise SteepestError("--resume needs --run-dir DIR (the run to continue)")
-    recipe = recipe_from_arguments(args, args.run_dir if args.resume else None)
-    summary = train_recipe(recipe, args.run_dir, resume_run=args.resume, console=not args.quiet)
+    resume = args.resume
+    if resume and not (Path(args.run_dir) / RUN_CONFIG).exists():
+        if args.recipe is None:
+            raise SteepestError(f"{args.run_dir} is not a run directory (no {RUN_CONFIG}); give the folder of a run to "
+                                "continue, or a recipe to start one there")
+        print(f"{args.run_dir} holds no run yet: starting {args.recipe} there", file=sys.stderr)
+        resume = False
+    recipe = recipe_from_arguments(args, args.run_dir if resume else None)
+    summary = train_recipe(recipe, args.run_dir, resume_run=resume, overwrite=args.overwrite, console=not args.quiet)
     if os.environ.get("RANK", "0") != "0":
         return 0
     task = summary["task"]
@@ -51,12 +66,17 @@ def validate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
+    """Print the resolved recipe (stdout, YAML); on stderr, one line per component path saying what
+    it is and where its code lives: validating imports it, training runs it."""
     from steepest.config import recipe_to_dict
-    from steepest.config.validate import validate_recipe
     from steepest.config.yaml_io import dump_yaml
 
-    recipe = recipe_from_arguments(args)
+    recipe = recipe_from_arguments(args)  # YAML and schema errors before torch is imported
+    from steepest.config.validate import component_report, validate_recipe
+
     validate_recipe(recipe)
+    for line in component_report(recipe):
+        print(line, file=sys.stderr)
     print(dump_yaml(recipe_to_dict(recipe)), end="")
     return 0
 
@@ -67,6 +87,7 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="CSV with the training feature columns, or .npz with array x; for a text run, "
                    "a .txt file with one document per line or a folder of .txt files")
     p.add_argument("-o", "--output", help="write predictions here instead of stdout")
+    add_trust_code_argument(p)
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -75,7 +96,7 @@ def predict(args: argparse.Namespace) -> int:
     from steepest.data.text import read_documents
     from steepest.predict import Predictor, read_inputs
 
-    predictor = Predictor.load(args.run_dir)
+    predictor = Predictor.load(args.run_dir, trust_code=args.trust_code)
     if predictor.info.text:  # a text run: documents in, tokenized as in training
         x = predictor.encode_texts(read_documents(args.input))
     else:
@@ -98,12 +119,13 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="export", choices=["export", "torchscript", "onnx"],
                    help="torch.export program (.pt2, default), TorchScript (.pt) or ONNX (.onnx)")
     p.add_argument("-o", "--output", help="file to write (default: in the run directory)")
+    add_trust_code_argument(p)
 
 
 def export(args: argparse.Namespace) -> int:
     from steepest.deploy import export_run
 
-    path, diff = export_run(args.run_dir, args.format, args.output)
+    path, diff = export_run(args.run_dir, args.format, args.output, trust_code=args.trust_code)
     check = "not run (install onnxruntime to check it)" if diff != diff else f"max difference from the run's predictor {diff:.2g}"
     print(f"wrote {path} (raw inputs in, outputs as `steepest predict` computes them); {check}")
     return 0

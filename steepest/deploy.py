@@ -10,6 +10,9 @@ targets in their original units for regression. The batch dimension stays dynami
 
 After writing, the artifact is loaded back and compared with the run's own predictor on random
 inputs; the largest difference is reported, and a mismatch is an error.
+
+The model is rebuilt from the run's config.yaml, and a recipe with `component:` paths is code:
+such a run is refused unless you pass --trust-code (`trust_code=True`), for runs whose author you trust.
 """
 
 from __future__ import annotations
@@ -79,11 +82,14 @@ def example_inputs(info: DataInfo, n: int, seed: int = 0) -> torch.Tensor:
     return x
 
 
-def export_run(run_dir: str | Path, fmt: str = "export", out: str | Path | None = None) -> tuple[Path, float]:
-    """Write the run's inference artifact; returns (path, largest difference from the run's predictor)."""
+def export_run(run_dir: str | Path, fmt: str = "export", out: str | Path | None = None, *,
+               trust_code: bool = False) -> tuple[Path, float]:
+    """Write the run's inference artifact; returns (path, largest difference from the run's predictor).
+    The model is rebuilt by `Predictor.load`: a run whose recipe names user code (`component:`
+    paths) is refused unless `trust_code` (`steepest export --trust-code`)."""
     if fmt not in FORMATS:
         raise SteepestError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    predictor = Predictor.load(run_dir)
+    predictor = Predictor.load(run_dir, trust_code=trust_code)
     module = InferenceModule(predictor.model, predictor.info).eval()
     path = Path(out) if out else Path(run_dir) / FORMATS[fmt]
     example = example_inputs(predictor.info, 4)

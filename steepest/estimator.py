@@ -23,6 +23,7 @@ from steepest.config import load_recipe, recipe_to_dict
 from steepest.config.load import recipe_from_dict
 from steepest.data.bundle import prepare
 from steepest.data.raw import RawData
+from steepest.errors import DataError
 from steepest.predict import Predictor
 from steepest.run import build_run
 
@@ -67,7 +68,10 @@ class _SteepestEstimator(BaseEstimator):
             check_classification_targets(y)  # a continuous y is an error, not 1,000 classes
             self.classes_, y = np.unique(y, return_inverse=True)
         raw = RawData(x=X, y=y, task=self._task, num_classes=len(self.classes_) if self._task == "classification" else None)
-        data = prepare(raw, recipe.data, "arrays")
+        try:
+            data = prepare(raw, recipe.data, "arrays")
+        except DataError as exc:  # scikit-learn's contract: bad input to fit is a ValueError
+            raise ValueError(str(exc)) from exc
         run = build_run(recipe, None, data=data, console=False)
         run.trainer.fit()
         self.predictor_ = Predictor(run.trainer.unwrapped_model.cpu(), data.info)

@@ -10,7 +10,6 @@ if present, is ignored) or an .npz with array `x`, and writes one prediction per
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -19,11 +18,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from steepest.config import load_recipe
 from steepest.config.build import build_model_from_recipe
+from steepest.config.load import load_run_recipe
 from steepest.data.bundle import DataInfo
-from steepest.data.checks import check_features
+from steepest.data.checks import check_features, check_rows
 from steepest.data.normalize import Standardizer
+from steepest.data.sources import csv_header, csv_rows, load_npz
 from steepest.data.text import tokenize
 from steepest.errors import CheckpointError, DataError
 
@@ -36,15 +36,21 @@ class Predictor:
         self.y_norm = Standardizer.from_dict(info.y_norm) if info.y_norm else None
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> Predictor:
+    def load(cls, run_dir: str | Path, device: str = "cpu", *, trust_code: bool = False) -> Predictor:
+        """The finished run in `run_dir`: its model rebuilt from config.yaml with the final weights
+        (model.safetensors) and its data info (data_info.json). CheckpointError when a file is missing.
+
+        The run's recipe is read as untrusted: a `component:` import path anywhere in it (user code,
+        which rebuilding would import and run) is refused with a ConfigError unless `trust_code`
+        (`steepest predict/export --trust-code`); registered names are always allowed."""
         run = Path(run_dir)
         for needed in ("config.yaml", "model.safetensors", "data_info.json"):
             if not (run / needed).exists():
                 raise CheckpointError(f"{run} has no {needed}; predict needs a finished run directory (steepest train --run-dir ...)")
+        recipe = load_run_recipe(run / "config.yaml", trust_code=trust_code)  # before anything is imported or read
         info_dict = json.loads((run / "data_info.json").read_text())
         info_dict["input_shape"] = tuple(info_dict["input_shape"])
         info = DataInfo(**info_dict)
-        recipe = load_recipe(str(run / "config.yaml"))
         model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs)
         try:
             state = load_file(str(run / "model.safetensors"))
@@ -102,34 +108,52 @@ class Predictor:
 
 
 def read_inputs(path: str | Path, info: DataInfo) -> np.ndarray:
+    """Feature rows for `steepest predict`, float32 (N, ...).
+
+    A CSV (UTF-8, or UTF-8/16/32 with a byte-order mark) whose header names the run's feature
+    columns in any order (other columns are ignored), or that has no header (every column, in
+    training order); or an .npz with an array `x`. DataError for a missing or unreadable file,
+    duplicate column names, missing columns, no rows, cells that are not numbers and values that
+    are not finite in float32.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"input file '{path}' does not exist")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f:
-                raise DataError(f"{path}: needs an array named 'x'")
-            return f["x"]
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+        arrays, held = load_npz(path, ["x"])
+        if "x" not in arrays:
+            raise DataError(f"{path}: needs an array named 'x', found {', '.join(held) or 'none'}")
+        x = arrays["x"]
+        check_rows(x, str(path), "'x'")
+    else:
+        x = _csv_inputs(path, info.feature_names)
+    check_features(x, str(path))  # before the float32 cast, which would turn 1e308 into inf
+    return x.astype(np.float32)
+
+
+def _csv_inputs(path: Path, names: list[str] | None) -> np.ndarray:
+    """The feature columns `names` of a CSV, float64 (N, len(names)); all columns when it has no header."""
+    rows = [r for r in csv_rows(path) if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: empty file")
-    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
-    names = info.feature_names
+    header = [h.strip() for h in rows[0]]
     if names and all(n in header for n in names):
+        header, body = csv_header(rows[0], path), rows[1:]
         cols = [header.index(n) for n in names]
     elif all(_is_float(h) for h in header):
         cols, body = list(range(len(header))), rows
     else:
         missing = [n for n in (names or []) if n not in header]
         raise DataError(f"{path}: feature columns missing: {', '.join(missing[:5])}" if missing else f"{path}: cannot match columns to the model's features")
+    if not body:
+        raise DataError(f"{path}: no data rows below the header; give one row per sample")
     out = []
     for i, row in enumerate(body):
         try:
             out.append([float(row[c]) for c in cols])
         except (ValueError, IndexError):
             raise DataError(f"{path}: row {i} is not numeric or too short") from None
-    return np.asarray(out, dtype=np.float32)
+    return np.asarray(out, dtype=np.float64)
 
 
 def _is_float(text: str) -> bool:

@@ -119,7 +119,12 @@ class Registry:
 
 
 def import_object(path: str, key: str = "component") -> Any:
-    """Import 'package.module:attr' (or 'package.module.attr') and return the attribute."""
+    """Import 'package.module:attr' (or 'package.module.attr') and return the attribute.
+
+    This runs the module's code: an import path from a recipe is code, to be resolved only for a
+    recipe the user trusts (see `steepest.config.load.load_run_recipe`). Errors: ConfigError naming
+    `key` for a malformed path, a module that cannot be found or fails while importing (its own
+    exception, in one line), or a missing attribute."""
     module_name, sep, attr = path.partition(":")
     if not sep:
         module_name, _, attr = path.rpartition(".")
@@ -129,6 +134,9 @@ def import_object(path: str, key: str = "component") -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{key}: cannot import module '{module_name}' ({exc}); check the path and PYTHONPATH") from None
+    except Exception as exc:  # the module's own code failed (SyntaxError, an error at import time)
+        raise ConfigError(f"{key}: importing module '{module_name}' failed ({type(exc).__name__}: {exc}); "
+                          "fix that module") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -2,6 +2,12 @@
 
     steepest train [RECIPE] [--set KEY=VALUE ...]
     steepest doctor --run-dir RUN [--set ...]          # the run's own config.yaml when no RECIPE is given
+    steepest predict RUN INPUT [--trust-code]          # --trust-code: the run's component: paths may be imported
+
+A recipe with `component:` paths is code: building it imports those modules and calls those
+objects. A recipe the user names on the command line is the user's own; a run directory's
+config.yaml may come from anyone, so from it only registered names are built unless the user
+passes --trust-code (`add_trust_code_argument`).
 """
 
 from __future__ import annotations
@@ -18,13 +24,24 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                    help="dotted override, e.g. optimizer.lr=1e-3 (repeatable)")
 
 
+def add_trust_code_argument(p: argparse.ArgumentParser) -> None:
+    """--trust-code, for every command that may build a recipe read from a run directory."""
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow the component: import paths (user code, imported and run) of a run directory's "
+                        "config.yaml; without it such a recipe is refused. Use only for runs whose author you trust")
+
+
 def recipe_from_arguments(args: argparse.Namespace, run_dir: str | Path | None = None):
     """The recipe the command line names (with its --set overrides); without one, the recipe of
-    `run_dir` when that holds a config.yaml, else the default recipe."""
-    from steepest.config.load import (
-        load_recipe,  # pydantic and YAML: not needed to build the parser
+    `run_dir` when that holds a config.yaml, else the default recipe.
+
+    A run directory's recipe with `component:` paths is refused (ConfigError naming the key, the
+    path and the flag) unless `args.trust_code` (--trust-code): see `load_run_recipe`."""
+    from steepest.config.load import (  # pydantic and YAML: not needed to build the parser
+        load_recipe,
+        load_run_recipe,
     )
 
     if args.recipe is None and run_dir is not None and (Path(run_dir) / RUN_CONFIG).exists():
-        return load_recipe(str(Path(run_dir) / RUN_CONFIG), args.set)
+        return load_run_recipe(Path(run_dir) / RUN_CONFIG, args.set, trust_code=getattr(args, "trust_code", False))
     return load_recipe(args.recipe, args.set)

@@ -12,6 +12,7 @@ tuners directly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,14 +66,22 @@ def build_model_from_recipe(recipe: Recipe, input_shape: tuple[int, ...], num_ou
 
 
 # -- optimizer --------------------------------------------------------------------------------------
-def optimizer_kwargs(recipe: Recipe) -> dict[str, Any]:
-    return {"lr": recipe.optimizer.lr, "weight_decay": recipe.optimizer.weight_decay, **recipe.optimizer.kwargs()}
+def optimizer_kwargs(recipe: Recipe, world_size: int = 1) -> dict[str, Any]:
+    """lr (scaled by `optimizer.scale_lr` for `world_size` processes), weight_decay and the
+    section's own keys; values left unset (a component's) are not passed, so its defaults hold."""
+    section = recipe.optimizer
+    kwargs = {k: v for k, v in (("lr", section.lr), ("weight_decay", section.weight_decay)) if v is not None}
+    if "lr" in kwargs and world_size > 1:
+        kwargs["lr"] *= {"none": 1.0, "linear": world_size, "sqrt": math.sqrt(world_size)}[section.scale_lr]
+    return {**kwargs, **section.kwargs()}
 
 
-def build_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(recipe: Recipe, model: nn.Module, world_size: int = 1) -> torch.optim.Optimizer:
     """The recipe's optimizer over `model`: a registered name gets steepest's parameter groups (no
-    weight decay on biases and normalization gains; `finetune.lr_decay` as per-group lr scales);
-    an import path gets `model.parameters()` and the recipe's keys as its arguments."""
+    weight decay and no trust ratio for parameters with fewer than two dimensions, unless
+    `optimizer.decay_1d`; `finetune.lr_decay` as per-group lr scales); an import path gets
+    `model.parameters()` and the recipe's keys as its arguments. Under torchrun (`world_size` > 1)
+    `optimizer.scale_lr` scales the lr with the global batch."""
     section = recipe.optimizer
     try:
         if section.component is not None:
@@ -80,12 +89,12 @@ def build_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
                 raise ConfigError("finetune.lr_decay needs a registered optimizer (optimizer.name); give your optimizer "
                                   "parameter groups yourself")
             cls = import_object(section.component, "optimizer.component")
-            return cls(model.parameters(), **optimizer_kwargs(recipe))
-        kwargs = optimizer_kwargs(recipe)
+            return cls(model.parameters(), **optimizer_kwargs(recipe, world_size))
+        kwargs = optimizer_kwargs(recipe, world_size)
         scales = optimizer_lr_scales(model, recipe.finetune, kwargs)
         if scales is not None:
             kwargs["lr_scale"] = scales
-        return create_optimizer(section.name, model, **kwargs)
+        return create_optimizer(section.name, model, decay_1d=section.decay_1d, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"optimizer ({section.name or section.component}): {exc}") from None
 
@@ -228,7 +237,7 @@ def build_components(recipe: Recipe, model: nn.Module, data: DataBundle, augment
     loader = build_loader(recipe, data, dist)
     options = build_trainer_options(recipe, len(data.train))
     return Components(
-        optimizer=build_optimizer(recipe, model),
+        optimizer=build_optimizer(recipe, model, dist.world_size),
         loss_fn=build_loss(recipe, data.info.task, class_weights),
         loader=loader,
         options=options,

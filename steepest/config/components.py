@@ -11,14 +11,19 @@ from steepest.errors import ConfigError, did_you_mean
 from steepest.registry import accepted_arguments
 
 
-def check_kwargs(where: str, target: Callable[..., Any], kwargs: dict[str, Any], injected: Iterable[str] = ()) -> None:
+def check_kwargs(where: str, target: Callable[..., Any], kwargs: dict[str, Any], injected: Iterable[str] = (),
+                 fixed: Iterable[str] = ()) -> None:
     """Unknown keys -> ConfigError listing the valid ones; values checked against type hints where
-    the hints are plain types pydantic understands."""
+    the hints are plain types pydantic understands (inf and nan refused where a number is expected).
+
+    `injected`: arguments the caller fills in (left out of the valid list); `fixed`: arguments the
+    caller always sets itself, so a recipe key of that name is refused like an unknown one."""
     params, var_kw = accepted_arguments(target)
-    injected = set(injected)
+    fixed = set(fixed)
+    injected = set(injected) | fixed
     valid = sorted(k for k in params if k not in injected and k != "params")
     for key in kwargs:
-        if key not in params and not var_kw:
+        if key in fixed or (key not in params and not var_kw):
             raise ConfigError(f"{where}.{key}: unknown argument;{did_you_mean(key, valid)} valid: {', '.join(valid) or '(none)'}")
     try:
         hints = get_type_hints(target.__init__ if isinstance(target, type) else target)
@@ -29,7 +34,7 @@ def check_kwargs(where: str, target: Callable[..., Any], kwargs: dict[str, Any],
         if hint is None:
             continue
         try:
-            adapter = TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+            adapter = TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False))
         except Exception:
             continue
         try:

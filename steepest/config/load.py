@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from steepest.config.schema import Recipe
+from steepest.config.schema import Recipe, check_finite
 from steepest.config.yaml_io import parse_yaml, read_yaml
 from steepest.errors import ConfigError, did_you_mean
 
@@ -104,10 +104,13 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel] = Recipe
 
 
 def recipe_from_dict(data: Any, source: str = "recipe") -> Recipe:
+    """Plain recipe data -> `Recipe`. ConfigError naming the first wrong key: unknown keys, wrong
+    types, out-of-range values, inf or nan anywhere."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a recipe must be a mapping of sections (data, model, optimizer, ...)")
+    check_finite(data)
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
@@ -127,6 +130,23 @@ def load_recipe(recipe: str | Path | None = None, overrides: list[str] | None = 
     if result.name is None:
         result.name = path.stem
     return result
+
+
+def load_run_recipe(path: str | Path, overrides: list[str] | None = None, *, trust_code: bool = False) -> Recipe:
+    """The recipe stored in a run directory (`path`: its config.yaml), with `overrides` applied.
+
+    A run directory may come from anyone, and a recipe's `component:` paths are code that building
+    it imports and runs (`component: os:system` runs a shell command). Unless `trust_code` (the
+    command line's --trust-code), a recipe with any such path is refused before anything is
+    imported: ConfigError naming the key, the path and the flag. Registry names are always allowed.
+    """
+    recipe = load_recipe(path, overrides)
+    paths = recipe.component_paths()
+    if paths and not trust_code:
+        key, target = paths[0]
+        raise ConfigError(f"{key}: '{target}' is code, and {path} comes from a run directory; steepest imports only "
+                          "registered names from one unless you pass --trust-code (trust_code=True in Python; only if you trust its author)")
+    return recipe
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

@@ -4,13 +4,23 @@ are rejected with the dotted key that is wrong (see `steepest.config.load`).
 Component sections (`model`, `optimizer`, `schedule`, `loss`, `callbacks[]`) name a registered
 component (`name: adamw`) or user code (`component: mypkg.nets:Net`); their other keys are the
 component's own keyword arguments, checked against its signature when the recipe is validated.
+
+A `component:` path is code: validating or building the recipe imports it and runs it. Recipes
+read back from a run directory therefore have their paths refused unless the user trusts them
+(`component_paths`, `steepest.config.load.load_run_recipe`).
+
+Every number in a recipe is finite: typed fields refuse inf and nan (`allow_inf_nan=False`), and
+`check_finite` refuses them in the free-form parts (component keywords, `data.options`, ...).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from steepest.errors import ConfigError
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -18,14 +28,24 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
+def check_finite(data: Any, key: str = "") -> None:
+    """Refuse inf and nan anywhere in plain recipe data (dicts, lists, numbers): ConfigError naming
+    the dotted key, e.g. `model.hidden.1`."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{key or 'recipe'}: {data} is not a finite number; give a finite value")
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list | tuple) else ()
+    for k, value in items:
+        check_finite(value, f"{key}.{k}" if key else str(k))
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Component(BaseModel):
     """A registry name or an import path, plus the component's own keyword arguments."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     name: str | None = None
     component: str | None = None
 
@@ -101,9 +121,32 @@ class ModelConfig(Component):
 
 
 class OptimizerConfig(Component):
+    """The optimizer; `lr` and `weight_decay` left out take the named optimizer's own documented
+    defaults (Lion 1e-4, AdamW's decay 0.01, LARS 1.0, ...), filled in here so config.yaml records
+    what ran. `scale_lr` scales the lr with the number of torchrun processes (the global batch
+    grows with it): linear (Goyal et al. 2017) or sqrt (Krizhevsky 2014, for adaptive optimizers).
+    `decay_1d: true` also decays parameters with fewer than two dimensions (biases, norm gains)."""
+
     name: str | None = "adamw"
-    lr: PositiveFloat = 1e-3
-    weight_decay: NonNegativeFloat = 0.0
+    lr: PositiveFloat | None = None
+    weight_decay: NonNegativeFloat | None = None
+    scale_lr: Literal["none", "linear", "sqrt"] = "none"
+    decay_1d: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("component") is not None or data.get("lr") is not None and data.get("weight_decay") is not None:
+            return data
+        from steepest.optim import OPTIMIZERS, defaults_of  # the classes' signatures: imports torch
+
+        name = data.get("name", "adamw")
+        if name not in OPTIMIZERS:
+            return data  # validation names the unknown optimizer
+        base = data.get("base")
+        own = defaults_of(name, base if base in OPTIMIZERS else None)
+        filled = {k: own.get(k) for k in ("lr", "weight_decay") if data.get(k) is None}
+        return {**data, **{k: v for k, v in filled.items() if v is not None}}
 
 
 class ScheduleConfig(Component):
@@ -138,6 +181,7 @@ class TrainerConfig(Section):
     max_nonfinite_steps: PositiveInt = 5
     skip_nonfinite: bool = True  # one host sync per step; false: no check (fp16's GradScaler still skips inf grads)
     progress: Literal["auto", "on", "off"] = "auto"
+    loggers: list[str] = Field(default_factory=list)  # tensorboard, csv, mlflow, wandb: files in the run directory
     compile: bool = False
     deterministic: bool = False
     strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) parameters, grads, optimizer state
@@ -231,3 +275,11 @@ class Recipe(Section):
     search: SearchConfig | None = None
     name: str | None = None
     description: str | None = None
+
+    def component_paths(self) -> list[tuple[str, str]]:
+        """Every import path the recipe names, as (dotted key, path), e.g. ("model.component",
+        "mypkg.nets:Net"), in recipe order: the user code that validating or building it imports."""
+        sections = [("data", self.data), ("model", self.model), ("optimizer", self.optimizer), ("schedule", self.schedule),
+                    *((f"schedules.{k}", s) for k, s in self.schedules.items()), ("loss", self.loss),
+                    *((f"callbacks.{i}", s) for i, s in enumerate(self.callbacks)), ("batch_transform", self.batch_transform)]
+        return [(f"{key}.component", s.component) for key, s in sections if s is not None and s.component is not None]

@@ -1,6 +1,10 @@
 """Check a whole recipe before any data is read or anything is built: every registry name exists,
-every component's keys fit its signature (types from its hints), and the hyperparameters every
+every component path imports, every component's keys (and `data.options`) fit the signature of
+what receives them (types from its hints), every number is finite, and the hyperparameters every
 optimizer shares are in range. Errors are one line naming the key (see `steepest.config.load`).
+
+Validating imports the recipe's `component:` paths: a recipe with such paths is code, so validate
+only recipes you trust; `component_report` says what each path is (`steepest validate` prints it).
 
     >>> from steepest.config import load_recipe
     >>> validate_recipe(load_recipe("digits_mlp"))
@@ -8,14 +12,18 @@ optimizer shares are in range. Errors are one line naming the key (see `steepest
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
 
 from steepest.config.build import SCHEDULABLE, component_target
 from steepest.config.components import check_kwargs
-from steepest.config.schema import Recipe
+from steepest.config.schema import DataConfig, Recipe, check_finite
 from steepest.data import DATASETS
+from steepest.data.sources import read_csv, read_npz
+from steepest.data.text import read_text_folder_data
 from steepest.errors import ConfigError, did_you_mean
 from steepest.losses import LOSSES
 from steepest.models import MODELS
@@ -23,9 +31,11 @@ from steepest.models.build import INJECTED as MODEL_INJECTED
 from steepest.models.build import RESERVED as MODEL_RESERVED
 from steepest.nn.init import INITS
 from steepest.optim import OPTIMIZERS
+from steepest.registry import import_object
 from steepest.regularize import BATCH_TRANSFORMS
 from steepest.schedules import SCHEDULES
 from steepest.training.callbacks import CALLBACKS
+from steepest.training.callbacks._registry import LOGGERS
 
 
 def _in_unit_interval(value: Any) -> bool:
@@ -55,11 +65,40 @@ def _check_optimizer_ranges(kwargs: dict[str, Any]) -> None:
             raise ConfigError(f"optimizer.{key}: must be {what} (got {value!r})")
 
 
+# data.format -> the reader that receives data.options, and the arguments the data section itself sets.
+READERS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
+    "csv": (read_csv, ("path", "target")),
+    "npz": (read_npz, ("path",)),
+    "text_folder": (read_text_folder_data, ("path",)),
+}
+
+
+def _check_data_options(data: DataConfig) -> None:
+    """`data.options` against the signature of what receives them (steepest.data.bundle.read_source):
+    a bundled set's function (less its registry row's fixed arguments and data_dir), a format's
+    reader, or the user's Dataset factory."""
+    if data.component is not None:
+        target = import_object(data.component, "data.component")
+        if not callable(target):
+            if data.options:
+                raise ConfigError(f"data.options: '{data.component}' is a data set object, not a factory; it takes no options")
+            return
+        check_kwargs("data.options", target, data.options)
+    elif data.format is not None:
+        reader, fixed = READERS[data.format]
+        check_kwargs("data.options", reader, data.options, fixed=fixed)
+    else:
+        record = DATASETS.get(data.name, "data.name")
+        check_kwargs("data.options", record.target, data.options, fixed=(*record.defaults, "data_dir"))
+
+
 def validate_recipe(recipe: Recipe) -> None:
-    """Resolve every registry name and check every component's arguments (no data, no model, no
-    optimizer is built). Raises ConfigError naming the first wrong key."""
-    if recipe.data.name is not None:
-        DATASETS.get(recipe.data.name, "data.name")
+    """Resolve every registry name and import every component path, check every component's
+    arguments and `data.options`, refuse inf and nan anywhere (no data, no model, no optimizer is
+    built). Raises ConfigError naming the first wrong key."""
+    check_finite(recipe.model_dump())  # a recipe built in Python skips load's check of the free-form keys
+    if recipe.data.name is not None or recipe.data.format is not None or recipe.data.component is not None:
+        _check_data_options(recipe.data)
     target, _ = component_target(recipe.model, MODELS, "model")
     model_kwargs = {k: v for k, v in recipe.model.kwargs().items() if k not in MODEL_RESERVED}
     check_kwargs("model", target, model_kwargs, MODEL_INJECTED)
@@ -72,24 +111,54 @@ def validate_recipe(recipe: Recipe) -> None:
     target, _ = component_target(recipe.optimizer, OPTIMIZERS, "optimizer")
     check_kwargs("optimizer", target, recipe.optimizer.kwargs(), ("params", "lr", "weight_decay"))
     _check_optimizer_ranges(recipe.optimizer.kwargs())
-    if recipe.schedule.component is None:
-        target, _ = component_target(recipe.schedule, SCHEDULES, "schedule")
-        check_kwargs("schedule", target, recipe.schedule.kwargs(), ("total_steps",))
+    schedules = {"schedule": recipe.schedule}
     for key, section in recipe.schedules.items():
         if key == "lr":
             raise ConfigError("schedules.lr: the learning rate's schedule is the 'schedule' section")
         if key not in SCHEDULABLE:
             raise ConfigError(f"schedules.{key}: not a schedulable hyperparameter;{did_you_mean(key, SCHEDULABLE)} use "
                               f"{', '.join(SCHEDULABLE)}")
-        if section.component is None:
-            target, _ = component_target(section, SCHEDULES, f"schedules.{key}")
-            check_kwargs(f"schedules.{key}", target, section.kwargs(), ("total_steps",))
-    if recipe.loss.name is not None:
+        schedules[f"schedules.{key}"] = section
+    for key, section in schedules.items():
+        target, _ = component_target(section, SCHEDULES, key)  # a path is called with its keys alone (config.build)
+        check_kwargs(key, target, section.kwargs(), () if section.component is not None else ("total_steps",))
+    if recipe.loss.name is not None or recipe.loss.component is not None:
         target, _ = component_target(recipe.loss, LOSSES, "loss")
         check_kwargs("loss", target, recipe.loss.kwargs())
     for i, section in enumerate(recipe.callbacks):
         target, _ = component_target(section, CALLBACKS, f"callbacks.{i}")
         check_kwargs(f"callbacks.{i}", target, section.kwargs())
+    for i, name in enumerate(recipe.trainer.loggers):
+        needs = LOGGERS.get(name, f"trainer.loggers.{i}").flags.get("needs")
+        if needs and importlib.util.find_spec(needs) is None:
+            raise ConfigError(f"trainer.loggers.{i}: the {name} logger needs the {needs} package: pip install 'steepest[{needs}]'")
     es = recipe.trainer.early_stopping
     if es is not None and not es.monitor.startswith("val_"):
         raise ConfigError(f"trainer.early_stopping.monitor: '{es.monitor}' is not a validation metric;{did_you_mean(es.monitor, ['val_loss', 'val_accuracy'])} use val_loss, val_accuracy, val_macro_f1, val_r2, ...")
+
+
+def describe(obj: Any) -> str:
+    """What an imported object is and where its code lives: 'class in /src/mypkg/nets.py',
+    'built-in function in module posix'."""
+    if inspect.isclass(obj):
+        kind = "class"
+    elif inspect.isbuiltin(obj):
+        kind = "built-in function"
+    elif inspect.isfunction(obj) or inspect.ismethod(obj):
+        kind = "function"
+    elif inspect.ismodule(obj):
+        kind = "module"
+    else:
+        kind = f"{type(obj).__name__} object"
+    try:
+        where = inspect.getsourcefile(obj if inspect.isclass(obj) or inspect.isroutine(obj) or inspect.ismodule(obj) else type(obj))
+    except TypeError:  # built-ins have no source file
+        where = None
+    return f"{kind} in {where}" if where else f"{kind} in module {getattr(obj, '__module__', None) or type(obj).__module__}"
+
+
+def component_report(recipe: Recipe) -> list[str]:
+    """One line per component path of the recipe, importing each (the code `steepest train` would
+    run): 'model.component: mypkg.nets:Net (class in /src/mypkg/nets.py)'. Empty for a recipe of
+    registry names only."""
+    return [f"{key}: {path} ({describe(import_object(path, key))})" for key, path in recipe.component_paths()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from steepest.data._registry import DATASETS
-from steepest.data.checks import check_features, check_lengths, check_targets
+from steepest.data.checks import check_classes, check_features, check_lengths, check_targets
 from steepest.data.imbalance import balance
 from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData
@@ -124,6 +125,39 @@ def _select_classes(classes, task, num_classes, x, y, x_test, y_test, names, sou
     return x, y, x_test, y_test, ([names[c] for c in wanted] if names else names)
 
 
+_SPLITS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def _split_sizes(n: int, fractions, ordered: bool) -> tuple[int, int, int]:
+    """(train, val, test) sample counts that prepare's split of n samples with `fractions` gives."""
+    if ordered:
+        a, b = round(fractions[0] * n), round((fractions[0] + fractions[1]) * n)
+        return a, b - a, n - b
+    test = round(fractions[2] * n) if fractions[2] > 0 else 0
+    val = round(fractions[1] / max(fractions[0] + fractions[1], 1e-12) * (n - test)) if fractions[1] > 0 else 0
+    return n - test - val, val, test
+
+
+def _check_split_sizes(parts: dict, n: int, fr, split_fr, ordered: bool, source: str) -> None:
+    """Every split that training or its metrics use holds a sample: train and val always, the test
+    split unless `data.split` gives it no share. The error says how many samples are needed.
+
+    `fr` is data.split (or the default), `split_fr` the fractions the n samples were split with."""
+    needed = [k for i, k in enumerate(_SPLITS) if k != "test" or split_fr[i] > 0]
+    empty = [k for k in needed if len(parts[k][0]) == 0]
+    if not empty:
+        return
+    shares = "/".join(f"{f:g}" for f in fr)
+    for i, k in enumerate(_SPLITS):
+        if k in empty and split_fr[i] == 0:
+            raise DataError(f"data.split ({shares}) gives the {_SPLITS[k]} split no share; training and its metrics need a "
+                            "sample there: give it a positive fraction")
+    least = next(m for m in itertools.count(n + 1) if all(s > 0 for s, k in zip(_split_sizes(m, split_fr, ordered), _SPLITS) if k in needed))
+    raise DataError(f"{source}: {n} sample{'s are' if n != 1 else ' is'} too few: the {' and '.join(_SPLITS[k] for k in empty)} "
+                    f"split{'s' if len(empty) > 1 else ''} would be empty (data.split {shares}); training and its metrics need a "
+                    f"sample in each: give at least {least} samples or change data.split")
+
+
 def load_data(cfg, seed: int = 0) -> DataBundle:
     """Read, check, split (stratified, seeded), normalize (fitted on train) and tensorize."""
     source, raw = read_source(cfg)
@@ -134,19 +168,24 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
     """Check, split, normalize and tensorize data already in memory (what load_data does after reading)."""
     x, y = np.asarray(raw.x), np.asarray(raw.y)
     check_lengths(x, y, source)
+    x_test, y_test = (None, None) if raw.x_test is None else (np.asarray(raw.x_test), np.asarray(raw.y_test))
+    if x_test is not None:
+        check_lengths(x_test, y_test, f"{source} test split", ("x_test", "y_test"))
+        if x_test.shape[1:] != x.shape[1:] or y_test.shape[1:] != y.shape[1:]:
+            raise DataError(f"{source}: test samples have shape {x_test.shape[1:]} and targets {y_test.shape[1:]}, training ones "
+                            f"{x.shape[1:]} and {y.shape[1:]}; the official test split must match the training data")
+    all_y = y if y_test is None else np.concatenate([y, y_test])
     task = infer_task(raw, cfg.task)
     num_classes = None
     if task in ("classification", "binary"):
-        all_y = y if raw.y_test is None else np.concatenate([y, np.asarray(raw.y_test)])
         num_classes = cfg.num_classes or raw.num_classes or (2 if task == "binary" else None)
         check_targets(all_y, task, num_classes, f"{source} labels")
         num_classes = num_classes or int(np.max(all_y)) + 1
     else:
-        check_targets(y, task, None, f"{source} targets")
+        check_targets(all_y, task, None, f"{source} targets")
     check_features(x, f"{source} features")
     if x.ndim == 1:
         x = x[:, None]
-    x_test, y_test = (None, None) if raw.x_test is None else (np.asarray(raw.x_test), np.asarray(raw.y_test))
     class_names = raw.class_names
     if getattr(cfg, "classes", None) is not None:
         x, y, x_test, y_test, class_names = _select_classes(cfg.classes, task, num_classes, x, y, x_test, y_test, class_names, source)
@@ -158,21 +197,23 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         n_total = len(x) + len(x_test)
         fr = cfg.split or default_fractions(n_total)
         val_share = fr[1] / max(fr[0] + fr[1], 1e-12)
-        tr, va, _ = split_indices(len(x), (1 - val_share, val_share, 0.0), labels, cfg.split_seed)
+        split_fr = (1 - val_share, val_share, 0.0)  # of x: the test split is the official one
+        tr, va, _ = split_indices(len(x), split_fr, labels, cfg.split_seed)
         parts = {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (x_test, y_test)}
     else:
-        fr = cfg.split or default_fractions(len(x))
+        fr = split_fr = cfg.split or default_fractions(len(x))
         if cfg.split_order == "ordered":  # the held-out stretches come after the training one
             a, b = int(round(fr[0] * len(x))), int(round((fr[0] + fr[1]) * len(x)))
             tr, va, te = np.arange(a), np.arange(a, b), np.arange(b, len(x))
         else:
             tr, va, te = split_indices(len(x), fr, labels, cfg.split_seed)
         parts = {"train": (x[tr], y[tr]), "val": (x[va], y[va]), "test": (x[te], y[te])}
+    _check_split_sizes(parts, len(x), fr, split_fr, cfg.split_order == "ordered" and x_test is None, source)
+    if task in ("classification", "binary"):
+        check_classes(y if y_test is None else np.concatenate([y, y_test]), f"{source} labels", class_names)
     if cfg.subset is not None and cfg.subset < len(parts["train"][0]):
         keep = np.sort(np.random.default_rng(cfg.split_seed).permutation(len(parts["train"][0]))[: cfg.subset])
         parts["train"] = (parts["train"][0][keep], parts["train"][1][keep])
-    if len(parts["train"][0]) == 0:
-        raise DataError(f"{source}: the training split is empty; use more data or a larger train fraction in data.split")
 
     per_channel = raw.kind == "image"
     standardize = cfg.normalize == "standard" and raw.kind != "text"  # token ids are never scaled

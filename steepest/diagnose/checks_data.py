@@ -10,10 +10,13 @@ from steepest.diagnose.report import fail, ok, skip, warn
 
 
 def preprocessing(ctx):
-    """Train and validation inputs should have comparable statistics after preprocessing: per
-    feature, the validation mean within a fraction of the training std and the std ratio near 1.
-    Medians over features (robust to a few rare features); normalization applied twice or to one
-    split only moves every feature. Features constant on train are left out."""
+    """The inputs the model actually receives (after the recipe's normalization) should be near
+    unit scale and centered (see `DoctorContext.input_scale`): features at scale ~1000, or a mean
+    far above the spread, saturate activations and make the first layer's steps ill-conditioned.
+    Train and validation should also have comparable statistics: per feature, the validation mean
+    within a fraction of the training std and the std ratio near 1. Medians over features (robust
+    to a few rare features); normalization applied twice or to one split only moves every feature.
+    Features constant on train are left out."""
     tr, va = ctx.data.train.x.double().flatten(1), ctx.data.val.x.double().flatten(1)
     if len(va) < 2 or len(tr) < 2:
         return skip("preprocessing", "a split is too small to compare")
@@ -23,16 +26,26 @@ def preprocessing(ctx):
         return skip("preprocessing", "every feature is constant on the training split")
     shift = float(((va.mean(0) - tr.mean(0)).abs() / s_tr)[keep].median())
     ratio = float((va.std(0) / s_tr)[keep].median())
+    scale = ctx.input_scale()
     ev = {"median_mean_shift_in_train_std": shift, "median_std_ratio": ratio, "train_mean": float(tr.mean()),
-          "val_mean": float(va.mean()), "train_std": float(tr.std()), "val_std": float(va.std())}
+          "val_mean": float(va.mean()), "train_std": float(tr.std()), "val_std": float(va.std()),
+          **{f"input_{k}": scale[k] for k in ("rms", "offset", "spread") if k in scale}}
     text = f"per feature: validation mean shift {shift:.2f} train std, std ratio {ratio:.2f} (medians)"
+    split_verdict, summary, fix = "ok", f"train/val agree: {text}", ""
     if not 0.5 < ratio < 2 or shift > 0.5:
-        return fail("preprocessing", f"train and validation differ: {text}",
-                    "apply the same preprocessing, fitted on the training split only, exactly once to every split", **ev)
-    if not 0.75 < ratio < 1.33 or shift > 0.25:
-        return warn("preprocessing", f"train and validation differ somewhat: {text}",
-                    "check that every split goes through the same preprocessing (or that the split is not shifted)", **ev)
-    return ok("preprocessing", f"train/val agree: {text}", **ev)
+        split_verdict, summary = "fail", f"train and validation differ: {text}"
+        fix = "apply the same preprocessing, fitted on the training split only, exactly once to every split"
+    elif not 0.75 < ratio < 1.33 or shift > 0.25:
+        split_verdict, summary = "warn", f"train and validation differ somewhat: {text}"
+        fix = "check that every split goes through the same preprocessing (or that the split is not shifted)"
+    rank = {"ok": 0, "warn": 1, "fail": 2}
+    if scale["verdict"] != "ok":
+        summary = f"{scale['text']}; {summary}"
+        fix = f"{scale['fix']}; {fix}" if fix else scale["fix"]
+    worst = max(split_verdict, scale["verdict"], key=rank.get)
+    if worst == "ok":
+        return ok("preprocessing", f"{summary}; {scale['text']}", **ev)
+    return (fail if worst == "fail" else warn)("preprocessing", summary, fix, **ev)
 
 
 def class_imbalance(ctx):

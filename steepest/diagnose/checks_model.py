@@ -86,10 +86,10 @@ def initial_loss(ctx):
                     "start from the class priors: output bias = log(prior) (model.output_bias: auto)", **ev)
     if measured > 3 * expected + 0.5:
         return fail("initial_loss", f"initial loss {measured:.3f} vs {what}",
-                    "the outputs are too large at initialization: use default init or scale down the last layer", **ev)
+                    ctx.input_cause("the outputs are too large at initialization: use default init or scale down the last layer"), **ev)
     if measured > 1.5 * expected + 0.2:
         return warn("initial_loss", f"initial loss {measured:.3f} vs {what}",
-                    "the model starts confidently wrong; check the last layer's initialization and bias", **ev)
+                    ctx.input_cause("the model starts confidently wrong; check the last layer's initialization and bias"), **ev)
     return ok("initial_loss", f"initial loss {measured:.3f} vs {what}", **ev)
 
 
@@ -118,8 +118,11 @@ def sigmoid_hidden(ctx):
     leaves = [(n, m) for n, m in model.named_modules() if len(list(m.children())) == 0]
     hidden = [n for n, m in leaves[:-1] if isinstance(m, nn.Sigmoid)]
     if hidden:
-        return warn("sigmoid_hidden", f"sigmoid activations in hidden layers ({', '.join(hidden[:4])}): gradients shrink by <= 1/4 per layer",
-                    "use ReLU/GELU (or tanh) in hidden layers; keep sigmoid for gates and outputs")
+        sat = ctx.saturating()
+        tails = max((sat.get(n, 0.0) for n in hidden), default=0.0)
+        where = f"; on the recipe's inputs up to {tails:.0%} of them sit in the flat tails" if tails > 0.05 else ""
+        return warn("sigmoid_hidden", f"sigmoid activations in hidden layers ({', '.join(hidden[:4])}): gradients shrink by <= 1/4 per layer{where}",
+                    "use ReLU/GELU (or tanh) in hidden layers (model.activation: relu); keep sigmoid for gates and outputs", saturated=sat)
     return ok("sigmoid_hidden", "no hidden sigmoid activations")
 
 
@@ -141,11 +144,11 @@ def activations(ctx):
     if min(stds) < 1e-3 or max(stds) > 1e2 or not all(math.isfinite(s) for s in stds):
         worst = min(acts, key=lambda a: a[2]) if min(stds) < 1e-3 else max(acts, key=lambda a: a[2])
         return fail("activations", f"activation std {worst[2]:.2g} at {worst[0]} (vanishing/exploding at init)",
-                    "use Kaiming init for ReLU and Xavier for tanh (model.init), or add normalization layers", **ev)
+                    ctx.input_cause("use Kaiming init for ReLU and Xavier for tanh (model.init), or add normalization layers"), **ev)
     gain = stds[-1] / stds[0]
     if len(stds) > 2 and not 0.1 < gain < 10:
         return warn("activations", f"activation std goes from {stds[0]:.2g} to {stds[-1]:.2g} across {len(stds)} layers",
-                    "deep nets need Kaiming (ReLU) / Xavier (tanh) init or normalization to keep the std constant", **ev)
+                    ctx.input_cause("deep nets need Kaiming (ReLU) / Xavier (tanh) init or normalization to keep the std constant"), **ev)
     return ok("activations", f"activation std {min(stds):.2g}..{max(stds):.2g} across {len(stds)} layers", **ev)
 
 

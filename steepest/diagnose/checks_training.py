@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -12,45 +13,138 @@ from torch import nn
 from steepest.diagnose.report import fail, ok, skip, warn
 
 
-def _memorized(ctx, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first_loss: float | None, last_loss: float) -> bool:
-    """Every label right (classification; label smoothing floors the loss) or the loss near zero."""
+def _memorized(ctx, model: nn.Module, x: torch.Tensor, y: torch.Tensor, first_loss: float) -> tuple[bool, float]:
+    """Every label right and the loss halved (classification; label smoothing floors the loss) or the
+    loss near zero, on the model's eval-mode outputs; also returns that loss. One rule for the early
+    stop and the verdict (a stop on the labels alone could end a run the verdict then fails)."""
+    with torch.no_grad():
+        out = model.eval()(x)
+        loss = float(ctx.loss_fn(out, y))
+    model.train()
     if ctx.task in ("classification", "binary"):
-        with torch.no_grad():
-            out = model.eval()(x)
-        model.train()
         pred = out.argmax(-1) if ctx.task == "classification" else (out.reshape(-1) > 0).long()
         right = bool((pred == y.reshape(pred.shape).long()).all())
-        return right and (first_loss is None or last_loss < 0.5 * first_loss)
-    return math.isfinite(last_loss) and first_loss is not None and last_loss <= 0.1 * first_loss + 0.02
+        return right and loss < 0.5 * first_loss, loss
+    return math.isfinite(loss) and loss <= 0.1 * first_loss + 0.02, loss
 
 
-def overfit_tiny(ctx):
-    """A model that cannot memorize 2 samples, then one batch, has a bug (or ignores its input).
-    Adam at 3e-3 (at most 10x the recipe's lr: a pretrained network fine-tuned at 1e-4 collapses at
-    3e-3), dropout off; stops as soon as the subset is memorized (checked every 25 steps)."""
-    lr = min(3e-3, 10 * ctx.lr)
-    results = {}
+def _relu_model(ctx) -> nn.Module:
+    """A fresh model of the recipe with its hidden sigmoid/tanh layers replaced by ReLU (a what-if probe)."""
+    model = ctx.model()
+    leaves = [(n, m) for n, m in model.named_modules() if len(list(m.children())) == 0]
+    for name, m in leaves[:-1]:
+        if isinstance(m, (nn.Sigmoid, nn.Tanh)):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, nn.ReLU())
+    return model
+
+
+def _suspects(ctx) -> list[tuple[str, dict]]:
+    """The usual causes a failing training check re-runs without, as (cause with its fix, variant):
+    inputs far from unit scale (variant: standardized with the training statistics) and hidden
+    sigmoid/tanh layers (variant: ReLU instead). Only the suspects present on this recipe."""
+    out = []
+    scale = ctx.input_scale()
+    if scale["verdict"] != "ok":
+        out.append((f"{scale['text']}: {scale['fix']}", {"inputs": ctx.standardize}))
+    sat = ctx.saturating()
+    if sat:
+        kinds = sorted({type(m).__name__.lower() for n, m in ctx.model().named_modules() if n in sat})
+        worst = max(sat.values())
+        tails = f", up to {worst:.0%} of their outputs in the flat tails" if worst > 0.05 else ""
+        out.append((f"{'saturating ' if tails else ''}{'/'.join(kinds)} hidden layers ({', '.join(list(sat)[:4])}{tails}): "
+                    f"use ReLU/GELU hidden layers (model.activation: relu)", {"make_model": lambda: _relu_model(ctx)}))
+    return out
+
+
+def _likely_causes(ctx, works: Callable[..., bool], lr_variants: list[tuple[str, dict]] = ()) -> tuple[list[str], list[str]]:
+    """Counterfactual probes for a failing check: re-run it (`works(**variant)`) without each
+    suspect in turn (input scale, saturating activations), without all of them together when no
+    single one is enough, then with the given lr variants. Returns the causes whose removal makes
+    it pass (the likely ones; none means the model, the data or the labels) and the suspects
+    present that were not enough on their own."""
+    suspects = _suspects(ctx)
+    causes = [cause for cause, variant in suspects if works(**variant)]
+    if not causes and len(suspects) > 1 and works(**{k: v for _, variant in suspects for k, v in variant.items()}):
+        causes = [" together with ".join(cause for cause, _ in suspects)]
+    if not causes:
+        causes = [cause for cause, variant in lr_variants if works(**variant)][:1]
+    return causes, [cause for cause, _ in suspects if not any(cause in c for c in causes)]
+
+
+def _cause_fix(found: tuple[list[str], list[str]], otherwise: str) -> str:
+    causes, others = found
+    if causes:
+        also = f"; also present: {'; '.join(others)}" if others else ""
+        return "likely cause (the check passes without it): " + "; ".join(causes) + also
+    if others:
+        return f"{otherwise} (suspects present that did not explain it alone: {'; '.join(others)})"
+    return otherwise
+
+
+def _memorize(ctx, lr: float, make_model: Callable[[], nn.Module] | None = None, inputs: Callable | None = None,
+              results: dict | None = None) -> int | None:
+    """Memorize 2 samples (150 steps) then one batch (300 steps); the size that fails, or None."""
+    results = {} if results is None else results
     for n, steps in ((2, 150), (min(ctx.batch_size, 64), 300)):
         x, y = ctx.batch(n)
-        model = ctx.model()
+        x = inputs(x) if inputs is not None else x
+        model = (make_model or ctx.model)()
         for m in model.modules():  # memorization is the point: no dropout here
             if isinstance(m, nn.modules.dropout._DropoutNd):
                 m.p = 0.0
         with torch.no_grad():
             first = float(ctx.loss_fn(model(x), y))
-        losses = ctx.fit(model, x, y, steps, lr=lr, stop=lambda m=model, x=x, y=y: _memorized(ctx, m, x, y, None, 0.0))
-        results[n] = (first, losses[-1], len(losses))
-        if not _memorized(ctx, model, x, y, first, losses[-1]):
-            return fail("overfit_tiny", f"cannot overfit {n} samples: loss {first:.3f} -> {losses[-1]:.3f} in {len(losses)} steps",
-                        "check that the model uses its input and the labels match the inputs (no shift, no shuffling)",
-                        **{f"n{k}": v for k, v in results.items()})
-    return ok("overfit_tiny", "; ".join(f"{n} samples: {a:.3f} -> {b:.4f} in {s} steps" for n, (a, b, s) in results.items()),
-              **{f"n{k}": v for k, v in results.items()})
+        losses = ctx.fit(model, x, y, steps, lr=lr, stop=lambda m=model, x=x, y=y, f=first: _memorized(ctx, m, x, y, f)[0])
+        done, last = _memorized(ctx, model, x, y, first)
+        results[n] = (first, last, len(losses))
+        if not done:
+            return n
+    return None
+
+
+def _check_lr_variants(ctx, lr: float, default: float, what: str) -> list[tuple[str, dict]]:
+    """The lr probes of a check that trains with Adam at min(default, 10x the recipe's lr)."""
+    out = []
+    if lr < default:
+        out.append((f"the recipe's lr {ctx.lr:g} is too low: the check trains at 10x it ({lr:g}) and {what} at {default:g}; "
+                    f"raise optimizer.lr (steepest find-lr)", {"lr": default}))
+    out.append((f"too high an lr for this model: the check's Adam at {lr:g} fails but {what} at {lr / 10:g}; "
+                f"lower optimizer.lr if it is near {lr:g} (see learning_rate)", {"lr": lr / 10}))
+    return out
+
+
+def overfit_tiny(ctx):
+    """A model that cannot memorize 2 samples, then one batch, has a bug (or ignores its input).
+    Adam at 3e-3 (at most 10x the recipe's lr: a pretrained network fine-tuned at 1e-4 collapses at
+    3e-3), dropout off; stops as soon as the subset is memorized (checked every 25 steps). On a
+    failure, the likely cause is probed before the labels are blamed (`_likely_causes`)."""
+    lr = min(3e-3, 10 * ctx.lr)
+    results: dict = {}
+    n = _memorize(ctx, lr, results=results)
+    ev = {f"n{k}": v for k, v in results.items()}
+    if n is not None:
+        first, last, steps = results[n]
+        found = _likely_causes(ctx, lambda lr=lr, make_model=None, inputs=None: _memorize(ctx, lr, make_model, inputs) is None,
+                                _check_lr_variants(ctx, lr, 3e-3, "memorizes"))
+        return fail("overfit_tiny", f"cannot overfit {n} samples: loss {first:.3f} -> {last:.3f} in {steps} steps",
+                    _cause_fix(found, "check that the model uses its input and the labels match the inputs (no shift, no shuffling)"),
+                    likely_causes=found[0], **ev)
+    return ok("overfit_tiny", "; ".join(f"{n} samples: {a:.3f} -> {b:.4f} in {s} steps" for n, (a, b, s) in results.items()), **ev)
+
+
+def _val_score(ctx, x: torch.Tensor, y: torch.Tensor, val_x: torch.Tensor, lr: float,
+               make_model: Callable[[], nn.Module] | None = None, inputs: Callable | None = None) -> float:
+    """Validation loss after 100 Adam steps on (x, y)."""
+    model = (make_model or ctx.model)()
+    ctx.fit(model, inputs(x) if inputs is not None else x, y, 100, lr=lr, batch=ctx.batch_size)
+    return ctx.evaluate(model, "val", inputs(val_x) if inputs is not None else val_x)
 
 
 def real_vs_noise(ctx):
     """Real data must train better than random inputs, zero inputs and shuffled labels (Adam at 2e-3,
-    at most 10x the recipe's lr; for text, random inputs are random token ids)."""
+    at most 10x the recipe's lr; for text, random inputs are random token ids). On a failure, the
+    likely cause is probed before the inputs or labels are blamed (`_likely_causes`)."""
     x, y = ctx.data.train.x, ctx.data.train.y
     g = torch.Generator().manual_seed(ctx.seed)
     if ctx.data.info.kind == "text":  # random token ids from the data's id range, not Gaussian numbers
@@ -59,23 +153,24 @@ def real_vs_noise(ctx):
     else:
         noise = lambda shape: torch.randn(shape, generator=g).to(x)  # noqa: E731
     variants = {
-        "real": (x, y),
-        "random_inputs": (noise(x.shape), y),
-        "zero_inputs": (torch.zeros_like(x), y),
-        "shuffled_labels": (x, y[torch.randperm(len(y), generator=g).to(y.device)]),
+        "real": (x, y, ctx.data.val.x),
+        "random_inputs": (noise(x.shape), y, None),
+        "zero_inputs": (torch.zeros_like(x), y, torch.zeros_like(ctx.data.val.x)),
+        "shuffled_labels": (x, y[torch.randperm(len(y), generator=g).to(y.device)], ctx.data.val.x),
     }
+    lr = min(2e-3, 10 * ctx.lr)
     scores = {}
-    for name, (xv, yv) in variants.items():
-        model = ctx.model()
-        ctx.fit(model, xv, yv, 100, lr=min(2e-3, 10 * ctx.lr), batch=ctx.batch_size)
-        val_x = ctx.data.val.x if name != "zero_inputs" else torch.zeros_like(ctx.data.val.x)
-        if name == "random_inputs":
-            val_x = noise(ctx.data.val.x.shape)
-        scores[name] = ctx.evaluate(model, "val", val_x)
+    for name, (xv, yv, val_x) in variants.items():
+        scores[name] = _val_score(ctx, xv, yv, noise(ctx.data.val.x.shape) if val_x is None else val_x, lr)
     best_other = min(v for k, v in scores.items() if k != "real")
     if not scores["real"] < 0.95 * best_other:
+        found = _likely_causes(ctx, lambda lr=lr, make_model=None, inputs=None:
+                                _val_score(ctx, x, y, ctx.data.val.x, lr, make_model, inputs) < 0.95 * best_other,
+                                _check_lr_variants(ctx, lr, 2e-3, "real data beats the controls"))
         return fail("real_vs_noise", f"validation loss on real data {scores['real']:.3f} is no better than on noise/shuffled labels ({best_other:.3f})",
-                    "the model or the pipeline ignores or corrupts the inputs: check the forward pass and the feature/label alignment", **scores)
+                    _cause_fix(found, "the model or the pipeline ignores or corrupts the inputs: check the forward pass and the "
+                                       "feature/label alignment (labels shifted or shuffled against the inputs)"),
+                    likely_causes=found[0], **scores)
     return ok("real_vs_noise", f"val loss real {scores['real']:.3f} vs best control {best_other:.3f}", **scores)
 
 
@@ -141,42 +236,107 @@ def gradient_flow(ctx):
         return fail("gradient_flow", f"vanishing gradients: {name} gets {smallest:.2g} vs {largest:.2g} elsewhere",
                     "use ReLU-family activations, Kaiming/Xavier init, normalization layers or skip connections", **ev)
     if largest > 1e3:
-        return warn("gradient_flow", f"exploding gradients: norm {largest:.2g}", "clip gradients (trainer.clip_norm) and check initialization", **ev)
+        return warn("gradient_flow", f"exploding gradients: norm {largest:.2g}",
+                    ctx.input_cause("clip gradients (trainer.clip_norm) and check initialization"), **ev)
     worst = max(ratios.values())
     if worst > 0.1:
         return warn("gradient_flow", f"one step changes a layer by {worst:.1%} of its norm (healthy ~0.1%)",
-                    "lower the learning rate", **ev)
+                    ctx.input_cause(f"lower the learning rate (optimizer.lr {ctx.lr:g}; see learning_rate)"), **ev)
     if worst < 1e-6:
         return warn("gradient_flow", f"one step changes the weights by at most {worst:.1e} of their norm (healthy ~1e-3)",
                     "raise the learning rate", **ev)
     return ok("gradient_flow", f"grad norms {smallest:.2g}..{largest:.2g}; update/weight up to {worst:.1e}", **ev)
 
 
-def _progress(ctx, lr: float, steps: int = 60) -> tuple[float, float]:
-    """Mean loss of the first and last 5 steps of a short run with the recipe's optimizer at `lr`."""
-    losses = ctx.fit(ctx.model(), ctx.data.train.x, ctx.data.train.y, steps, lr=lr, optimizer="recipe", batch=ctx.batch_size)
-    start = sum(losses[:5]) / min(5, len(losses))
-    end = losses[-1] if not math.isfinite(losses[-1]) or len(losses) < steps else sum(losses[-5:]) / 5
-    return start, end
+def _trial(ctx, lr: float, steps: int = 60, make_model: Callable[[], nn.Module] | None = None,
+           inputs: Callable | None = None) -> dict:
+    """A short run of the recipe as written (its optimizer, parameter groups and clipping) at `lr`:
+    the loss at the first step (before any update), the mean of the last 5 (inf once non-finite)
+    and the peak."""
+    x = ctx.data.train.x
+    losses = ctx.fit((make_model or ctx.model)(), inputs(x) if inputs is not None else x, ctx.data.train.y, steps,
+                     lr=lr, optimizer="recipe", batch=ctx.batch_size)
+    finite = [v for v in losses if math.isfinite(v)]
+    end = sum(losses[-5:]) / len(losses[-5:]) if len(finite) == len(losses) == steps else math.inf
+    return {"lr": lr, "initial": losses[0], "end": end, "peak": max(finite, default=math.inf)}
+
+
+def _judge(t: dict, chance: float | None) -> dict[str, bool]:
+    """diverged: non-finite or ends 1.5x above its start; unstable: a spike to 3x the start (or the
+    chance loss); at_chance: ends no better than the know-nothing predictor; stalled: ends within
+    2% of its start. `good` is none of these."""
+    start = t["initial"]
+    j = {"diverged": not math.isfinite(t["end"]) or t["end"] > 1.5 * start,
+         "unstable": t["peak"] > 3 * max(start, chance or 0.0) + 1e-6,
+         "at_chance": chance is not None and t["end"] >= 0.98 * chance,
+         "stalled": t["end"] > 0.98 * start}
+    j["rose"] = j["diverged"] or t["end"] > start or j["unstable"]
+    j["good"] = not (j["diverged"] or j["unstable"] or j["at_chance"] or j["stalled"])
+    return j
+
+
+def _grid(ctx, chance: float | None, factor: float, n: int = 8) -> tuple[dict | None, list[dict]]:
+    """Steps of `factor` from the recipe's lr (down for factor < 1, up for > 1): past the first good
+    lr, keep going while the final loss improves; the best good trial (or None) and all tried."""
+    tried, best = [], None
+    for k in range(1, n + 1):
+        t = _trial(ctx, ctx.lr * factor**k)
+        tried.append(t)
+        if _judge(t, chance)["good"]:
+            if best is not None and t["end"] >= best["end"]:
+                break
+            best = t
+        elif best is not None:
+            break
+    return best, tried
+
+
+def _fmt(t: dict) -> str:
+    return f"{t['initial']:.3f} -> {t['end']:.3g}" + (f" (peak {t['peak']:.3g})" if t["peak"] > 3 * t["initial"] else "")
 
 
 def learning_rate(ctx):
-    """A short run at the recipe's lr (60 steps): divergence means too high, no progress too low.
-    On a bad verdict the lr 10x lower (or higher) is tried too, as evidence for the fix."""
-    start, end = _progress(ctx, ctx.lr)
-    ev = {"lr": ctx.lr, "first_losses": start, "last_losses": end}
-    if not math.isfinite(end) or end > 1.5 * start:
-        lo_start, lo_end = _progress(ctx, ctx.lr / 10)
-        ev.update(lr_div_10_last_losses=lo_end)
-        better = f"; at lr {ctx.lr / 10:g}: {lo_start:.3f} -> {lo_end:.3f}" if math.isfinite(lo_end) else ""
-        return fail("learning_rate", f"lr {ctx.lr:g} diverges: loss {start:.3f} -> {end:.3g}{better}",
-                    "lower optimizer.lr (run steepest find-lr)", **ev)
-    if end > 0.98 * start:
-        hi_start, hi_end = _progress(ctx, ctx.lr * 10)
-        ev.update(lr_times_10_last_losses=hi_end)
-        return warn("learning_rate", f"lr {ctx.lr:g} makes no progress in 60 steps: loss {start:.3f} -> {end:.3f}; "
-                    f"at lr {ctx.lr * 10:g}: {hi_start:.3f} -> {hi_end:.3g}", "raise optimizer.lr (run steepest find-lr)", **ev)
-    return ok("learning_rate", f"lr {ctx.lr:g}: loss {start:.3f} -> {end:.3f} in 60 steps", **ev)
+    """A short run (60 steps) of the recipe as written: its optimizer, parameter groups, clipping and
+    lr (constant: the lr the schedule peaks at). It fails when the loss diverges, spikes, rises, or
+    ends no better than the chance loss (a constant predictor at the label prior / target mean)
+    while not stalled; the fix is the best lr of a half-decade grid below the recipe's. A run that
+    makes no progress warns, with a larger lr from a decade grid above. When no lr helps, the
+    input scale and saturating activations are probed (`_likely_causes`) and named."""
+    chance = ctx.chance_loss()
+    t = _trial(ctx, ctx.lr)
+    j = _judge(t, chance)
+    vs = f" (chance {chance:.3f})" if chance is not None else ""
+    ev = {"lr": ctx.lr, "first_loss": t["initial"], "last_losses": t["end"], "peak_loss": t["peak"], "chance_loss": chance,
+          "judged": {k: v for k, v in j.items() if v}}
+    if j["good"]:
+        return ok("learning_rate", f"lr {ctx.lr:g}: loss {t['initial']:.3f} -> {t['end']:.3f} in 60 steps{vs}", **ev)
+    too_high = j["rose"] or (j["at_chance"] and not j["stalled"])
+    best, tried = _grid(ctx, chance, 10**-0.5) if too_high else (None, [])
+    if best is None and not j["rose"]:
+        best, more = _grid(ctx, chance, 10.0)  # decades: a too-low lr is often orders of magnitude off
+        tried += more
+    ev.update(tried={f"{x['lr']:.3g}": x["end"] for x in tried})
+    what = ("diverges" if j["diverged"] else "is unstable" if j["unstable"] else "makes no progress in 60 steps" if j["stalled"]
+            else "ends no better than chance")
+    summary = f"lr {ctx.lr:g} {what}: loss {_fmt(t)}{vs}"
+    if best is not None:
+        ev.update(suggested_lr=best["lr"], suggested_last_losses=best["end"])
+        summary += f"; at lr {best['lr']:.3g}: {_fmt(best)}"
+        if best["lr"] < ctx.lr:
+            return fail("learning_rate", summary, f"lr {ctx.lr:g} is too high for this recipe: set optimizer.lr: {best['lr']:.3g} "
+                        "(the best of a short grid below it; steepest find-lr refines it)", **ev)
+        return warn("learning_rate", summary, f"lr {ctx.lr:g} is too low to make progress: set optimizer.lr: {best['lr']:.3g} "
+                    "(the best of a short grid above it; steepest find-lr refines it)", **ev)
+    found = _likely_causes(ctx, lambda make_model=None, inputs=None: _judge(_trial(ctx, ctx.lr, make_model=make_model, inputs=inputs), chance)["good"])
+    ev.update(likely_causes=found[0])
+    span = f"lr {min(x['lr'] for x in tried):.2g}..{max(x['lr'] for x in tried):.2g}" if tried else "the recipe's lr"
+    if found[0]:
+        return fail("learning_rate", f"{summary}; no lr tried helps ({span})", _cause_fix(found, ""), **ev)
+    if j["at_chance"] or j["rose"]:
+        return fail("learning_rate", f"{summary}; no lr tried helps ({span})", _cause_fix(
+            found, "the cause is not the lr: the model does not learn this data (see overfit_tiny and real_vs_noise)"), **ev)
+    return warn("learning_rate", f"{summary}; no lr tried helps ({span})", _cause_fix(
+        found, "the loss falls too slowly at every lr tried: check the model and the data (see overfit_tiny), or train longer"), **ev)
 
 
 def precision(ctx):

@@ -7,7 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
-from steepest.config.arguments import add_recipe_arguments, recipe_from_arguments
+from steepest.config.arguments import (
+    add_recipe_arguments,
+    add_trust_code_argument,
+    recipe_from_arguments,
+)
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -41,7 +45,7 @@ def doctor(args: argparse.Namespace) -> int:
 
 def _recipe_and_model(args: argparse.Namespace):
     """The recipe's context and a model: the final weights of `--run-dir` (its config.yaml unless a
-    recipe is named), else a fresh one."""
+    recipe is named; component paths there need --trust-code), else a fresh one."""
     from safetensors.torch import load_file
 
     from steepest.diagnose import context_from_recipe
@@ -106,6 +110,7 @@ def doctor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="diagnose under/overfitting from this finished run's learning curves (metrics.db); "
                                      "with a recipe, --set or --checks also run the checks (recipe default: the run's config.yaml)")
     p.add_argument("--json", help="write the report as JSON here (default: RUN_DIR/doctor.json, else runs/doctor-<recipe>-<time>/)")
+    add_trust_code_argument(p)
 
 
 def batch_size_arguments(p: argparse.ArgumentParser) -> None:
@@ -116,6 +121,7 @@ def batch_size_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=30, help="pairs of gradients averaged")
     p.add_argument("--warmup-steps", type=int, default=50, help="without --run-dir, train this many steps first (the noise scale at init is atypical)")
     p.add_argument("--json", help="write the result as JSON here (default with --run-dir: RUN_DIR/batch_size.json)")
+    add_trust_code_argument(p)
 
 
 def sharpness_arguments(p: argparse.ArgumentParser) -> None:
@@ -125,3 +131,4 @@ def sharpness_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probes", type=int, default=50, help="Hutchinson probe vectors")
     p.add_argument("--samples-batch", type=int, default=512, help="samples in the loss whose Hessian is measured")
     p.add_argument("--json", help="write the result as JSON here (default with --run-dir: RUN_DIR/sharpness.json)")
+    add_trust_code_argument(p)

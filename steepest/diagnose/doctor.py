@@ -18,6 +18,7 @@ from steepest.config.build import (
     build_model_from_recipe,
     build_optimizer,
     loss_name,
+    needs_create_graph,
 )
 from steepest.config.validate import validate_recipe
 from steepest.data import load_data
@@ -45,10 +46,13 @@ def context_from_recipe(recipe, data=None) -> DoctorContext:
         loss_fn=build_loss(recipe, info.task, class_weights),
         make_optimizer=lambda model: build_optimizer(recipe, model),
         batch_size=batch_size_for(recipe, len(data.train)),
-        lr=recipe.optimizer.lr,
+        lr=recipe.optimizer.lr or 1e-3,  # a component optimizer with its own default: the doctor probes around 1e-3
         device=device,
         loss_name=loss_name(recipe, info.task) or "",
         seed=recipe.trainer.seed,
+        clip_norm=recipe.trainer.clip_norm,
+        clip_value=recipe.trainer.clip_value,
+        create_graph=needs_create_graph(recipe),
     )
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,19 +32,23 @@ from steepest.registry import accepted_arguments
 
 
 def create(name: str, params_or_model: torch.nn.Module | Iterable[Any], *, lr_scale: dict[str, float] | None = None,
-           no_decay: Iterable[str] = (), group_params: bool = True, **hyperparameters: Any) -> torch.optim.Optimizer:
+           no_decay: Iterable[str] = (), decay_1d: bool = False, group_params: bool = True,
+           **hyperparameters: Any) -> torch.optim.Optimizer:
     """Build the optimizer registered as `name`.
 
-    Given a model, biases and normalization parameters go to a group without weight decay (and
-    without LARS/LAMB adaptation) and `lr_scale` sets discriminative learning rates per module
-    prefix; `group_params=False` keeps all parameters in one group.
+    Given a model, every parameter with fewer than two dimensions (biases, normalization gains)
+    and the parameters of normalization layers go to a group without weight decay and without
+    LARS/LAMB adaptation (`decay_1d=True` decays vectors too; `no_decay` adds name patterns), and
+    `lr_scale` sets discriminative learning rates per module prefix; `group_params=False` keeps
+    all parameters in one group.
     """
     record = OPTIMIZERS.get(name)
     params: Any = params_or_model
     if isinstance(params_or_model, torch.nn.Module):
         hp = {**record.defaults, **hyperparameters}
         if group_params:
-            params = param_groups(params_or_model, hp.get("weight_decay", 0.0), no_decay=no_decay, lr_scale=lr_scale)
+            params = param_groups(params_or_model, hp.get("weight_decay", 0.0), no_decay=no_decay, lr_scale=lr_scale,
+                                  decay_1d=decay_1d)
             lr = hp.get("lr")
             for group in params:
                 scale = group.pop("lr_scale")
@@ -53,6 +58,22 @@ def create(name: str, params_or_model: torch.nn.Module | Iterable[Any], *, lr_sc
             params = params_or_model.parameters()
     params = list(params)
     return OPTIMIZERS.build(name, params, **_fast_defaults(record.target, params, hyperparameters))
+
+
+def defaults_of(name: str, base: str | None = None) -> dict[str, Any]:
+    """The hyperparameters a registered optimizer uses when not given: its record's defaults over
+    its signature's (a wrapper such as lookahead takes those of its `base` optimizer).
+
+    >>> defaults_of("lion")["lr"], defaults_of("adamw")["weight_decay"]
+    (0.0001, 0.01)
+    """
+    record = OPTIMIZERS.get(name)
+    params, _ = accepted_arguments(record.target)
+    found = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+    found.update(record.defaults)
+    if "lr" not in params and "base" in found:
+        found = {**defaults_of(base or found["base"]), **found}
+    return found
 
 
 def _first_tensor(params: list) -> torch.Tensor | None:
@@ -86,4 +107,4 @@ def _fast_defaults(target: Any, params: list, hyperparameters: dict[str, Any]) -
 
 
 __all__ = ["EMA", "LARS", "OPTIMIZERS", "SWA", "AdaHessian", "EMAMomentum", "Lamb", "Lion", "Lookahead", "MuonAdamW",
-           "NAdam", "NovoGrad", "RAdam", "RAdamLARS", "create", "param_groups"]
+           "NAdam", "NovoGrad", "RAdam", "RAdamLARS", "create", "defaults_of", "param_groups"]

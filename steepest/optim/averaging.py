@@ -96,7 +96,12 @@ class EMA(_Averager):
         super().__init__(model, AveragedModel(model, multi_avg_fn=self._lerp, use_buffers=True))
 
     def _lerp(self, averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        torch._foreach_lerp_(averaged, current, 1 - self._decay_now)
+        """Called once per (device, dtype) group: float tensors are averaged; integer buffers (a
+        BatchNorm's num_batches_tracked) are counts, not weights, so they are copied."""
+        if averaged[0].is_floating_point() or averaged[0].is_complex():
+            torch._foreach_lerp_(averaged, current, 1 - self._decay_now)
+        else:
+            torch._foreach_copy_(averaged, current)
 
     def decay_at(self, step: int) -> float:
         return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay

@@ -1,5 +1,9 @@
-"""Parameter groups: no weight decay (and no LARS/LAMB adaptation) for biases and normalization
-parameters, and per-group learning-rate scales for discriminative fine-tuning.
+"""Parameter groups: no weight decay (and no LARS/LAMB trust-ratio adaptation) for every parameter
+with fewer than two dimensions (biases, and the gains of any normalization layer, a user's own
+included) and for the parameters of torch's normalization layers, and per-group learning-rate
+scales for discriminative fine-tuning. Decaying a gain shrinks the scale a normalization layer
+exists to learn, and a trust ratio |w|/|g| of a bias is meaningless (You et al. 2020, LAMB, exclude
+both; so do timm's and the Hugging Face Trainer's defaults).
 
     >>> import torch
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
@@ -19,26 +23,31 @@ NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.Loc
 )
 
 
-def no_decay_names(model: nn.Module, extra: Iterable[str] = ()) -> set[str]:
-    """Names of biases, normalization parameters and any parameter whose name contains `extra`."""
+def no_decay_names(model: nn.Module, extra: Iterable[str] = (), decay_1d: bool = False) -> set[str]:
+    """Names of the parameters exempt from weight decay: those with fewer than two dimensions
+    (unless `decay_1d`), biases, parameters of normalization layers, and any parameter whose name
+    contains one of `extra`."""
     names = set()
     for module_name, module in model.named_modules():
-        for pname, _ in module.named_parameters(recurse=False):
+        for pname, p in module.named_parameters(recurse=False):
             full = f"{module_name}.{pname}" if module_name else pname
-            if pname == "bias" or isinstance(module, NORM_TYPES) or any(e in full for e in extra):
+            vector = p.dim() < 2 and not decay_1d
+            if vector or (pname == "bias" and not decay_1d) or isinstance(module, NORM_TYPES) or any(e in full for e in extra):
                 names.add(full)
     return names
 
 
 def param_groups(model: nn.Module, weight_decay: float = 0.0, *, no_decay: Iterable[str] = (),
-                 lr_scale: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """Groups for an optimizer: decayed weights, and a no-decay group (`weight_decay=0`, `adapt=False`).
+                 lr_scale: dict[str, float] | None = None, decay_1d: bool = False) -> list[dict[str, Any]]:
+    """Groups for an optimizer: decayed weights, and a no-decay group (`weight_decay=0`, `adapt=False`)
+    holding what `no_decay_names` exempts (`decay_1d=True`: vectors and biases are decayed too,
+    except in torch's normalization layers).
 
     `lr_scale` maps a module-name prefix to a multiplier of the optimizer's lr (discriminative
     learning rates: e.g. {"backbone": 0.1}); the longest matching prefix wins. Groups carry
     `lr_scale`, which `create` turns into the group's lr.
     """
-    skip = no_decay_names(model, no_decay)
+    skip = no_decay_names(model, no_decay, decay_1d)
     scales = lr_scale or {}
     buckets: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():

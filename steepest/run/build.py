@@ -12,6 +12,7 @@ is not edited afterwards.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from steepest.training.callbacks import (
     StoreLogger,
     TrainScalars,
 )
+from steepest.training.callbacks._registry import LOGGERS
 from steepest.training.distributed import DistContext
 from steepest.training.events import Callback
 from steepest.training.precision import resolve_device
@@ -91,7 +93,7 @@ def build_run_model(recipe: Recipe, data: DataBundle, runtime: Runtime) -> tuple
     model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs).to(runtime.device)
     if recipe.model.kwargs().get("output_bias") == "auto":
         init_output_bias(model, data.train.y, info.task)
-    notes = apply_finetune(model, recipe.finetune) if recipe.finetune is not None else []
+    notes = [f"finetune: {n}" for n in apply_finetune(model, recipe.finetune)] if recipe.finetune is not None else []
     if runtime.dist.enabled and t.strategy == "fsdp":
         unsupported = [c.name for c in recipe.callbacks if c.name in ("swa", "ema")]
         if recipe.finetune is not None and recipe.finetune.lora is not None:
@@ -115,6 +117,9 @@ def build_run_callbacks(recipe: Recipe, run_dir: Path | None, store: MetricStore
     callbacks.append(TrainScalars(t.log_every_n_steps))
     if store is not None:
         callbacks.append(StoreLogger(store))
+    if run_dir is not None:
+        hparams = recipe_to_dict(recipe)
+        callbacks += [LOGGERS.get(name).target.for_run(run_dir, hparams) for name in t.loggers]
     progress = ProgressBar({"auto": None, "on": True, "off": False}[t.progress] if console else False)
     if console and not progress.enabled:
         callbacks.append(ConsoleLogger())
@@ -139,7 +144,37 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
                       eval_data={"val": data.val, "test": data.test}, info=data.info, schedules=parts.schedules,
                       callbacks=callbacks, batch_transform=parts.batch_transform, rng=parts.rng, dist=runtime.dist,
                       recipe=recipe_to_dict(recipe))
+    if runtime.dist.enabled:
+        notes.append(global_batch_note(recipe, parts.loader, runtime.dist, parts.optimizer.param_groups[0]["lr"]))
     if console and runtime.dist.rank == 0:
-        for note in notes:
-            print(f"finetune: {note}")
+        print("\n".join(run_header(recipe, data, model, trainer, runtime, run_path) + notes), file=sys.stderr)
     return Run(trainer, data, run_path, store, runtime.dist, notes)
+
+
+def run_header(recipe: Recipe, data: DataBundle, model: nn.Module, trainer: Trainer, runtime: Runtime,
+               run_dir: Path | None) -> list[str]:
+    """What a run is, in three lines, before its first step: where it is written; device, precision
+    and data; model size, optimizer and the step budget."""
+    info, t = data.info, recipe.trainer
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    classes = f", {info.num_classes} classes" if info.num_classes else ""
+    opt = recipe.optimizer
+    hyper = f"lr {opt.lr:g}" + (f", weight decay {opt.weight_decay:g}" if opt.weight_decay else "") if opt.lr is not None else "its own defaults"
+    where = f"-> {run_dir}" if run_dir is not None else "(nothing written)"
+    return [
+        f"{recipe.name or 'recipe'} {where}",
+        f"  {runtime.device.type}, {t.precision} | data {info.source}: train {len(data.train):,} / val {len(data.val):,} / "
+        f"test {len(data.test):,} ({info.task}{classes})",
+        f"  model {recipe.model.name or recipe.model.component}: {total:,} parameters ({trainable:,} trainable) | optimizer "
+        f"{opt.name or opt.component}, {hyper} | {trainer.total_steps:,} steps ({trainer.steps_per_epoch:,} per epoch)",
+    ]
+
+
+def global_batch_note(recipe: Recipe, loader, dist: DistContext, lr: float) -> str:
+    """Under torchrun the global batch grows with the number of processes; say so, and what lr runs."""
+    per_step = loader.batch_size * recipe.trainer.accumulate
+    rule = recipe.optimizer.scale_lr
+    how = f"scaled by optimizer.scale_lr: {rule}" if rule != "none" else "not scaled; optimizer.scale_lr: linear or sqrt scales it"
+    return (f"torchrun: {dist.world_size} processes x {per_step} samples per step = a global batch of "
+            f"{dist.world_size * per_step}; lr {lr:.3g} ({how})")

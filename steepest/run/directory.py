@@ -1,24 +1,84 @@
-"""A run directory: what it holds and how a run's recipe is read back from it.
+"""A run directory: what it holds, the checks made before anything is written to it, and how a
+run's recipe is read back from it.
 
-    RUN_DIR/config.yaml       the resolved recipe (written before training starts)
+    RUN_DIR/config.yaml       the resolved recipe (written first, before the data is read)
     RUN_DIR/data_info.json    what the data is (task, classes, normalization, tokenizer)
-    RUN_DIR/metrics.db        every logged scalar (SQLite)
+    RUN_DIR/metrics.db        every logged scalar of this run (SQLite)
     RUN_DIR/checkpoints/      step-N.safetensors (the whole training state), best.safetensors
     RUN_DIR/model.safetensors the final weights;  RUN_DIR/summary.json  the final metrics
+
+A directory that holds a run is never overwritten by another: `train` refuses it unless told to
+continue it (`resume`) or to replace it (`overwrite`, which deletes the old run's files first).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sqlite3
 from pathlib import Path
 
-from steepest.config import Recipe, load_recipe, recipe_to_dict
+from steepest.config import Recipe, recipe_to_dict
+from steepest.config.arguments import RUN_CONFIG
 from steepest.config.yaml_io import dump_yaml
 from steepest.data import DataInfo
-from steepest.training.checkpoint import atomic_write_bytes
+from steepest.errors import ConfigError
+from steepest.training.checkpoint import atomic_write_bytes, sweep_temp_files
 
-CONFIG = "config.yaml"
+CONFIG = RUN_CONFIG
 DATA_INFO = "data_info.json"
+RUN_FILES = (CONFIG, DATA_INFO, "metrics.db", "checkpoints", "model.safetensors", "summary.json",
+             "lora_adapters.safetensors")  # what a run writes; --overwrite removes exactly these
+
+
+def holds_run(path: Path) -> bool:
+    """Whether `path` holds a run that trained: a checkpoint, final weights, a summary or a logged
+    metric. A folder with only the config of a run that stopped before its first logged step (a
+    recipe or data error) may be reused."""
+    if not path.is_dir():
+        return False
+    if any((path / name).exists() for name in ("model.safetensors", "summary.json", "lora_adapters.safetensors")):
+        return True
+    if (path / "checkpoints").is_dir() and any((path / "checkpoints").iterdir()):
+        return True
+    db = path / "metrics.db"
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT 1 FROM metrics LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return True  # unreadable: treat it as a run, never delete it silently
+
+
+def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Check that `path` may receive this run, before anything is written: it is a folder (or can
+    be made one), writable, and holds no other run unless `resume` (continue it) or `overwrite`
+    (its run files are deleted now). Temp files of interrupted writes are swept. ConfigError
+    names the problem and the fix."""
+    path = Path(path)
+    if resume and overwrite:
+        raise ConfigError("give --resume (continue the run) or --overwrite (replace it), not both")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--run-dir {path} is a file; give a folder (new or holding a run)")
+    if not resume and (holds_run(path) and not overwrite):
+        raise ConfigError(f"{path} already holds a run; continue it with --resume, replace it with --overwrite, "
+                          "or choose another --run-dir")
+    if not resume and path.is_dir():  # a replaced run, or the leftovers of one that never trained
+        for name in RUN_FILES:
+            target = path / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"--run-dir {path}: cannot write there ({exc.strerror or exc}); choose a writable folder") from None
+    for folder in (path, path / "checkpoints"):
+        sweep_temp_files(folder)
+    return path
 
 
 def write_config(recipe: Recipe, run_dir: Path) -> None:
@@ -27,8 +87,3 @@ def write_config(recipe: Recipe, run_dir: Path) -> None:
 
 def write_data_info(info: DataInfo, run_dir: Path) -> None:
     atomic_write_bytes(Path(run_dir) / DATA_INFO, json.dumps(info.to_dict(), indent=2).encode())
-
-
-def recipe_from_run_dir(run_dir: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """The recipe a run was trained with (its config.yaml), with `overrides` applied."""
-    return load_recipe(str(Path(run_dir) / CONFIG), overrides or [])

@@ -17,9 +17,9 @@ def finish(run, started: float) -> dict[str, Any]:
     """Evaluate on the test split, write model.safetensors (LoRA merged into plain layers, the
     adapters apart) and summary.json on the main process; return the summary."""
     trainer = run.trainer
-    test = trainer.evaluate("test")
+    test = trainer.evaluate("test") if len(run.data.test) else {}  # data.split may give the test split no share
     val = {k: v for k, v in trainer.state.metrics.items() if k.startswith("val_")}
-    if not val:
+    if not val and len(run.data.val):
         val = trainer.evaluate("val")
     info = run.data.info
     summary: dict[str, Any] = {

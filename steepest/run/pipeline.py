@@ -7,29 +7,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-from steepest.config import Recipe
+from steepest.config import Recipe, recipe_to_dict
+from steepest.config.validate import validate_recipe
 from steepest.run.build import build_run
-from steepest.run.directory import write_config, write_data_info
+from steepest.run.directory import prepare_run_dir, write_config, write_data_info
 from steepest.run.finish import finish
-from steepest.run.resume import resume
+from steepest.run.resume import find_checkpoints, resume
 from steepest.track import default_run_dir
 from steepest.training import distributed
 from steepest.training.events import Callback
 
 
-def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool = False, console: bool = True,
-          extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
-    """Train a recipe end to end; returns the summary (also written to run_dir/summary.json)."""
+def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool = False, overwrite: bool = False,
+          console: bool = True, extra_callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Train a recipe end to end; returns the summary (also written to run_dir/summary.json).
+
+    The run directory (default: a new `runs/<recipe>-<time>`) is checked before anything is
+    written (see `steepest.run.directory.prepare_run_dir`); with `resume_run`, so are the
+    checkpoints, so a refused resume leaves the directory as it was. config.yaml is written next,
+    before the data is read."""
     started = time.time()
+    validate_recipe(recipe)  # a recipe error leaves the run directory untouched
+    is_main = distributed.rank_from_env() == 0
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name or "run")
-    run_path.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        prepare_run_dir(run_path, resume=resume_run, overwrite=overwrite)
+    checkpoints = find_checkpoints(run_path, recipe_to_dict(recipe)) if resume_run else None
+    if is_main:
+        write_config(recipe, run_path)
     run = build_run(recipe, run_path, console=console, extra_callbacks=extra_callbacks)
     try:
         if run.dist.rank == 0:
-            write_config(recipe, run_path)
             write_data_info(run.data.info, run_path)
         if resume_run:
-            resume(run)
+            resume(run, checkpoints)
         run.trainer.fit()
         summary = finish(run, started)
         summary["run_dir"] = str(run_path)

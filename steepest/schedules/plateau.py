@@ -53,6 +53,9 @@ class ReduceOnPlateau:
         self.last_metric: float | None = None
 
     def is_better(self, metric: float, best: float) -> bool:
+        """A finite metric beyond the threshold of `best` (NaN and +-inf are never better)."""
+        if not math.isfinite(metric):
+            return False
         rel, sign = self.threshold_mode == "rel", 1 if self.mode == "min" else -1
         if self.mode == "min":
             bound = best * (1 - self.threshold) if rel else best - self.threshold

@@ -27,11 +27,15 @@ def list_runs(root: str | Path = "runs") -> list[dict]:
         if not (run / "config.yaml").exists():
             continue
         summary_path = run / "summary.json"
+        status = "incomplete"
         try:
             summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        except (OSError, json.JSONDecodeError):
-            summary = {}
-        rows.append({"run": run.name, "path": str(run), "status": summary.get("status", "incomplete"),
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            summary, status = {}, "unreadable summary.json"
+        if not isinstance(summary, dict):
+            summary, status = {}, "unreadable summary.json"
+        summary = {k: v for k, v in summary.items() if isinstance(v, (str, int, float)) or v is None}
+        rows.append({"run": run.name, "path": str(run), "status": summary.get("status", status),
                      "mtime": run.stat().st_mtime, **summary})
     return sorted(rows, key=lambda r: -r["mtime"])
 

@@ -6,6 +6,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from steepest.errors import CheckpointError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metrics (
     step INTEGER NOT NULL,
@@ -22,7 +24,11 @@ class MetricStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path)
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise CheckpointError(f"{self.path} is not a metrics database ({exc}); delete it or use a new run directory") from None
         self._pending: list[tuple[int, str, float, float]] = []
 
     def log(self, step: int, values: dict[str, float]) -> None:
@@ -54,5 +60,11 @@ class MetricStore:
 
 
 def read_series(db_path: str | Path, name: str) -> list[tuple[int, float]]:
-    with sqlite3.connect(db_path) as db:
-        return list(db.execute("SELECT step, value FROM metrics WHERE name = ? ORDER BY step, rowid", (name,)))
+    """(step, value) rows of one metric; CheckpointError when the file is not a metrics database."""
+    if not Path(db_path).is_file():
+        raise CheckpointError(f"{db_path} does not exist; give a run directory written by steepest train")
+    try:
+        with sqlite3.connect(db_path) as db:
+            return list(db.execute("SELECT step, value FROM metrics WHERE name = ? ORDER BY step, rowid", (name,)))
+    except sqlite3.DatabaseError as exc:
+        raise CheckpointError(f"{db_path} is not a metrics database ({exc})") from None

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from safetensors.torch import save as st_save
 
 from steepest.errors import CheckpointError
 from steepest.training.serialization import flatten, unflatten
+from steepest.training.state import TrainState
 
 FORMAT = "steepest-checkpoint/1"
 
@@ -76,12 +78,46 @@ def load_state(path: str | Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a steepest checkpoint (format {meta.get('format')!r})")
     skeleton = meta.get("state", "")
-    if _digest(skeleton, tensors) != meta.get("sha256"):
+    if not isinstance(skeleton, str) or _digest(skeleton, tensors) != meta.get("sha256"):
         raise CheckpointError(f"checkpoint {path} failed its checksum (corrupted on disk)")
-    return unflatten(json.loads(skeleton), tensors)
+    try:
+        state = unflatten(json.loads(skeleton), tensors)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # well-formed bytes, ill-formed contents
+        raise CheckpointError(f"checkpoint {path} has an invalid structure ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} does not hold a training state")
+    return state
 
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
+_TEMP_FILE = re.compile(r"^\..+\.tmp-(\d+)$")  # what atomic_write_bytes leaves when killed mid-write
+
+
+def sweep_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files of interrupted atomic writes in `folder` (those whose writing process
+    is gone); returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP_FILE.match(p.name)
+        if m and p.is_file() and not _alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes nothing while it sweeps
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class CheckpointManager:
@@ -109,11 +145,31 @@ class CheckpointManager:
         save_state(path, state)
         return path
 
-    def load_latest(self) -> tuple[dict[str, Any], Path] | None:
-        """The newest checkpoint that verifies; corrupt ones are skipped with a warning."""
-        for _, path in reversed(self.step_files()):
+    def candidates(self, validate: Callable[[int, dict[str, Any]], None] | None = None) -> Iterator[tuple[dict[str, Any], Path]]:
+        """Checkpoints that verify (checksum, structure, and `validate(step, state)` when given:
+        it raises ValueError or CheckpointError for a state that cannot be used), newest first;
+        the others are skipped with a warning."""
+        for step, path in reversed(self.step_files()):
             try:
-                return load_state(path), path
+                state = load_state(path)
+                if validate is not None:
+                    validate(step, state)
             except CheckpointError as exc:
                 warnings.warn(f"{exc}; falling back to the previous checkpoint", stacklevel=2)
-        return None
+                continue
+            except ValueError as exc:
+                warnings.warn(f"checkpoint {path} is invalid ({exc}); falling back to the previous checkpoint", stacklevel=2)
+                continue
+            yield state, path
+
+    def load_latest(self, validate: Callable[[int, dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], Path] | None:
+        """The newest checkpoint that verifies (see `candidates`), or None."""
+        return next(self.candidates(validate), None)
+
+
+def validate_training_state(step: int, state: dict[str, Any]) -> None:
+    """A Trainer's checkpoint: a valid train state whose step is the one in the file name (a file
+    whose checksum holds may still have been crafted: `step: "abc"`, `step: 1e9`)."""
+    train_state = TrainState.from_dict(state.get("train_state"))
+    if train_state.step != step:
+        raise ValueError(f"it holds step {train_state.step}, not the step {step} of its name")

@@ -45,6 +45,11 @@ class DistContext:
         return self.world_size > 1
 
 
+def rank_from_env() -> int:
+    """This process's rank as torchrun sets it (0 for a single process), before any process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
     """Join the process group torchrun describes in the environment (no-op for a single process)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

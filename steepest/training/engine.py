@@ -6,7 +6,9 @@ the count the loss divides by (its `normalizer(targets)`: response tokens for a 
 the summed class weights of a weighted cross entropy; the number of samples for a loss that does
 not say) and N the sum over the step's micro-batches, and over every rank under DDP/FSDP. So k
 micro-batches give the gradient of one batch of all their samples, as the Hugging Face Trainer's
-`num_items_in_batch` does.
+`num_items_in_batch` does. A loss that declares a normalizer must stay finite, with finite
+gradients, when its count is 0 (a micro-batch with no response token): torch's cross entropy with
+every target ignored does; a hand-written mean should divide by `count.clamp_min(1)`.
 """
 
 from __future__ import annotations

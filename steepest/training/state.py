@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,19 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        """The state saved by `to_dict`; ValueError when a field is missing or of the wrong kind (a
+        checkpoint whose checksum holds but whose contents were crafted or written by other code)."""
+        if not isinstance(d, dict) or set(d) != {f.name for f in fields(cls)}:
+            raise ValueError(f"train_state must have exactly the fields {sorted(f.name for f in fields(cls))}")
+        for key in ("step", "epoch", "step_in_epoch", "nonfinite_in_row", "nonfinite_total"):
+            if type(d[key]) is not int or not 0 <= d[key] < 2**53:
+                raise ValueError(f"train_state.{key} must be a whole number >= 0, got {d[key]!r}")
+        if not isinstance(d["stop_reason"], str) or not isinstance(d["metrics"], dict):
+            raise ValueError("train_state.stop_reason must be text and train_state.metrics a mapping")
+        if not all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in d["metrics"].items()):
+            raise ValueError("train_state.metrics must map names to numbers")
+        if d["step_in_epoch"] > d["step"] or d["epoch"] > d["step"]:
+            raise ValueError(f"train_state is inconsistent: epoch {d['epoch']}, step {d['step']}, step_in_epoch {d['step_in_epoch']}")
         return cls(**d)
 
 

@@ -61,14 +61,15 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def search(args: argparse.Namespace) -> int:
-    from steepest.tune.search import format_trials, run_search
+    from steepest.tune.search import best_recipe_path, format_trials, refuse_distributed, run_search
 
+    refuse_distributed()  # before anything is written
     recipe = recipe_from_arguments(args)
     out = _out_dir(args, "search", recipe)
     study = run_search(recipe, out, storage=args.storage, study_name=args.study, n_trials=args.trials)
     print(format_trials(study))
     print(f"best {recipe.search.metric}: {study.best_value:.4g} with " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in study.best_params.items()))
-    print(f"best recipe: {out / 'best_recipe.yaml'}")
+    print(f"best recipe: {best_recipe_path(out, study)}")
     return 0
 
 
@@ -94,6 +95,6 @@ def compare_arguments(p: argparse.ArgumentParser) -> None:
 def search_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
     p.add_argument("--trials", type=int, help="number of trials (default: search.n_trials)")
-    p.add_argument("--storage", help="Optuna RDB URL shared by parallel workers (default sqlite:///OUT/study.db)")
+    p.add_argument("--storage", help="Optuna RDB URL shared by parallel workers, one process each (default sqlite:///OUT/study.db)")
     p.add_argument("--study", help="study name (default: the recipe name)")
-    p.add_argument("--out", help="output folder (default runs/search-<recipe>-<time>)")
+    p.add_argument("--out", help="output folder; trials go to OUT/<study>/trial-<number> (default runs/search-<recipe>-<time>)")

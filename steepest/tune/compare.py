@@ -1,8 +1,9 @@
 """Optimizer comparison: the same recipe, seed, data order and step budget, one optimizer at a time.
 
-Each optimizer keeps the recipe's lr and weight decay unless given its own (`lrs`), or each runs at
-its own LR-range-test suggestion (`lr_from_finder=True`). Results: a table (final and best val
-metrics, wall time) and a PNG of the loss curves in the comparison directory.
+Each optimizer runs with its own documented defaults (SGD's lr is not Lion's), unless given its
+own lr (`lrs`) or its LR-range-test suggestion (`lr_from_finder=True`); the table says which
+(`lr_source`: default, given or finder). Results: a table (final and best val metrics, wall time)
+and a PNG of the loss curves in the comparison directory.
 """
 
 from __future__ import annotations
@@ -24,19 +25,21 @@ class CompareRow:
     optimizer: str
     lr: float
     summary: dict
+    lr_source: str = "default"
 
     def cells(self) -> dict:
         s = self.summary
         best = s.get("best_val_loss")
-        return {"optimizer": self.optimizer, "lr": self.lr, "val_loss": s.get("val_loss"), "best_val_loss": best,
+        return {"optimizer": self.optimizer, "lr": self.lr, "lr_source": self.lr_source, "val_loss": s.get("val_loss"), "best_val_loss": best,
                 "val_accuracy": s.get("val_accuracy", s.get("val_r2")), "test_accuracy": s.get("test_accuracy", s.get("test_r2")),
                 "seconds": s.get("wall_seconds")}
 
 
 def recipe_for(recipe: Recipe, optimizer: str, lr: float | None) -> Recipe:
+    """The recipe with `optimizer` at its own default hyperparameters (its lr, its weight decay), or
+    at `lr` when given."""
     data = recipe_to_dict(recipe)
-    base = data["optimizer"]
-    data["optimizer"] = {"name": optimizer, "lr": lr if lr is not None else base["lr"], "weight_decay": base["weight_decay"]}
+    data["optimizer"] = {"name": optimizer, **({"lr": lr} if lr is not None else {})}
     data["checkpoint"]["enabled"] = False
     return recipe_from_dict(data)
 
@@ -49,13 +52,14 @@ def compare(recipe: Recipe, optimizers: list[str], out_dir: Path, lrs: dict[str,
     for r in recipes.values():
         validate_recipe(r)  # every name checked before the first run starts
     for name, r in recipes.items():
-        if lr_from_finder:
+        source = "given" if name in (lrs or {}) else "default"
+        if lr_from_finder and source == "default":
             run = build_run(r, None, console=False)
-            r = recipe_for(recipe, name, range_test(run.trainer).suggested_lr)
+            r, source = recipe_for(recipe, name, range_test(run.trainer).suggested_lr), "finder"
         summary = train(r, out_dir / name, console=console)
         val = read_series(out_dir / name / "metrics.db", "val_loss")
         summary["best_val_loss"] = min((v for _, v in val if math.isfinite(v)), default=None)
-        rows.append(CompareRow(name, r.optimizer.lr, summary))
+        rows.append(CompareRow(name, r.optimizer.lr, summary, source))
     (out_dir / "comparison.json").write_text(json.dumps([row.cells() for row in rows], indent=2))
     (out_dir / "comparison.md").write_text(format_table(rows) + "\n")
     plot_curves(out_dir, [row.optimizer for row in rows])

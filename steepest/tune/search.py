@@ -11,12 +11,34 @@
         data.batch_size: {type: categorical, choices: [32, 64, 128]}
 
 Trials live in an RDB storage (`sqlite:///DIR/study.db` by default), so a search resumes where it
-stopped and several processes given the same `--storage` URL and study name search together.
+stopped and several processes given the same `--storage` URL and study name search together:
+
+- opening the storage and the study is retried while another worker is creating them (the schema,
+  the version rows, the study), so workers may start at the same moment on a new study;
+- trial N is sampled with `search.seed + N` (recorded as the trial's `sampler_seed`): the storage
+  hands out trial numbers, so workers never draw the same stream, and one worker is reproducible;
+- every trial sends Optuna's heartbeat; the next trial of any worker fails a RUNNING trial whose
+  heartbeat is older than GRACE_SECONDS (its worker died) and runs its parameters again
+  (`RetryHeartbeatStaleTrialCallback`, formerly `RetryFailedTrialCallback`);
+- each trial trains in a new folder of its own, `OUT/<study>/trial-<number>` (recorded as the
+  trial's `run_dir`; a folder that exists is never trained into), and the study's best recipe is
+  `OUT/<study>/best_recipe.yaml`;
+- a trial's value is its best finite evaluation; a trial without one (or whose run stopped on a
+  non-finite loss, TrainingError) is FAILED, with the reason in its `fail_reason`.
+
+One process runs one trial: under torchrun the search refuses (each trial's run would own the
+process group; start several workers with --storage instead).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import random
+import re
+import socket
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +46,18 @@ from steepest.config import Recipe, recipe_from_dict, recipe_to_dict
 from steepest.config.load import apply_overrides
 from steepest.config.validate import validate_recipe
 from steepest.config.yaml_io import dump_yaml
-from steepest.errors import ConfigError
+from steepest.errors import ConfigError, TrainingError
 from steepest.run import train
 from steepest.track import read_series
+from steepest.training.checkpoint import atomic_write_bytes
 from steepest.training.events import Callback
 from steepest.training.metrics import metric_mode
+
+HEARTBEAT_SECONDS = 20  # a running trial's heartbeat period
+GRACE_SECONDS = 120  # a RUNNING trial without a heartbeat for this long belongs to a dead worker
+MAX_RETRY = 2  # runs of a dead worker's trial after the first (a trial that kills its worker each time stops)
+OPEN_ATTEMPTS = 12  # tries to open the storage and the study while other workers create them
+TORCHRUN_REFUSAL = "steepest search runs one process per trial; start several workers with --storage instead of torchrun"
 
 
 def _optuna():
@@ -39,8 +68,16 @@ def _optuna():
     return optuna
 
 
+def refuse_distributed() -> None:
+    """torchrun starts every rank in one process group, but a trial is one run that owns the group
+    (`train` creates it and destroys it at the end), so ranks cannot share trials: refuse."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(TORCHRUN_REFUSAL)
+
+
 class PruningCallback(Callback):
-    """Report each validation metric to the trial; stop the run when Optuna prunes it."""
+    """Report each validation metric to the trial; stop the run when Optuna prunes it. A
+    non-finite value is reported as the worst one for the study's direction."""
 
     name = "optuna_pruning"
 
@@ -50,8 +87,10 @@ class PruningCallback(Callback):
     def on_eval_end(self, trainer, split, metrics) -> None:
         if split != "val" or self.metric not in metrics:
             return
-        value = metrics[self.metric]
-        self.trial.report(value if math.isfinite(value) else float("inf"), trainer.state.step)
+        value = float(metrics[self.metric])
+        if not math.isfinite(value):
+            value = float("-inf") if self.trial.study.direction.name == "MAXIMIZE" else float("inf")
+        self.trial.report(value, trainer.state.step)
         if self.trial.should_prune():
             self.pruned = True
             trainer.state.request_stop(f"pruned by the search at step {trainer.state.step}")
@@ -86,9 +125,7 @@ def trial_recipe(base: dict, values: dict[str, Any]) -> Recipe:
     return recipe_from_dict(data)
 
 
-def _sampler(optuna, search, offset: int = 0):
-    """`offset` (trials already in the study) reseeds a resumed search so it proposes new points."""
-    seed = search.seed + offset
+def _sampler(optuna, search, seed: int):
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if search.sampler == "grid":
@@ -99,6 +136,101 @@ def _sampler(optuna, search, offset: int = 0):
             grid[key] = p.choices
         return optuna.samplers.GridSampler(grid, seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
+
+
+def _per_trial_sampler(optuna, search):
+    """The recipe's sampler, made anew for each trial with seed `search.seed + trial.number`."""
+
+    class PerTrialSeed(optuna.samplers.BaseSampler):
+        def __init__(self):
+            self.current = _sampler(optuna, search, search.seed)
+
+        def before_trial(self, study, trial):
+            self.current = _sampler(optuna, search, search.seed + trial.number)
+            self.current.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study, trial):
+            return self.current.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self.current.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self.current.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study, trial, state, values):
+            self.current.after_trial(study, trial, state, values)
+
+        def reseed_rng(self):
+            self.current.reseed_rng()
+
+    return PerTrialSeed()
+
+
+def _retrying(what: str, url: str, make):
+    """`make()`, tried again while other workers are creating the same storage or study (a table or
+    row that appeared meanwhile, a locked SQLite file); a storage that cannot be opened is one line."""
+    import sqlalchemy.exc as sa
+
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return make()
+        except (sa.OperationalError, sa.IntegrityError, sa.ProgrammingError) as exc:
+            error = exc
+            time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
+        except (sa.ArgumentError, ImportError, ValueError) as exc:
+            raise ConfigError(f"search --storage {url}: {what}: {exc}") from None
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    raise ConfigError(f"search --storage {url}: {what}: {reason}")
+
+
+def open_storage(optuna, url: str):
+    """An RDBStorage with Optuna's heartbeat: trials of dead workers are failed and run again."""
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+        retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback}
+    else:
+        retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback}
+
+    def make():
+        with warnings.catch_warnings():  # the heartbeat and the retry callback are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                                              **{k: v(max_retry=MAX_RETRY) for k, v in retry.items()})
+
+    return _retrying("cannot open the storage", url, make)
+
+
+def study_dir(out: str | Path, study_name: str) -> Path:
+    """OUT/<study>: the study's trial folders and best recipe."""
+    return Path(out) / (re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip(".") or "study")
+
+
+def new_trial_dir(out: str | Path, study_name: str, number: int) -> Path:
+    """A folder made for this trial alone: `trial-<number>`, or `trial-<number>-<k>` when that one
+    exists (a deleted study's trials, say); mkdir is atomic, so no two trials share one."""
+    parent = study_dir(out, study_name)
+    parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 10_000):
+        path = parent / (f"trial-{number:04d}" if k == 1 else f"trial-{number:04d}-{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"{parent}: no free folder for trial {number}; give another --out")
+
+
+def trial_value(run_dir: Path, summary: dict, metric: str, maximize: bool) -> float | None:
+    """The best finite evaluation of `metric` in the trial's own metrics (the summary's when none
+    was logged); None when there is no finite one."""
+    path = run_dir / "metrics.db"
+    logged = [v for _, v in read_series(path, metric)] if path.is_file() else []
+    candidates = logged or [summary.get(metric)]
+    finite = [float(v) for v in candidates if v is not None and math.isfinite(float(v))]  # NaN is stored as NULL
+    if not finite:
+        return None
+    return max(finite) if maximize else min(finite)
 
 
 def validate_space(recipe: Recipe) -> None:
@@ -119,31 +251,43 @@ def validate_space(recipe: Recipe) -> None:
 
 def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, study_name: str | None = None,
                n_trials: int | None = None):
+    refuse_distributed()
     optuna = _optuna()
     validate_space(recipe)
     search = recipe.search
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    name = study_name or recipe.name or "steepest"
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if search.pruner == "median" else optuna.pruners.NopPruner()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=study_name or recipe.name or "steepest", storage=storage, sampler=_sampler(optuna, search),
-                                pruner=pruner, direction=direction_of(search), load_if_exists=True)
-    if study.trials:
-        study.sampler = _sampler(optuna, search, offset=len(study.trials))
+    rdb = open_storage(optuna, url)
+    study = _retrying("cannot open the study", url, lambda: optuna.create_study(
+        study_name=name, storage=rdb, sampler=_per_trial_sampler(optuna, search), pruner=pruner,
+        direction=direction_of(search), load_if_exists=True))
     base = recipe_to_dict(recipe)
     maximize = direction_of(search) == "maximize"
+    worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial):
+        run_dir = new_trial_dir(out, name, trial.number)
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("sampler_seed", search.seed + trial.number)
+        trial.set_user_attr("worker", worker)
         values = {key: suggest(trial, key, p) for key, p in search.space.items()}
         pruning = PruningCallback(trial, search.metric)
-        summary = train(trial_recipe(base, values), out / f"trial-{trial.number:04d}", console=False, extra_callbacks=[pruning])
+        try:
+            summary = train(trial_recipe(base, values), run_dir, console=False, extra_callbacks=[pruning])
+        except TrainingError as exc:  # the run could not go on (a non-finite loss): this trial fails, the search goes on
+            trial.set_user_attr("fail_reason", str(exc))
+            return float("nan")  # Optuna records a NaN objective as FAIL
         if pruning.pruned:
             raise optuna.TrialPruned()
-        series = [v for _, v in read_series(out / f"trial-{trial.number:04d}" / "metrics.db", search.metric) if math.isfinite(v)]
-        if not series:
-            return summary.get(search.metric, float("-inf") if maximize else float("inf"))
-        return max(series) if maximize else min(series)
+        value = trial_value(run_dir, summary, search.metric, maximize)
+        if value is None:
+            trial.set_user_attr("fail_reason", f"no finite {search.metric}: every evaluation was non-finite or missing")
+            return float("nan")
+        return value
 
     study.optimize(objective, n_trials=n_trials or search.n_trials, timeout=search.timeout_seconds)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -152,15 +296,29 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
     best = trial_recipe(base, study.best_params)
     best_dict = recipe_to_dict(best)
     best_dict["checkpoint"]["enabled"] = True
-    (out / "best_recipe.yaml").write_text(dump_yaml(best_dict))
+    atomic_write_bytes(best_recipe_path(out, study), dump_yaml(best_dict).encode())
     return study
+
+
+def best_recipe_path(out: str | Path, study) -> Path:
+    return study_dir(out, study.study_name) / "best_recipe.yaml"
 
 
 def format_trials(study) -> str:
     keys = sorted({k for t in study.trials for k in t.params})
-    lines = ["| trial | state | value | " + " | ".join(keys) + " |", "|" + "---|" * (3 + len(keys))]
+    notes = {t.number: _note(t) for t in study.trials}
+    extra = any(notes.values())
+    lines = ["| trial | state | value | " + " | ".join(keys) + " |" + (" note |" if extra else ""),
+             "|" + "---|" * (3 + len(keys) + extra)]
     for t in study.trials:
         value = "-" if t.value is None else f"{t.value:.4g}"
         params = " | ".join(f"{t.params[k]:.3g}" if isinstance(t.params.get(k), float) else str(t.params.get(k, "-")) for k in keys)
-        lines.append(f"| {t.number} | {t.state.name.lower()} | {value} | {params} |")
+        lines.append(f"| {t.number} | {t.state.name.lower()} | {value} | {params} |" + (f" {notes[t.number]} |" if extra else ""))
     return "\n".join(lines)
+
+
+def _note(trial) -> str:
+    if trial.state.name == "FAIL":
+        return trial.user_attrs.get("fail_reason") or "no result (an error, or its worker stopped)"
+    retried = trial.system_attrs.get("failed_trial")
+    return f"retry of trial {retried}" if retried is not None else ""

@@ -80,7 +80,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     proc.wait()
     assert not (victim_dir / "model.safetensors").exists(), "the run finished before it could be killed"
 
-    resumed = run_cli("train", "--run-dir", str(victim_dir), "--resume", "-q", env_extra=env, timeout=300)
+    resumed = run_cli("train", "--run-dir", str(victim_dir), "--resume", "--trust-code", "-q", env_extra=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(victim_dir / "model.safetensors")
     assert a.keys() == b.keys()

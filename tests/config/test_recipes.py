@@ -82,3 +82,23 @@ def test_unknown_key_lists_valid_choices():
     message = str(info.value)
     assert message.startswith("checkpoint.every_n_step: unknown key; did you mean 'every_n_steps'?")
     assert "keep_last" in message
+
+
+@pytest.mark.parametrize(("name", "lr", "weight_decay"), [("lion", 1e-4, 0.0), ("adamw", 1e-3, 0.01), ("lamb", 1e-3, 0.01),
+                                                           ("lars", 1.0, 0.0), ("momentum", 0.1, 0.0), ("adam", 1e-3, 0.0)])
+def test_an_optimizer_named_without_values_gets_its_own_defaults(name, lr, weight_decay):
+    """`optimizer: {name: lion}` trained at lr 1e-3 and decay 0 (the recipe's generic defaults);
+    each optimizer's own documented defaults apply unless the recipe sets a value."""
+    recipe = load_recipe("digits_mlp", [f"optimizer={{name: {name}}}"])
+    assert (recipe.optimizer.lr, recipe.optimizer.weight_decay) == (lr, weight_decay)
+    given = load_recipe("digits_mlp", [f"optimizer={{name: {name}, lr: 0.5, weight_decay: 0.2}}"])
+    assert (given.optimizer.lr, given.optimizer.weight_decay) == (0.5, 0.2)
+
+
+def test_scale_lr_under_torchrun_scales_with_the_world_size():
+    from steepest.config.build import optimizer_kwargs
+
+    for rule, factor in (("none", 1.0), ("linear", 4.0), ("sqrt", 2.0)):
+        recipe = load_recipe("digits_mlp", [f"optimizer.scale_lr={rule}"])
+        assert optimizer_kwargs(recipe, world_size=4)["lr"] == pytest.approx(recipe.optimizer.lr * factor)
+        assert optimizer_kwargs(recipe, world_size=1)["lr"] == recipe.optimizer.lr

@@ -140,3 +140,21 @@ def test_swa_callback_averages_the_last_quarter_per_epoch():
     assert swa_cb.swa.n_averaged == 1  # only epoch 4 of 4 ends after the 75% mark
     for a, b in zip(run.trainer.unwrapped_model.parameters(), swa_cb.swa.averaged_model.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["ema", "swa"])
+def test_averaging_a_model_with_integer_buffers(name, tmp_path):
+    """BatchNorm's num_batches_tracked is a Long buffer: it is copied, never lerped (that crashed at
+    step 2 with NotImplementedError: "lerp_kernel_scalar" not implemented for 'Long')."""
+    from steepest.cli import main
+
+    args = ["train", "--run-dir", str(tmp_path / "r"), "-q", "--set", "model.norm=batchnorm", "--set", "trainer.max_steps=12",
+            "--set", "trainer.max_epochs=null", "--set", f"callbacks=[{{name: {name}}}]", "--set", "checkpoint.enabled=false"]
+    assert main(args) == 0
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = EMA(model, decay=0.5)
+    for _ in range(3):
+        model(torch.randn(8, 3))
+        ema.update(model)
+    tracked = dict(ema.averaged_model.named_buffers())["1.num_batches_tracked"]
+    assert tracked.dtype == torch.long and int(tracked) == 3  # the model's count, copied

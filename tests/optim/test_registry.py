@@ -314,3 +314,34 @@ def test_muon_splits_matrices_and_the_rest():
     before = model[0].weight.detach().clone()
     train_steps(model, opt, 2, 0)
     assert not torch.equal(before, model[0].weight)
+
+
+class _OwnNorm(torch.nn.Module):
+    """A user's normalization layer: a per-channel gain, no torch norm class to recognize."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(c))
+
+    def forward(self, x):
+        return x / x.norm(dim=1, keepdim=True) * self.gain
+
+
+@pytest.mark.parametrize("name", ["adamw", "lamb", "lars"])
+def test_vectors_get_no_decay_and_no_trust_ratio(name):
+    """Every parameter with fewer than two dimensions (biases, RMSNorm2d's and a user's own norm
+    gain) is in the group with weight_decay 0 and adapt False; matrices are decayed."""
+    from steepest.nn import RMSNorm, RMSNorm2d
+
+    model = torch.nn.ModuleDict({"conv": torch.nn.Conv2d(3, 4, 3), "rms2d": RMSNorm2d(4), "rms": RMSNorm(4),
+                                 "own": _OwnNorm(4), "fc": torch.nn.Linear(4, 2)})
+    opt = so.create(name, model, lr=1e-3, weight_decay=0.1)
+    exempt = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    for n, p in model.named_parameters():
+        assert (id(p) in exempt) == (p.dim() < 2), n
+    for g in opt.param_groups:
+        if g["weight_decay"] == 0.0 and "adapt" in g:
+            assert g["adapt"] is False
+    decayed = so.create(name, model, lr=1e-3, weight_decay=0.1, decay_1d=True)
+    exempt = {id(p) for g in decayed.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert id(model["own"].gain) not in exempt and id(model["fc"].bias) not in exempt

@@ -27,6 +27,13 @@ def test_two_rank_ddp_matches_single_process_with_double_batch(tmp_path):
     a, b = load_file(tmp_path / "ddp" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
     for key in a:
         assert (a[key] - b[key]).abs().max() < 2e-5, key
+    # every logged scalar is the global one: the train loss of both ranks' samples, not rank 0's alone
+    from steepest.track import read_series
+
+    for metric in ("train_loss", "grad_norm", "val_loss"):
+        ddp_series, one_series = read_series(tmp_path / "ddp" / "metrics.db", metric), read_series(tmp_path / "one" / "metrics.db", metric)
+        assert [s for s, _ in ddp_series] == [s for s, _ in one_series] and ddp_series, metric
+        assert [v for _, v in ddp_series] == pytest.approx([v for _, v in one_series], rel=1e-4), metric
 
 
 def torchrun_train(args, run_dir, nproc=2):

@@ -65,3 +65,43 @@ def test_fp16_uses_grad_scaler_and_bf16_autocast_on_cpu():
     engine16 = Engine(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), device=torch.device("cpu"), precision="fp16")
     assert engine16.scaler is not None
     assert not engine16.train_step([(torch.randn(3, 4), torch.zeros(3, dtype=torch.long))]).skipped
+
+
+class MaskedMSE:
+    """Mean squared error over the samples whose mask (y[:, 1] > 0) is set: its mean divides by
+    the number of unmasked samples, which it reports as `normalizer`; with none, 0 (not 0/0)."""
+
+    def __call__(self, out, y):
+        mask = y[:, 1] > 0
+        return ((out[:, 0] - y[:, 0]) ** 2 * mask).sum() / mask.sum().clamp_min(1)
+
+    def normalizer(self, y):
+        return (y[:, 1] > 0).sum()
+
+
+@pytest.mark.parametrize("loss_name", ["weighted_cross_entropy", "masked_mse"])
+def test_accumulation_weights_micro_batches_by_the_losses_own_normalizer(loss_name):
+    """k micro-batches equal one batch for losses whose mean is not over samples: a class-weighted
+    cross entropy (divides by the summed weights of the targets' classes) and a masked mean (one
+    micro-batch entirely masked: it must add nothing, not NaN)."""
+    from steepest.losses.modules import CrossEntropy
+
+    torch.manual_seed(3)
+    sizes = [6, 6, 4]
+    n = sum(sizes)
+    x = torch.randn(n, 5, dtype=torch.float64)
+    if loss_name == "weighted_cross_entropy":
+        y = torch.tensor([0] * 6 + [1, 2] * 3 + [2] * 4)  # the micro-batches hold different classes
+        loss_fn = CrossEntropy(weight=[0.2, 1.0, 5.0]).double()
+    else:
+        mask = torch.tensor([1.0] * 3 + [0.0] * 3 + [0.0] * 6 + [1.0] * 4)  # the second micro-batch: all masked
+        y = torch.stack([torch.randn(n, dtype=torch.float64), mask], 1)
+        loss_fn = MaskedMSE()
+    models = [make(), make()]
+    engines = [Engine(m, torch.optim.SGD(m.parameters(), lr=0.5), loss_fn, device=torch.device("cpu")) for m in models]
+    chunks = list(zip(torch.split(x, sizes), torch.split(y, sizes)))
+    for _ in range(3):
+        big, acc = engines[0].train_step([(x, y)]), engines[1].train_step(chunks)
+        assert not acc.skipped and torch.allclose(big.loss, acc.loss, atol=1e-12, rtol=0)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)

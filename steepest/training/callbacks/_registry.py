@@ -18,3 +18,12 @@ R("ema", "steepest.training.callbacks.averaging:ExponentialMovingAverage")
 R("noise_scale", "steepest.tune.noise_scale:NoiseScaleMonitor")
 R("noise_scale_steps", "steepest.tune.noise_scale:NoiseScaleCallback")
 R("gradual_unfreezing", "steepest.finetune.freeze:GradualUnfreezing")
+
+# `trainer.loggers: [tensorboard, csv]`: each class has `for_run(run_dir, hparams)`; `needs` is the
+# optional package (an extra of the same name) checked when a recipe is validated.
+LOGGERS = Registry("logger")
+L = LOGGERS.register
+L("tensorboard", "steepest.training.callbacks.loggers:TensorBoardLogger", needs="tensorboard", summary="TensorBoard event file (RUN_DIR/tensorboard).")
+L("csv", "steepest.training.callbacks.loggers:CSVLogger", summary="metrics.csv: step, name, value (the rows of metrics.db).")
+L("mlflow", "steepest.training.callbacks.loggers:MLflowLogger", needs="mlflow", summary="MLflow run in a local SQLite store (RUN_DIR/mlflow.db).")
+L("wandb", "steepest.training.callbacks.loggers:WandbLogger", needs="wandb", summary="Weights & Biases run in offline mode (RUN_DIR/wandb).")

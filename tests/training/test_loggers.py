@@ -1,0 +1,95 @@
+"""Loggers write what the run's metric store holds, read back with each tool's own reader."""
+
+import csv
+import sqlite3
+
+import pytest
+
+from steepest.config import load_recipe
+from steepest.run import train
+from steepest.training.callbacks.loggers import (
+    CSVLogger,
+    MLflowLogger,
+    TensorBoardLogger,
+    flatten_config,
+)
+
+SETS = ["trainer.max_steps=12", "trainer.max_epochs=null", "trainer.log_every_n_steps=3", "trainer.eval_every_n_steps=6",
+        "checkpoint.enabled=false"]
+
+
+def store_rows(run):
+    with sqlite3.connect(run / "metrics.db") as db:
+        return sorted((s, n, v) for s, n, v in db.execute("SELECT step, name, value FROM metrics"))
+
+
+def test_csv_equals_the_metric_store(tmp_path):
+    run = tmp_path / "run"
+    train(load_recipe("digits_mlp", SETS), run, console=False, extra_callbacks=[CSVLogger.for_run(run, {})])
+    with (run / "metrics.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["step", "name", "value"]
+    got = sorted((int(s), n, float(v)) for s, n, v in rows[1:])
+    assert got == store_rows(run) and len(got) > 8
+
+
+def test_tensorboard_event_file_holds_the_scalars_at_their_steps(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    recipe = load_recipe("digits_mlp", SETS)
+    train(recipe, run, console=False, extra_callbacks=[TensorBoardLogger.for_run(run, recipe.model_dump(mode="json"))])
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    expected = store_rows(run)
+    for name in ("train_loss", "lr", "val_loss", "val_accuracy"):
+        got = [(e.step, e.value) for e in events.Scalars(name)]
+        want = [(s, v) for s, n, v in expected if n == name]
+        assert [s for s, _ in got] == [s for s, _ in want] and want, name
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6), name
+
+
+def test_mlflow_store_holds_params_and_metrics(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    run = tmp_path / "run"
+    recipe = load_recipe("digits_mlp", SETS)
+    logger = MLflowLogger.for_run(run, recipe.model_dump(mode="json"))
+    train(recipe, run, console=False, extra_callbacks=[logger])
+    client = MlflowClient(tracking_uri=logger.tracking_uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("steepest").experiment_id])
+    assert found.info.status == "FINISHED"
+    assert found.data.params["optimizer.name"] == "adamw" and float(found.data.params["optimizer.lr"]) == recipe.optimizer.lr
+    history = [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "train_loss")]
+    want = [(s, v) for s, n, v in store_rows(run) if n == "train_loss"]
+    assert [s for s, _ in sorted(history)] == [s for s, _ in want]
+    assert [v for _, v in sorted(history)] == pytest.approx([v for _, v in want])
+
+
+def test_flatten_config_makes_every_value_a_plain_scalar():
+    flat = flatten_config({"a": {"b": [1, 2], "c": None, "d": {"e": 1.5}}, "f": True})
+    assert flat == {"a.b": "[1, 2]", "a.c": "None", "a.d.e": 1.5, "f": True}
+
+
+def test_loggers_by_name_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from steepest.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), "-q", *[x for s in SETS for x in ("--set", s)],
+                 "--set", "trainer.loggers=[tensorboard, csv]"]) == 0
+    assert list((run / "tensorboard").glob("events.out.tfevents.*")) and (run / "metrics.csv").exists()
+
+
+def test_a_logger_whose_package_is_missing_is_one_line(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from steepest.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    assert main(["validate", "--set", "trainer.loggers=[csv, wandb]"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'steepest[wandb]'" in err and "trainer.loggers.1" in err
