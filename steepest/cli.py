@@ -25,7 +25,8 @@ def _command(name: str, module: str, function: str, arguments: str, summary: str
 CORE = "steepest.commands"
 _command("train", CORE, "train", "train_arguments", "train a recipe and print the test metric")
 _command("validate", CORE, "validate", "validate_arguments", "check a recipe and print it fully resolved")
-_command("runs", CORE, "runs", "runs_arguments", "list runs with their key metrics")
+_command("runs", CORE, "runs", "runs_arguments", "list runs (sorted, filtered, nested ones too), or diff two runs' recipes")
+_command("report", CORE, "report", "report_arguments", "an HTML report of a run (curves, test-split errors, diagnostics), or of several runs overlaid")
 _command("predict", CORE, "predict", "predict_arguments", "predict with a finished run (its normalization is applied)")
 _command("export", CORE, "export", "export_arguments", "write a finished run as one inference artifact (normalization folded in)")
 _command("recipes", CORE, "recipes", "no_arguments", "list the bundled recipes")

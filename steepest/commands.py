@@ -30,6 +30,8 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest good checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (its files are deleted first)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-report", action="store_true", help="do not write RUN_DIR/report.html at the end "
+                   "(also: environment variable STEEPEST_NO_REPORT=1)")
     add_trust_code_argument(p)  # --resume without a RECIPE builds the run's own config.yaml
 
 
@@ -57,7 +59,19 @@ def train(args: argparse.Namespace) -> int:
     else:
         print(f"test r2: {summary['test_r2']:.4f}  (mse {summary['test_mse']:.4g}, mae {summary['test_mae']:.4g}, {summary['steps']} steps)")
     print(f"run directory: {summary['run_dir']}")
+    if not (args.no_report or os.environ.get("STEEPEST_NO_REPORT") == "1"):
+        _write_report(summary["run_dir"], args)
     return 0
+
+
+def _write_report(run_dir: str, args: argparse.Namespace) -> None:
+    """The run's report.html, after training (skipped with a note when matplotlib is missing)."""
+    from steepest.report import write_report
+
+    try:
+        write_report([run_dir], trust_code=getattr(args, "trust_code", False) or args.recipe is not None)
+    except SteepestError as exc:
+        print(f"report not written: {exc}", file=sys.stderr)
 
 
 # -- validate -----------------------------------------------------------------------------------------
@@ -131,16 +145,44 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- report -------------------------------------------------------------------------------------------
+def report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one run (its report), or several (overlaid, with their recipes' diff)")
+    p.add_argument("-o", "--output", help="file to write (default: RUN_DIR/report.html, or ./report.html for several runs)")
+    add_trust_code_argument(p)
+
+
+def report(args: argparse.Namespace) -> int:
+    from steepest.report import write_report
+
+    print(f"report: {write_report(args.run_dirs, args.output, trust_code=args.trust_code)}")
+    return 0
+
+
 # -- runs, recipes, events ------------------------------------------------------------------------------
 def runs_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default="runs", help="folder holding run directories (default runs)")
+    p.add_argument("action", nargs="?", choices=["list", "diff"], default="list",
+                   help="list (default) the runs under --root, or diff the recipes of two runs")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="diff: two run directories (or recipe files)")
+    p.add_argument("--root", default="runs", help="folder holding run directories, searched at any depth (default runs)")
+    p.add_argument("--sort", help="sort by a column: --sort val_accuracy, or --sort=-val_accuracy (descending)")
+    p.add_argument("--where", action="append", default=[], metavar="KEY OP VALUE",
+                   help='keep rows where KEY OP VALUE holds (OP: = != < > <= >= ~), e.g. "optimizer = lion" (repeatable)')
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def runs(args: argparse.Namespace) -> int:
-    from steepest.track import format_runs, list_runs
+    from steepest.run.listing import format_diff, format_runs, list_runs, recipe_diff, select
 
-    rows = list_runs(args.root)
+    if args.action == "diff":
+        if len(args.runs) != 2:
+            raise SteepestError("steepest runs diff needs two run directories (or recipe files): steepest runs diff A B")
+        diff = recipe_diff(*args.runs)
+        print(json.dumps([{"key": k, "a": a, "b": b} for k, a, b in diff], indent=2) if args.json else format_diff(diff, *args.runs))
+        return 0
+    if args.runs:
+        raise SteepestError("steepest runs takes no run names; use --root FOLDER, or steepest runs diff A B")
+    rows = select(list_runs(args.root), args.where, args.sort)
     print(json.dumps(rows, indent=2) if args.json else format_runs(rows))
     return 0
 

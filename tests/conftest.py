@@ -7,6 +7,14 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _no_report_after_every_train():
+    """`steepest train` writes report.html at the end (a few seconds of plotting); the tests that
+    look at reports ask for them (tests/report), the rest of the suite skips them."""
+    os.environ.setdefault("STEEPEST_NO_REPORT", "1")
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _offline_data_dir():
     """Tests read MNIST / Fashion-MNIST from ../shared/data when it is there."""
     if SHARED_DATA.exists() and "STEEPEST_DATA_DIR" not in os.environ:

@@ -84,6 +84,14 @@ def tokenize(texts: list[str], tokenizer: str, max_length: int = 128) -> np.ndar
     return np.asarray(encoded, dtype=np.float32)
 
 
+def decode_ids(ids: np.ndarray, tokenizer: str) -> str:
+    """One row of token ids (from `tokenize`) back to text, padding and special tokens dropped."""
+    row = [int(i) for i in np.asarray(ids).reshape(-1)]
+    if tokenizer == "bytes":
+        return ByteTokenizer().decode(row)
+    return load_tokenizer(tokenizer).decode(row, skip_special_tokens=True)
+
+
 def text_data(texts: list[str], labels: np.ndarray, class_names: list[str], tokenizer: str, max_length: int) -> RawData:
     ids = tokenize(texts, tokenizer, max_length)
     return RawData(x=ids, y=labels, task="classification", class_names=class_names, kind="text",

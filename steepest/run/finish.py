@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as st_save
 
 from steepest.finetune.lora import has_lora, lora_state_dict, merged_state_dict
 from steepest.training.checkpoint import atomic_write_bytes
@@ -30,6 +30,7 @@ def finish(run, started: float) -> dict[str, Any]:
         "epochs": trainer.state.epoch,
         "stop_reason": trainer.state.stop_reason,
         "nonfinite_steps": trainer.state.nonfinite_total,
+        **parameter_counts(trainer.unwrapped_model),
         "wall_seconds": round(time.time() - started, 3),
         **val,
         **test,
@@ -39,12 +40,21 @@ def finish(run, started: float) -> dict[str, Any]:
         model = trainer.unwrapped_model
         state = full_state or model.state_dict()
         if has_lora(model):  # ship plain layers (W0 + (alpha/r) B A) and the adapters apart
-            save_file(_cpu(lora_state_dict(model)), str(run.run_dir / "lora_adapters.safetensors"))
+            atomic_write_bytes(run.run_dir / "lora_adapters.safetensors", st_save(_cpu(lora_state_dict(model))))
             state = merged_state_dict(model)
-        save_file(_cpu(state), str(run.run_dir / "model.safetensors"), metadata={"data_info": json.dumps(info.to_dict())})
+        weights = st_save(_cpu(state), metadata={"data_info": json.dumps(info.to_dict())})
+        atomic_write_bytes(run.run_dir / "model.safetensors", weights)  # atomic, with the user's umask like every run file
         atomic_write_bytes(run.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, Any]:
+    """Total and trainable parameters, and the parameters of each top-level module (for the report)."""
+    per_module = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
+    return {"parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "parameters_per_module": {k: v for k, v in per_module.items() if v}}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,15 @@ from typing import Any
 from steepest.config import Recipe, recipe_to_dict
 from steepest.config.validate import validate_recipe
 from steepest.run.build import build_run
-from steepest.run.directory import prepare_run_dir, write_config, write_data_info
+from steepest.run.directory import (
+    CONSOLE_LOG,
+    ConsoleCopy,
+    device_name,
+    prepare_run_dir,
+    write_config,
+    write_data_info,
+    write_run_info,
+)
 from steepest.run.finish import finish
 from steepest.run.resume import find_checkpoints, resume
 from steepest.track import default_run_dir
@@ -35,12 +45,20 @@ def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool
     checkpoints = find_checkpoints(run_path, recipe_to_dict(recipe)) if resume_run else None
     if is_main:
         write_config(recipe, run_path)
+    with ConsoleCopy(run_path / CONSOLE_LOG) if is_main and console else contextlib.nullcontext():
+        return _train(recipe, run_path, started, checkpoints if resume_run else False, console, extra_callbacks)
+
+
+def _train(recipe, run_path: Path, started: float, checkpoints, console: bool, extra_callbacks) -> dict[str, Any]:
     run = build_run(recipe, run_path, console=console, extra_callbacks=extra_callbacks)
     try:
         if run.dist.rank == 0:
             write_data_info(run.data.info, run_path)
-        if resume_run:
-            resume(run, checkpoints)
+            write_run_info(run_path, device_name(run.trainer.device), resumed=checkpoints is not False)
+        if checkpoints is not False:
+            step = resume(run, checkpoints)
+            if console and run.dist.rank == 0 and step:
+                print(f"resumed from step {step} (epoch {run.trainer.state.epoch}) of {run_path}", file=sys.stderr)
         run.trainer.fit()
         summary = finish(run, started)
         summary["run_dir"] = str(run_path)

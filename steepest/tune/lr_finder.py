@@ -209,15 +209,18 @@ def grid_search(trainer, lrs: list[float] | None = None, steps_per_lr: int = 30)
     return result
 
 
-def plot(result: LRFinderResult, path) -> bool:
-    """Loss vs lr (log x) with the suggestion marked; returns False when matplotlib is missing."""
+def figure(result: LRFinderResult):
+    """Loss vs lr (log x) with the suggestion marked, as a matplotlib Figure (None without
+    matplotlib). Every finite point of the plotted curves lies within the axes: a log y axis when
+    the losses span more than 50x (a loss that nears zero), else the finite range with a margin
+    (the range test's divergent tail is cut at 4x its best smoothed loss, where the test stops)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return None
     fig, ax = plt.subplots(figsize=(6, 4))
     finite = [(lr, s) for lr, s in zip(result.lrs, result.smoothed) if math.isfinite(s)]
     if result.mode == "range":
@@ -230,11 +233,29 @@ def plot(result: LRFinderResult, path) -> bool:
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
     if finite:
-        lo = min(s for _, s in finite)
-        ax.set_ylim(lo - 0.05 * abs(lo), min(max(s for _, s in finite), 4 * abs(lo) + 1e-8) * 1.05)
+        values = [v for _, v in finite]
+        lo, hi = min(values), max(values)
+        if result.mode == "range":
+            hi = min(hi, 4 * abs(lo) + 1e-12)
+        if lo > 0 and hi / lo > 50:
+            ax.set_yscale("log")
+            ax.set_ylim(lo / 1.5, hi * 1.5)
+        else:
+            pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
+            ax.set_ylim(lo - pad, hi + pad)
     ax.legend()
     ax.set_title(f"LR {'range test' if result.mode == 'range' else 'grid search'}")
     fig.tight_layout()
+    return fig
+
+
+def plot(result: LRFinderResult, path) -> bool:
+    """Save `figure(result)` to `path`; returns False when matplotlib is missing."""
+    fig = figure(result)
+    if fig is None:
+        return False
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True

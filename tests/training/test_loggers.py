@@ -93,3 +93,28 @@ def test_a_logger_whose_package_is_missing_is_one_line(tmp_path, capsys, monkeyp
     assert main(["validate", "--set", "trainer.loggers=[csv, wandb]"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'steepest[wandb]'" in err and "trainer.loggers.1" in err
+
+
+def test_train_loss_is_the_mean_of_the_intervals_step_losses(tmp_path):
+    from steepest.training.events import Callback
+
+    class StepLosses(Callback):
+        name = "step_losses"
+
+        def __init__(self):
+            self.losses = {}
+
+        def on_step_end(self, trainer, output):
+            self.losses[trainer.state.step] = float(output.loss)
+
+    spy = StepLosses()
+    run = tmp_path / "run"
+    train(load_recipe("digits_mlp", ["trainer.max_steps=20", "trainer.max_epochs=null", "trainer.log_every_n_steps=5",
+                                     "checkpoint.enabled=false"]), run, console=False, extra_callbacks=[spy])
+    logged = [(s, v) for s, n, v in store_rows(run) if n == "train_loss"]
+    assert [s for s, _ in logged] == [5, 10, 15, 20]
+    for step, value in logged:
+        interval = [spy.losses[k] for k in range(step - 4, step + 1)]
+        assert value == pytest.approx(sum(interval) / 5, rel=1e-6)
+    names = {n for _, n, _ in store_rows(run)}
+    assert {"lr", "lr/1", "beta1", "weight_decay", "grad_norm", "update_ratio/0", "samples_per_s", "memory_mb", "epoch_seconds"} <= names

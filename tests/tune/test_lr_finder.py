@@ -130,3 +130,20 @@ def test_compare_rejects_unknown_optimizer_before_training(tmp_path, capsys):
     assert main(["compare", "--optimizers", "sgd,adamm", "--out", str(tmp_path)]) == 2
     assert "did you mean 'adam'" in capsys.readouterr().err
     assert not (tmp_path / "sgd").exists()
+
+
+def test_grid_plot_keeps_every_point_within_the_axes_when_the_loss_nears_zero():
+    """The grid-mode plot showed 2 of 11 points when the loss reached 1e-8 (linear limits around
+    the smallest values); every grid point must be inside the axes."""
+    pytest.importorskip("matplotlib")
+    from steepest.tune.lr_finder import LRFinderResult, figure
+
+    lrs = grid_lrs()
+    finals = [2.3, 2.0, 1.2, 0.4, 0.05, 1e-3, 1e-5, 1e-7, 1e-8, 3e-8, 2.0]
+    result = LRFinderResult("grid", lrs, finals, finals, chosen="largest_stable", suggestions={"largest_stable": 1e-2})
+    fig = figure(result)
+    (ax,) = fig.axes
+    lo, hi = ax.get_ylim()
+    assert all(lo <= v <= hi for v in finals) and ax.get_yscale() == "log"
+    x_lo, x_hi = ax.get_xlim()
+    assert all(x_lo <= lr <= x_hi for lr in lrs)

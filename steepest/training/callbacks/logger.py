@@ -3,7 +3,9 @@ steps only; a logger that writes them to the run's metric store; one that prints
 
 from __future__ import annotations
 
+import resource
 import sys
+import time
 from typing import Any
 
 import torch
@@ -12,9 +14,18 @@ from steepest.training.events import Callback
 
 
 class TrainScalars(Callback):
-    """Every `every_n_steps` steps: the train loss as the mean over the interval's steps (skipped
-    steps excluded), the lr, the pre-clip gradient norm of the step and the count of non-finite
-    steps so far. The losses are summed on the device; the host reads them once per interval."""
+    """Every `every_n_steps` steps, the scalars of training since the last log step:
+
+        train_loss            mean over the interval's steps (skipped steps excluded)
+        lr, lr/<g>            every param group's lr (group 0 unsuffixed); momentum or beta1, weight_decay
+        grad_norm             the step's global gradient norm before clipping; grad_norm_clipped after
+        update_ratio/<g>      |w_after - w_before| / |w_before| of each param group at the log step
+        samples_per_s         training samples (all ranks) per second over the interval; tokens_per_s
+                              for token-id inputs (samples x sequence length)
+        memory_mb             peak CUDA memory allocated, or the process's peak resident memory
+        nonfinite_steps       skipped steps so far (when any)
+    and `epoch_seconds` at each epoch's end. The losses are summed on the device; the host reads
+    them once per interval (the only sync), and the weights are copied only at log steps."""
 
     name = "metric_logger"  # the key its state has in checkpoints
 
@@ -22,6 +33,27 @@ class TrainScalars(Callback):
         self.every_n_steps = every_n_steps
         self.loss_sum: torch.Tensor | None = None
         self.count = 0
+        self.samples = 0
+        self.clock = self.epoch_clock = time.perf_counter()
+        self.before: list[list[torch.Tensor]] | None = None
+
+    def _log_step(self, trainer) -> bool:
+        return (trainer.state.step + 1) % self.every_n_steps == 0  # the step about to run ends on a log step
+
+    def on_fit_start(self, trainer) -> None:
+        self.clock = self.epoch_clock = time.perf_counter()
+
+    def on_epoch_start(self, trainer) -> None:
+        self.epoch_clock = time.perf_counter()
+
+    def on_step_start(self, trainer, batches) -> None:
+        self.samples += sum(len(x) for x, _ in batches) * trainer.world_size
+        self.tokens_per_sample = batches[0][0].shape[-1] if getattr(trainer.info, "text", None) else 0
+
+    def on_before_optimizer_step(self, trainer) -> None:
+        if self._log_step(trainer):
+            with torch.no_grad():
+                self.before = [[p.detach().clone() for p in g["params"]] for g in trainer.optimizer.param_groups]
 
     def on_step_end(self, trainer, output) -> None:
         if not output.skipped:
@@ -29,20 +61,73 @@ class TrainScalars(Callback):
             self.count += 1
         if trainer.state.step % self.every_n_steps or not self.count:
             return
-        values = {"train_loss": float(self.loss_sum) / self.count, "lr": trainer.optimizer.param_groups[0]["lr"]}
+        values = {"train_loss": float(self.loss_sum) / self.count}
+        values.update(self._hyperparameters(trainer.optimizer))
         if output.grad_norm is not None:
             values["grad_norm"] = float(output.grad_norm)
+            clip = trainer.options.clip_norm
+            if clip is not None:
+                values["grad_norm_clipped"] = min(values["grad_norm"], clip)
+        if self.before is not None and not output.skipped:
+            values.update(self._update_ratios(trainer.optimizer))
+        self.before = None
+        now = time.perf_counter()
+        rate = self.samples / max(now - self.clock, 1e-9)
+        values["samples_per_s"] = rate
+        if self.tokens_per_sample:
+            values["tokens_per_s"] = rate * self.tokens_per_sample
+        values["memory_mb"] = _peak_memory_mb(trainer.device)
         if trainer.state.nonfinite_total:
             values["nonfinite_steps"] = trainer.state.nonfinite_total
         trainer.state.metrics["train_loss"] = values["train_loss"]
-        self.loss_sum, self.count = None, 0
+        self.loss_sum, self.count, self.samples, self.clock = None, 0, 0, now
         trainer.log(values)
+
+    def on_epoch_end(self, trainer) -> None:
+        trainer.log({"epoch_seconds": time.perf_counter() - self.epoch_clock})
+
+    @staticmethod
+    def _hyperparameters(optimizer) -> dict[str, float]:
+        values = {}
+        for i, group in enumerate(optimizer.param_groups):
+            values["lr" if i == 0 else f"lr/{i}"] = _number(group["lr"])
+        first = optimizer.param_groups[0]
+        if "momentum" in first:
+            values["momentum"] = _number(first["momentum"])
+        elif "betas" in first:
+            values["beta1"] = _number(first["betas"][0])
+        decays = [g["weight_decay"] for g in optimizer.param_groups if "weight_decay" in g]
+        if decays:
+            values["weight_decay"] = max(_number(d) for d in decays)  # the decayed groups' value
+        return values
+
+    @torch.no_grad()
+    def _update_ratios(self, optimizer) -> dict[str, float]:
+        out = {}
+        for i, (group, before) in enumerate(zip(optimizer.param_groups, self.before)):
+            if not before:
+                continue
+            delta = torch._foreach_sub([p.detach() for p in group["params"]], before)
+            step = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(delta)))
+            weight = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before)))
+            out[f"update_ratio/{i}"] = float(step / weight.clamp_min(1e-12))
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"loss_sum": self.loss_sum, "count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss_sum, self.count = state["loss_sum"], state["count"]
+
+
+def _number(value) -> float:
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 class StoreLogger(Callback):
