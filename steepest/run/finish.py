@@ -19,7 +19,8 @@ def finish(run, started: float) -> dict[str, Any]:
     trainer = run.trainer
     test = trainer.evaluate("test") if len(run.data.test) else {}  # data.split may give the test split no share
     val = {k: v for k, v in trainer.state.metrics.items() if k.startswith("val_")}
-    if not val and len(run.data.val):
+    restored = "restored the weights" in trainer.state.stop_reason  # the last evaluation was of other weights
+    if (restored or not val) and len(run.data.val):
         val = trainer.evaluate("val")
     info = run.data.info
     summary: dict[str, Any] = {

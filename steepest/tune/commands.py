@@ -66,7 +66,7 @@ def search(args: argparse.Namespace) -> int:
     refuse_distributed()  # before anything is written
     recipe = recipe_from_arguments(args)
     out = _out_dir(args, "search", recipe)
-    study = run_search(recipe, out, storage=args.storage, study_name=args.study, n_trials=args.trials)
+    study = run_search(recipe, out, storage=args.storage, study_name=args.study, n_trials=args.trials, console=True)
     print(format_trials(study))
     print(f"best {recipe.search.metric}: {study.best_value:.4g} with " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in study.best_params.items()))
     print(f"best recipe: {best_recipe_path(out, study)}")

@@ -88,17 +88,22 @@ def plot_curves(out_dir: Path, names: list[str]) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name in names:
-        db = out_dir / name / "metrics.db"
-        for ax, metric in zip(axes, ("train_loss", "val_loss")):
-            series = read_series(db, metric)
+    dbs = {name: out_dir / name / "metrics.db" for name in names}
+    metric = next((m for m in ("val_accuracy", "val_r2") if any(read_series(db, m) for db in dbs.values() if db.is_file())), None)
+    panels = [("train_loss", "training loss"), ("val_loss", "validation loss")] + ([(metric, metric.replace("_", " "))] if metric else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for name, db in dbs.items():
+        if not db.is_file():
+            continue
+        for ax, (key, _) in zip(axes, panels):
+            series = read_series(db, key)
             if series:
                 ax.plot(*zip(*series), label=name)
-    for ax, title in zip(axes, ("training loss", "validation loss")):
+    for ax, (key, title) in zip(axes, panels):
         ax.set_xlabel("step")
         ax.set_title(title)
-        ax.set_yscale("log")
+        if key != metric:
+            ax.set_yscale("log")
         ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "comparison.png", dpi=120)

@@ -23,8 +23,10 @@ stopped and several processes given the same `--storage` URL and study name sear
 - each trial trains in a new folder of its own, `OUT/<study>/trial-<number>` (recorded as the
   trial's `run_dir`; a folder that exists is never trained into), and the study's best recipe is
   `OUT/<study>/best_recipe.yaml`;
-- a trial's value is its best finite evaluation; a trial without one (or whose run stopped on a
-  non-finite loss, TrainingError) is FAILED, with the reason in its `fail_reason`.
+- a trial's value is the metric of the weights it keeps (its summary: the final weights, or the best
+  ones when early stopping restored them), what retraining `best_recipe.yaml` gives; a trial whose
+  value is not finite (or whose run stopped on a non-finite loss, TrainingError) is FAILED, with
+  the reason in its `fail_reason`.
 
 One process runs one trial: under torchrun the search refuses (each trial's run would own the
 process group; start several workers with --storage instead).
@@ -37,6 +39,7 @@ import os
 import random
 import re
 import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -48,7 +51,6 @@ from steepest.config.validate import validate_recipe
 from steepest.config.yaml_io import dump_yaml
 from steepest.errors import ConfigError, TrainingError
 from steepest.run import train
-from steepest.track import read_series
 from steepest.training.checkpoint import atomic_write_bytes
 from steepest.training.events import Callback
 from steepest.training.metrics import metric_mode
@@ -221,16 +223,14 @@ def new_trial_dir(out: str | Path, study_name: str, number: int) -> Path:
     raise ConfigError(f"{parent}: no free folder for trial {number}; give another --out")
 
 
-def trial_value(run_dir: Path, summary: dict, metric: str, maximize: bool) -> float | None:
-    """The best finite evaluation of `metric` in the trial's own metrics (the summary's when none
-    was logged); None when there is no finite one."""
-    path = run_dir / "metrics.db"
-    logged = [v for _, v in read_series(path, metric)] if path.is_file() else []
-    candidates = logged or [summary.get(metric)]
-    finite = [float(v) for v in candidates if v is not None and math.isfinite(float(v))]  # NaN is stored as NULL
-    if not finite:
+def trial_value(summary: dict, metric: str) -> float | None:
+    """The trial's value: `metric` of the weights the trial keeps, as its summary reports them (the
+    final weights, or the best ones when early stopping restored them), which is what retraining
+    `best_recipe.yaml` (the same recipe) gives; None when that value is not finite."""
+    value = summary.get(metric)
+    if value is None or not math.isfinite(float(value)):
         return None
-    return max(finite) if maximize else min(finite)
+    return float(value)
 
 
 def validate_space(recipe: Recipe) -> None:
@@ -250,7 +250,9 @@ def validate_space(recipe: Recipe) -> None:
 
 
 def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, study_name: str | None = None,
-               n_trials: int | None = None):
+               n_trials: int | None = None, console: bool = False):
+    """Run the recipe's search (see the module docstring); with `console`, one line per finished
+    trial on stderr. Returns the Optuna study."""
     refuse_distributed()
     optuna = _optuna()
     validate_space(recipe)
@@ -266,7 +268,6 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
         study_name=name, storage=rdb, sampler=_per_trial_sampler(optuna, search), pruner=pruner,
         direction=direction_of(search), load_if_exists=True))
     base = recipe_to_dict(recipe)
-    maximize = direction_of(search) == "maximize"
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial):
@@ -283,13 +284,14 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
             return float("nan")  # Optuna records a NaN objective as FAIL
         if pruning.pruned:
             raise optuna.TrialPruned()
-        value = trial_value(run_dir, summary, search.metric, maximize)
+        value = trial_value(summary, search.metric)
         if value is None:
-            trial.set_user_attr("fail_reason", f"no finite {search.metric}: every evaluation was non-finite or missing")
+            trial.set_user_attr("fail_reason", f"no finite {search.metric} for the weights the trial kept")
             return float("nan")
         return value
 
-    study.optimize(objective, n_trials=n_trials or search.n_trials, timeout=search.timeout_seconds)
+    callbacks = [_print_trial(search.metric)] if console else []
+    study.optimize(objective, n_trials=n_trials or search.n_trials, timeout=search.timeout_seconds, callbacks=callbacks)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise ConfigError("search: no trial completed; widen the space or lower pruning (search.pruner: none)")
@@ -297,7 +299,57 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
     best_dict = recipe_to_dict(best)
     best_dict["checkpoint"]["enabled"] = True
     atomic_write_bytes(best_recipe_path(out, study), dump_yaml(best_dict).encode())
+    write_plots(study, study_dir(out, study.study_name))
     return study
+
+
+def _print_trial(metric: str):
+    """An Optuna callback: one line per finished trial (complete, pruned or failed)."""
+
+    def report(study, trial) -> None:
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
+        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        state = trial.state.name.lower()
+        if state == "complete":
+            what = f"{metric} {trial.value:.4g}" + (" (best so far)" if study.best_trial.number == trial.number else "")
+        elif state == "pruned":
+            steps = max(trial.intermediate_values, default=0)
+            what = f"pruned at step {steps}"
+        else:
+            what = f"failed: {trial.user_attrs.get('fail_reason', 'see its run directory')}"
+        print(f"trial {trial.number:>3} {what} | {params} ({seconds:.1f} s)", file=sys.stderr)
+
+    return report
+
+
+def write_plots(study, folder: str | Path) -> list[Path]:
+    """Optuna's own plots of the study as PNG files in `folder` (optimization history, parameter
+    importances, parallel coordinates); a plot the study cannot have yet (too few complete trials,
+    one parameter) is left out. For a live view: `optuna-dashboard sqlite:///OUT/study.db`."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from optuna.visualization import matplotlib as plots
+    except ImportError:
+        return []
+    written = []
+    for name, draw in (("optimization_history", plots.plot_optimization_history),
+                       ("param_importances", plots.plot_param_importances),
+                       ("parallel_coordinate", plots.plot_parallel_coordinate)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+                ax = draw(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            continue
+        figure = (ax[0] if hasattr(ax, "__len__") else ax).figure
+        path = Path(folder) / f"{name}.png"
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        written.append(path)
+    return written
 
 
 def best_recipe_path(out: str | Path, study) -> Path:

@@ -12,8 +12,12 @@ FAST = ["--set", "trainer.max_epochs=3", "--set", "data.subset=400", "--set", "s
 
 def test_search_runs_trials_stores_them_and_resumes(tmp_path, capsys):
     assert main(["search", "digits_search", *FAST, "--trials", "3", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "best val_accuracy" in out and (tmp_path / "digits_search" / "best_recipe.yaml").exists()
+    lines = [line for line in captured.err.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 3 and all("optimizer.lr=" in line for line in lines)  # one line per finished trial
+    assert (tmp_path / "digits_search" / "optimization_history.png").exists()  # Optuna's own plots
     best = load_recipe(str(tmp_path / "digits_search" / "best_recipe.yaml"))
     assert 1e-4 <= best.optimizer.lr <= 3e-2 and best.search is None
     with sqlite3.connect(tmp_path / "study.db") as db:
@@ -53,8 +57,9 @@ def _fake_train(series_by_trial):
 
 
 def test_non_finite_evaluations_never_give_a_trial_value(tmp_path, monkeypatch, capsys):
-    """NaN/inf evaluations are ignored; a trial with no finite one (or whose run stopped on a
-    non-finite loss) is FAILED, never a value, and the search goes on to the next trial."""
+    """A trial's value is the metric of the weights it keeps (its summary); when that is not finite
+    (or the run stopped on a non-finite loss) the trial is FAILED, never a value, and the search
+    goes on to the next trial."""
     import steepest.tune.search as search_module
     from steepest.errors import TrainingError
 
@@ -68,9 +73,9 @@ def test_non_finite_evaluations_never_give_a_trial_value(tmp_path, monkeypatch, 
     study = optuna.load_study(study_name="digits_search", storage=f"sqlite:///{tmp_path / 'study.db'}")
     by_number = {t.number: t for t in study.trials}
     failed = optuna.trial.TrialState.FAIL
-    assert [by_number[n].state for n in (0, 1, 3)] == [failed] * 3
-    assert "non-finite" in by_number[0].user_attrs["fail_reason"] and "non-finite" in by_number[3].user_attrs["fail_reason"]
-    assert by_number[2].value == 0.4 and by_number[4].value == 0.9
+    assert [by_number[n].state for n in (0, 1, 3, 4)] == [failed] * 4
+    assert "finite" in by_number[0].user_attrs["fail_reason"] and "non-finite" in by_number[3].user_attrs["fail_reason"]
+    assert by_number[2].value == 0.4
     assert study.best_trial.number == 2
 
 

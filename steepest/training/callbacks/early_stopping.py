@@ -52,6 +52,8 @@ class EarlyStopping(Callback):
     def on_fit_end(self, trainer) -> None:
         if self.restore_best and self.best_weights is not None and trainer.state.stop_reason.startswith("early stopping"):
             trainer.load_model_state_dict(self.best_weights)
+            if "restored" not in trainer.state.stop_reason:
+                trainer.state.stop_reason += f"; restored the weights of step {self.best_step}"
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals, "best_weights": self.best_weights}

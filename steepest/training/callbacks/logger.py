@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from steepest.training.callbacks.progress import evaluation_line
 from steepest.training.events import Callback
 
 
@@ -154,14 +155,14 @@ class StoreLogger(Callback):
 
 class ConsoleLogger(Callback):
     """One line per evaluation on stderr (main process): epoch, step, the latest train loss and the
-    split's metrics. Used when no progress bar shows them."""
+    split's metrics, and how training ended. Used when no progress bar shows them."""
 
     name = "console_logger"
 
     def on_eval_end(self, trainer, split: str, metrics: dict[str, float]) -> None:
-        if not trainer.is_main_process:
-            return
-        shown = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        train = trainer.state.metrics.get("train_loss")
-        lead = f"epoch {trainer.state.epoch:>3} step {trainer.state.step:>6}"
-        print(f"{lead} | " + (f"train_loss {train:.4f} | " if train is not None else "") + shown, file=sys.stderr)
+        if trainer.is_main_process:
+            print(evaluation_line(trainer, metrics), file=sys.stderr)
+
+    def on_fit_end(self, trainer) -> None:
+        if trainer.is_main_process and trainer.state.stop_reason:
+            print(f"stopped: {trainer.state.stop_reason}", file=sys.stderr)
