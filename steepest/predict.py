@@ -28,6 +28,20 @@ from steepest.data.text import tokenize
 from steepest.errors import CheckpointError, DataError
 
 
+def read_data_info(path: Path) -> DataInfo:
+    """A run's data_info.json; CheckpointError (one line) when it is truncated or not what steepest wrote."""
+    try:
+        raw = json.loads(path.read_text())
+        raw["input_shape"] = tuple(int(d) for d in raw["input_shape"])
+        info = DataInfo(**raw)
+        if info.task not in ("classification", "binary", "multilabel", "regression") or int(info.num_outputs) < 1:
+            raise ValueError(f"task {info.task!r}, {info.num_outputs!r} outputs")
+        return info
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is unreadable or not a steepest data_info.json ({type(exc).__name__}); "
+                              "give a run directory written by steepest train") from None
+
+
 class Predictor:
     def __init__(self, model: torch.nn.Module, info: DataInfo, device: str | torch.device = "cpu"):
         self.model = model.eval().to(device)
@@ -48,9 +62,7 @@ class Predictor:
             if not (run / needed).exists():
                 raise CheckpointError(f"{run} has no {needed}; predict needs a finished run directory (steepest train --run-dir ...)")
         recipe = load_run_recipe(run / "config.yaml", trust_code=trust_code)  # before anything is imported or read
-        info_dict = json.loads((run / "data_info.json").read_text())
-        info_dict["input_shape"] = tuple(info_dict["input_shape"])
-        info = DataInfo(**info_dict)
+        info = read_data_info(run / "data_info.json")
         model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs)
         try:
             state = load_file(str(run / "model.safetensors"))

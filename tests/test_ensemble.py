@@ -13,7 +13,11 @@ def test_ensemble_at_least_as_good_as_its_mean_member():
     data = load_data(recipe.data)
     models, rep = train_ensemble(recipe, members=3, data=data)
     assert len(models) == 3 and len({round(s, 6) for s in rep.member_scores}) > 1
-    assert rep.ensemble_score >= rep.mean_member
+    # "at least as good" is a theorem for the squared error (the Brier score), not for accuracy: the
+    # ensemble's accuracy fell below the mean member's for 2 of 10 seed triples (by up to 1 test digit),
+    # so accuracy is held only to the worst member (at least 4 digits above it in those 10)
+    assert rep.ensemble_loss < rep.mean_member_loss
+    assert rep.ensemble_score >= min(rep.member_scores)
     # the loss removed by averaging is exactly the members' prediction variance
     assert rep.ensemble_loss == pytest.approx(rep.mean_member_loss - rep.prediction_variance, rel=1e-4)
     assert 0 < rep.variance_reduction < 1

@@ -94,10 +94,13 @@ def test_diabetes_recipe_beats_constant_and_linear_on_the_same_split():
 
 def test_gd_variants_are_one_batch_size_setting():
     """Full-batch GD, mini-batch SGD and batch-1 SGD (recipe gd_variants, one epoch each here): same
-    data and budget in epochs; the smaller the batch, the more updates and the lower the loss after one epoch."""
+    data and budget in epochs; the smaller the batch, the more updates and the lower the loss after one epoch.
+    The lr is annealed to 0 over the epoch (cosine): at the recipe's constant lr the last few batch-1 steps
+    alone decide where it ends, and it ended above batch 32 for 2 of 5 seeds."""
     val_loss = {}
     for batch_size in ("full", 32, 1):
-        run = build_run(load_recipe("gd_variants", [f"data.batch_size={batch_size}", "trainer.max_epochs=1"]), None, console=False)
+        sets = [f"data.batch_size={batch_size}", "trainer.max_epochs=1", "schedule={name: cosine}"]
+        run = build_run(load_recipe("gd_variants", sets), None, console=False)
         n = len(run.data.train)
         run.trainer.fit()
         assert run.trainer.state.step == {"full": 1, 32: math.ceil(n / 32), 1: n}[batch_size]

@@ -182,6 +182,7 @@ class TrainerConfig(Section):
     skip_nonfinite: bool = True  # one host sync per step; false: no check (fp16's GradScaler still skips inf grads)
     progress: Literal["auto", "on", "off"] = "auto"
     loggers: list[str] = Field(default_factory=list)  # tensorboard, csv, mlflow, wandb: files in the run directory
+    histograms_every_n_steps: PositiveInt | None = None  # weight and gradient histograms (tensorboard, wandb)
     compile: bool = False
     deterministic: bool = False
     strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) parameters, grads, optimizer state

@@ -132,7 +132,11 @@ def diagnose_run(run_dir: str | Path) -> CheckResult:
     db = run / "metrics.db"
     if not db.exists():
         raise ConfigError(f"{run} has no metrics.db; give a run directory written by steepest train")
-    info = json.loads((run / "data_info.json").read_text()) if (run / "data_info.json").exists() else {}
+    try:
+        info = json.loads((run / "data_info.json").read_text()) if (run / "data_info.json").exists() else {}
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        info = {}  # unreadable: judge the curves without a baseline
+    info = info if isinstance(info, dict) else {}
     baseline = math.log(info["num_classes"]) if info.get("task") == "classification" and info.get("num_classes") else None
     if info.get("task") == "regression":
         baseline = 1.0  # normalized targets: predicting the mean scores the variance, 1

@@ -119,7 +119,7 @@ def build_run_callbacks(recipe: Recipe, run_dir: Path | None, store: MetricStore
         callbacks.append(StoreLogger(store))
     if run_dir is not None:
         hparams = recipe_to_dict(recipe)
-        callbacks += [LOGGERS.get(name).target.for_run(run_dir, hparams) for name in t.loggers]
+        callbacks += [LOGGERS.get(name).target.for_run(run_dir, hparams, t.histograms_every_n_steps) for name in t.loggers]
     progress = ProgressBar({"auto": None, "on": True, "off": False}[t.progress] if console else False)
     if console and not progress.enabled:
         callbacks.append(ConsoleLogger())

@@ -17,7 +17,7 @@ from steepest.training.checkpoint import CheckpointManager, validate_training_st
 
 # The parts of a recipe that may change between a run and its continuation (budget, logging, device).
 RESUMABLE_CHANGES = {
-    "trainer": {"max_epochs", "max_steps", "progress", "device", "log_every_n_steps", "loggers"},
+    "trainer": {"max_epochs", "max_steps", "progress", "device", "log_every_n_steps", "loggers", "histograms_every_n_steps"},
     "checkpoint": {"every_n_steps", "every_n_epochs", "keep_last"},
 }
 

@@ -59,7 +59,7 @@ def test_causal_lm_learns_next_token():
     ids = (torch.arange(16)[None, :] + torch.randint(0, 12, (32, 1))) % 12  # counting mod 12
     opt = torch.optim.AdamW(lm.parameters(), lr=3e-3)
     first = None
-    for _ in range(60):
+    for _ in range(100):  # 60 steps ended anywhere in 0.04-0.27 across seeds (too near 0.3); 100 end far below it
         loss = next_token_loss(lm(ids), ids)
         first = first if first is not None else loss.item()
         opt.zero_grad()

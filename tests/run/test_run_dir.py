@@ -142,3 +142,19 @@ def test_runs_lists_a_run_whose_files_are_truncated(tmp_path, capsys):
     (run / "metrics.db").write_bytes(b"not a database at all" * 10)
     assert main(["train", "--run-dir", str(run), "--resume", "--set", "trainer.max_steps=9", *QUICK[2:]]) == 2
     assert "not a metrics database" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ['{"task": "classification"', "[]", '{"source": 1}', "\udcff"])
+def test_predict_export_doctor_and_report_with_an_odd_data_info(tmp_path, capsys, content):
+    run = tmp_path / "r"
+    assert main(["train", "--run-dir", str(run), *QUICK]) == 0
+    (run / "data_info.json").write_text(content, errors="surrogateescape")
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(f"pixel_{i // 8}_{i % 8}" for i in range(64)) + "\n" + ",".join(["0"] * 64) + "\n")
+    capsys.readouterr()
+    for args in (["predict", str(run), str(rows)], ["export", str(run)]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "data_info.json" in err, (args, err)
+    assert main(["doctor", "--run-dir", str(run)]) in (0, 1)  # the curves are still judged
+    assert main(["report", str(run)]) == 0  # the report shows what there is

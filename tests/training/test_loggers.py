@@ -118,3 +118,17 @@ def test_train_loss_is_the_mean_of_the_intervals_step_losses(tmp_path):
         assert value == pytest.approx(sum(interval) / 5, rel=1e-6)
     names = {n for _, n, _ in store_rows(run)}
     assert {"lr", "lr/1", "beta1", "weight_decay", "grad_norm", "update_ratio/0", "samples_per_s", "memory_mb", "epoch_seconds"} <= names
+
+
+def test_tensorboard_histograms_every_n_steps(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    logger = TensorBoardLogger.for_run(run, {}, histograms_every_n_steps=4)
+    train(load_recipe("digits_mlp", SETS), run, console=False, extra_callbacks=[logger])
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"histograms": 0})
+    events.Reload()
+    tags = events.Tags()["histograms"]
+    assert any(t.startswith("gradient/") for t in tags) and any(t.startswith("weight/") for t in tags)
+    assert [e.step for e in events.Histograms(tags[0])] == [4, 8, 12]

@@ -52,13 +52,37 @@ def _require(module: str, extra: str):
         raise ConfigError(f"the {extra} logger needs the {extra} package: pip install 'steepest[{extra}]'") from None
 
 
-class TensorBoardLogger(Callback):
-    """Scalars into a TensorBoard event file under `log_dir` (step = optimizer step), and the
-    hyperparameters with the final metrics at the end (the HPARAMS tab)."""
+class _Histograms:
+    """Parameter and gradient histograms every `every` steps (what `wandb.watch` gives): gradients
+    when they are complete (before clipping), weights after the step."""
+
+    every: int | None = None
+
+    def _due(self, step: int) -> bool:
+        return bool(self.every) and step % self.every == 0
+
+    def on_before_optimizer_step(self, trainer) -> None:
+        if self._due(trainer.state.step + 1):
+            self._histograms(trainer.state.step + 1, "gradient", {n: p.grad for n, p in trainer.unwrapped_model.named_parameters()
+                                                                   if p.grad is not None})
+
+    def on_step_end(self, trainer, output) -> None:
+        if self._due(trainer.state.step):
+            self._histograms(trainer.state.step, "weight", dict(trainer.unwrapped_model.named_parameters()))
+
+    def _histograms(self, step: int, kind: str, tensors: dict) -> None:
+        raise NotImplementedError
+
+
+class TensorBoardLogger(_Histograms, Callback):
+    """Scalars into a TensorBoard event file under `log_dir` (step = optimizer step), the
+    hyperparameters with the final metrics at the end (the HPARAMS tab), and weight and gradient
+    histograms every `histograms_every_n_steps` steps when set."""
 
     name = "tensorboard"
 
-    def __init__(self, log_dir: str | Path, hparams: dict[str, Any] | None = None):
+    def __init__(self, log_dir: str | Path, hparams: dict[str, Any] | None = None, histograms_every_n_steps: int | None = None):
+        self.every = histograms_every_n_steps
         self.log_dir, self.hparams = Path(log_dir), hparams or {}
         self.writer = None
         self.fitting = False
@@ -66,8 +90,13 @@ class TensorBoardLogger(Callback):
         _require("tensorboard", "tensorboard")
 
     @classmethod
-    def for_run(cls, run_dir: Path, hparams: dict[str, Any]) -> TensorBoardLogger:
-        return cls(Path(run_dir) / "tensorboard", hparams)
+    def for_run(cls, run_dir: Path, hparams: dict[str, Any], histograms_every_n_steps: int | None = None) -> TensorBoardLogger:
+        return cls(Path(run_dir) / "tensorboard", hparams, histograms_every_n_steps)
+
+    def _histograms(self, step: int, kind: str, tensors: dict) -> None:
+        if self.writer is not None:
+            for name, t in tensors.items():
+                self.writer.add_histogram(f"{kind}/{name}", t.detach().float().cpu(), step)
 
     def on_fit_start(self, trainer) -> None:
         self.fitting = True
@@ -115,7 +144,7 @@ class CSVLogger(Callback):
         self.started = self.fitting = False
 
     @classmethod
-    def for_run(cls, run_dir: Path, hparams: dict[str, Any]) -> CSVLogger:
+    def for_run(cls, run_dir: Path, hparams: dict[str, Any], histograms_every_n_steps: int | None = None) -> CSVLogger:
         return cls(Path(run_dir) / "metrics.csv", hparams)
 
     def on_fit_start(self, trainer) -> None:
@@ -166,7 +195,7 @@ class MLflowLogger(Callback):
         _require("mlflow", "mlflow")
 
     @classmethod
-    def for_run(cls, run_dir: Path, hparams: dict[str, Any]) -> MLflowLogger:
+    def for_run(cls, run_dir: Path, hparams: dict[str, Any], histograms_every_n_steps: int | None = None) -> MLflowLogger:
         return cls(f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}", hparams, run_name=Path(run_dir).name)
 
     def on_fit_start(self, trainer) -> None:
@@ -200,21 +229,28 @@ class MLflowLogger(Callback):
             self.client = None
 
 
-class WandbLogger(Callback):
+class WandbLogger(_Histograms, Callback):
     """A Weights & Biases run in offline mode under `log_dir` (nothing goes over the network):
-    the recipe as its config, every scalar logged at its step. The run is finished by wandb's own
-    exit hook, after the final test evaluation is logged."""
+    the recipe as its config, every scalar logged at its step, histograms every
+    `histograms_every_n_steps` steps when set. The run is finished by wandb's own exit hook, after
+    the final test evaluation is logged."""
 
     name = "wandb"
 
-    def __init__(self, log_dir: str | Path, hparams: dict[str, Any] | None = None, project: str = "steepest"):
+    def __init__(self, log_dir: str | Path, hparams: dict[str, Any] | None = None, project: str = "steepest",
+                 histograms_every_n_steps: int | None = None):
+        self.every = histograms_every_n_steps
         self.log_dir, self.hparams, self.project = Path(log_dir), hparams or {}, project
         self.run = None
         self.wandb = _require("wandb", "wandb")
 
     @classmethod
-    def for_run(cls, run_dir: Path, hparams: dict[str, Any]) -> WandbLogger:
-        return cls(Path(run_dir) / "wandb", hparams)
+    def for_run(cls, run_dir: Path, hparams: dict[str, Any], histograms_every_n_steps: int | None = None) -> WandbLogger:
+        return cls(Path(run_dir) / "wandb", hparams, histograms_every_n_steps=histograms_every_n_steps)
+
+    def _histograms(self, step: int, kind: str, tensors: dict) -> None:
+        if self.run is not None:
+            self.run.log({f"{kind}/{n}": self.wandb.Histogram(t.detach().float().cpu().numpy()) for n, t in tensors.items()}, step=step)
 
     def on_fit_start(self, trainer) -> None:
         if trainer.is_main_process and self.run is None:
