@@ -24,7 +24,26 @@ import argparse
 import copy
 from pathlib import Path
 
-from steepest.errors import DataError, SteepestError
+from steepest.errors import ConfigError, DataError, SteepestError
+
+LR = 2e-3
+DPO_LR = 1e-3  # lower: with Adam, DPO keeps taking full-size steps once the pairs are separated, and at 2e-3 that
+# soon pushes down the tokens after the first (greedy answers like "yyyy"; measured on the demo data, 10 seeds)
+
+
+def _check_flags(args) -> None:
+    """Numbers a stage cannot run with, as one-line errors naming the flag (the architecture flags are checked
+    with the architecture: files.check_arch)."""
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if args.max_len is not None and args.max_len < 2:
+        raise ConfigError(f"--max-len must be at least 2 (bos and one token), got {args.max_len}")
+    for flag, value in (("--lr", args.lr), ("--beta", args.beta)):
+        if value is not None and (not value > 0 or value == float("inf")):
+            raise ConfigError(f"{flag} must be a positive number, got {value}")
+    if args.lora < 0:
+        raise ConfigError(f"--lora must be a rank of 1 or more (0: no LoRA), got {args.lora}")
 
 
 def _add_lora(lm, args) -> None:
@@ -60,6 +79,7 @@ def align(args: argparse.Namespace) -> int:
     )
     from steepest.align.pipeline import fit_dpo, fit_reward_model, fit_sft, generate
 
+    _check_flags(args)
     if args.stage == "demo-data":
         print(write_bbc_topics(args.data, seed=args.seed) if args.source_data == "bbc_news" else write_demo_data(args.data))
         return 0
@@ -82,10 +102,15 @@ def align(args: argparse.Namespace) -> int:
     if args.source and args.model:
         raise SteepestError("give --from RUN_DIR (continue a stage's model) or --model NAME (start from a pretrained one), not both")
     lm, arch = load_lm(args.source) if args.source else new_lm(args)
-    if args.max_len:
-        arch["max_len"] = args.max_len
+    if args.max_len and arch.get("pretrained"):
+        arch["max_len"] = args.max_len  # the longest sample, not the network's size
+    elif args.max_len and args.max_len > arch["max_len"]:
+        raise ConfigError(f"--max-len {args.max_len} is more than the model's {arch['max_len']} positions; "
+                          f"give at most {arch['max_len']}")
+    max_len = args.max_len or arch["max_len"]
     tok = tokenizer_for(arch)
-    fit = dict(max_len=arch["max_len"], lr=args.lr, max_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    lr = args.lr if args.lr is not None else (DPO_LR if args.stage == "dpo" else LR)
+    fit = dict(max_len=max_len, lr=lr, max_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     try:
         if args.stage == "sft":
             _add_lora(lm, args)
@@ -105,7 +130,7 @@ def align(args: argparse.Namespace) -> int:
             model = fit_reward_model(lm, hidden_size(lm, arch), pairs, tok, **fit)
             save_lm(lm, arch, args.run_dir, "reward", {})
             save_file({k: v.contiguous() for k, v in model.score.state_dict().items()}, str(Path(args.run_dir) / "reward_head.safetensors"))
-            accuracy = pair_accuracy(model, pairs, tok, arch["max_len"])
+            accuracy = pair_accuracy(model, pairs, tok, max_len)
             print(f"reward model ranks {accuracy:.1%} of the training pairs correctly")
     except ValueError as exc:  # a sample longer than max_len
         raise DataError(str(exc)) from None
@@ -133,7 +158,7 @@ def align_arguments(p: argparse.ArgumentParser) -> None:
                         "projections of Llama-style models and of the byte-level model; the output layer stays frozen)")
     p.add_argument("--run-dir", help="where to write the trained model")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {LR:g}; {DPO_LR:g} for dpo)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--beta", type=float, default=0.5, help="dpo: the KL strength beta")
     p.add_argument("--seed", type=int, default=0)

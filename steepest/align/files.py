@@ -3,6 +3,10 @@
 
     RUN_DIR/lm.safetensors     the model (tied embeddings stored once, LoRA merged)
     RUN_DIR/lm.json            {d_model, heads, layers, ff, max_len} or {pretrained, max_len}; stage; metrics
+
+The architecture, from the flags or from lm.json, is checked before anything is allocated: positive whole
+numbers, heads dividing d_model, and at most MAX_PARAMETERS parameters (a hand-edited or corrupt lm.json
+must not ask for 50 GB).
 """
 
 from __future__ import annotations
@@ -21,26 +25,35 @@ from steepest.align.pipeline import generate
 from steepest.align.pretrained import PretrainedCausalLM, PretrainedTokenizer
 from steepest.data.text import read_text_folder
 from steepest.data.tokens import ByteTokenizer
-from steepest.errors import CheckpointError, DataError
+from steepest.errors import CheckpointError, ConfigError, DataError, SteepestError
 from steepest.finetune.lora import has_lora, merge_lora
 from steepest.models.transformer import CausalLM
 
 ARCH_KEYS = ("d_model", "heads", "layers", "ff", "max_len")
+MAX_PARAMETERS = 2**30  # 4.3 GB of float32 weights: far above what the byte-level model is for
 
 
 def read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict]:
-    """One JSON object per line, each with the `required` keys (string values); blank lines skipped."""
+    """One JSON object per line (UTF-8), each with the `required` keys (string values); blank lines skipped.
+    Lines are split at newlines only: a U+2028 inside a JSON string is text, not a line break."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                            "save the file as UTF-8") from None
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{number}: JSON nested too deeply; a sample is one flat object of strings") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: expected a JSON object per line")
         missing = [k for k in required if not isinstance(row.get(k), str)]
@@ -66,12 +79,39 @@ def read_pairs(path: str | Path, tokenizer) -> list[tuple[str, str, str]]:
     return pairs
 
 
+def causal_lm_parameters(d_model: int, heads: int, layers: int, ff: int, max_len: int) -> int:
+    """The parameter count of CausalLM(ByteTokenizer.vocab_size, ...), tied output layer counted once."""
+    block = 4 * d_model * d_model + 4 * d_model + 2 * d_model * ff + ff + d_model + 4 * d_model  # attention, MLP, 2 norms
+    return (ByteTokenizer.vocab_size + max_len) * d_model + layers * block + 2 * d_model
+
+
+def check_arch(arch: dict, source: Path | None = None) -> None:
+    """The byte-level architecture from the flags (`source` None) or from the lm.json at `source`, checked before
+    anything is allocated."""
+    name = (lambda key: f"--{key.replace('_', '-')}") if source is None else (lambda key: key)
+    error: type[SteepestError] = ConfigError if source is None else CheckpointError
+    where = "" if source is None else f"{source}: "
+    fix = "" if source is None else "; fix the file or train the stage again"
+    for key in ARCH_KEYS:
+        value = arch.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise error(f"{where}{name(key)} must be a positive whole number, got {value!r}{fix}")
+    if arch["d_model"] % arch["heads"]:
+        raise error(f"{where}{name('d_model')} {arch['d_model']} is not divisible by {name('heads')} {arch['heads']}; "
+                    f"each head takes an equal share of it{fix}")
+    n = causal_lm_parameters(**{k: arch[k] for k in ARCH_KEYS})
+    if n > MAX_PARAMETERS:
+        raise error(f"{where}the architecture asks for {n / 1e9:.1f} billion parameters ({4 * n / 1e9:.1f} GB), more than "
+                    f"the byte-level model's bound of {MAX_PARAMETERS / 1e9:.1f} billion{fix or '; choose smaller sizes'}")
+
+
 def new_lm(args):
     """A fresh byte-level model (the architecture flags), or the pretrained Hugging Face one named by --model."""
     if args.model:
         return _pretrained(args.model), {"pretrained": args.model, "max_len": args.max_len or 512}
     arch = {k: getattr(args, k) for k in ARCH_KEYS}
     arch["max_len"] = arch["max_len"] or 128
+    check_arch(arch)
     torch.manual_seed(args.seed)
     return CausalLM(ByteTokenizer.vocab_size, dropout=0.0, **arch), arch
 
@@ -96,10 +136,16 @@ def load_lm(run_dir: str | Path):
     run = Path(run_dir)
     if not (run / "lm.json").exists() or not (run / "lm.safetensors").exists():
         raise CheckpointError(f"{run} has no lm.json / lm.safetensors; give a run directory written by steepest align")
-    arch = json.loads((run / "lm.json").read_text())
+    try:
+        arch = json.loads((run / "lm.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        arch = None
+    if not isinstance(arch, dict):
+        raise CheckpointError(f"{run / 'lm.json'} is not a JSON object; train the stage again")
     if arch.get("pretrained"):
         lm = _pretrained(arch["pretrained"])
     else:
+        check_arch(arch, run / "lm.json")
         lm = CausalLM(ByteTokenizer.vocab_size, dropout=0.0, **{k: arch[k] for k in ARCH_KEYS})
     try:
         load_model(lm, str(run / "lm.safetensors"))  # tied embeddings are stored once

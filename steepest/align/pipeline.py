@@ -5,6 +5,7 @@ DPO replaces the RL stage with a classification loss on preference pairs).
     >>> import torch
     >>> from steepest.models.transformer import CausalLM
     >>> tok = ByteTokenizer()
+    >>> _ = torch.manual_seed(0)  # over seeds 0-9 the answer is 'yes' each time (response NLL <= 0.0011)
     >>> lm = CausalLM(tok.vocab_size, d_model=32, heads=2, layers=1, ff=64, dropout=0.0)
     >>> samples = [{"instruction": "Answer yes.", "output": "yes"}] * 8
     >>> trainer = fit_sft(lm, samples, max_epochs=30, lr=3e-3, batch_size=8)
@@ -15,6 +16,7 @@ DPO replaces the RL stage with a classification loss on preference pairs).
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -31,6 +33,7 @@ from steepest.align.objectives import (
 from steepest.data.bundle import DataBundle, DataInfo, Split
 from steepest.data.loader import DeviceLoader
 from steepest.data.tokens import ByteTokenizer
+from steepest.errors import DataError
 from steepest.optim import create as create_optimizer
 from steepest.training.callbacks.progress import ProgressBar
 from steepest.training.trainer import Trainer, TrainerOptions
@@ -89,23 +92,49 @@ def fit_dpo(policy: nn.Module, pairs: list[tuple[str, str, str]], tokenizer: Byt
                 max_epochs=max_epochs, batch_size=batch_size, seed=seed, **kwargs)
 
 
+def context_length(lm: nn.Module) -> int | None:
+    """The most positions `lm` takes: the byte-level model's position table, a Hugging Face model's
+    `context_length`; None when the model does not say."""
+    if hasattr(lm, "context_length"):
+        return lm.context_length
+    pos = getattr(lm, "pos", None)
+    return pos.num_embeddings if isinstance(pos, nn.Embedding) else None
+
+
 @torch.no_grad()
 def generate(lm: nn.Module, tokenizer: ByteTokenizer, prompt: str, max_new_tokens: int = 64) -> str:
-    """Greedy decoding until eos (or `max_new_tokens`); returns the new text only."""
-    was = lm.training
-    lm.eval()
+    """Greedy decoding until eos (or `max_new_tokens`); returns the new text only.
+
+    Past the model's context the byte-level model sees the last `context_length` tokens (a sliding
+    window); a Hugging Face model, decoding with its key/value cache, stops at its context with a warning.
+    A prompt longer than the context is an error: cropping it would drop the instruction."""
     device = next(lm.parameters()).device
     ids = torch.tensor([tokenizer.encode(prompt, bos=True, eos=False)], device=device)
-    if hasattr(lm, "greedy"):  # a Hugging Face model: its own decoding loop, with the key/value cache
-        new = lm.greedy(ids, max_new_tokens, tokenizer.eos_id)
-        lm.train(was)
+    context = context_length(lm)
+    if context is not None and ids.shape[1] > context:
+        raise DataError(f"the prompt needs {ids.shape[1]} tokens, more than the model's context of {context}; "
+                        f"shorten it (it starts {prompt[:40]!r})")
+    was = lm.training
+    lm.eval()
+    try:
+        if hasattr(lm, "greedy"):  # a Hugging Face model: its own decoding loop, with the key/value cache
+            return tokenizer.decode(_greedy_within_context(lm, ids, max_new_tokens, tokenizer.eos_id, context))
+        new: list[int] = []
+        for _ in range(max_new_tokens):
+            window = ids if context is None else ids[:, -context:]
+            nxt = int(lm(window)[0, -1].argmax())
+            if nxt == tokenizer.eos_id:
+                break
+            new.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]], device=device)], dim=1)
         return tokenizer.decode(new)
-    new: list[int] = []
-    for _ in range(max_new_tokens):
-        nxt = int(lm(ids)[0, -1].argmax())
-        if nxt == tokenizer.eos_id:
-            break
-        new.append(nxt)
-        ids = torch.cat([ids, torch.tensor([[nxt]], device=device)], dim=1)
-    lm.train(was)
-    return tokenizer.decode(new)
+    finally:
+        lm.train(was)
+
+
+def _greedy_within_context(lm: nn.Module, ids: torch.Tensor, max_new_tokens: int, eos_id: int, context: int | None):
+    room = max_new_tokens if context is None else min(max_new_tokens, context - ids.shape[1])
+    new = lm.greedy(ids, room, eos_id) if room > 0 else []
+    if room < max_new_tokens and len(new) == room:
+        warnings.warn(f"generation stopped at the model's context of {context} tokens, after {room} new tokens", stacklevel=3)
+    return new

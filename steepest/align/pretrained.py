@@ -2,7 +2,7 @@
 alignment pipeline, behind the same two small interfaces as the byte-level model:
 
     tokenizer: encode(text, bos, eos) / decode(ids) / pad_id, bos_id, eos_id, vocab_size / chat_prompt(sample)
-    network:   forward(ids) -> logits (N, T, V),  features(ids) -> last hidden states (N, T, d)
+    network:   forward(ids) -> logits (N, T, V),  features(ids) -> last hidden states (N, T, d), context_length
 
 Sequences are right-padded, so with causal attention no real position ever sees a pad: the model
 runs without an attention mask and the results at real positions are exact. An instruction-tuned
@@ -60,6 +60,8 @@ class PretrainedCausalLM(nn.Module):
         self.name = name
         self.net = load_model(name, "causal_lm", from_scratch=from_scratch)
         self.hidden_size = int(self.net.config.hidden_size)
+        config = self.net.config  # the positions it was trained on (a learned table, or RoPE's trained range)
+        self.context_length = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.net(input_ids=ids.long(), use_cache=False).logits

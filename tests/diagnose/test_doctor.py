@@ -238,7 +238,7 @@ def test_learning_rate_of_10():
     # far too low an lr: full batches and no dropout, so the loss falls slowly but surely (with random
     # batches a loss that does not move ends above or below its first batch's by chance: "rose" then
     # failed instead of warning for 1 seed in 5)
-    slow = context_from_recipe(load_recipe("digits_mlp", ["optimizer={name: sgd, lr: 1e-5}", "data.batch_size=full", "model.dropout=0"]))
+    slow = context_from_recipe(load_recipe("digits_mlp", ["optimizer={name: sgd, lr: 1e-4}", "data.batch_size=full", "model.dropout=0"]))
     r = verdict(slow, "learning_rate")
     assert r.verdict == "warn" and "no progress" in r.summary
 
