@@ -60,6 +60,18 @@ def _add_lora(lm, args) -> None:
     print(f"LoRA r={args.lora} on {len(adapted)} layers: {trainable:,} trainable parameters")
 
 
+def check_run_dir(run_dir: Path, source: str | None, overwrite: bool) -> None:
+    """An alignment stage never writes over another run's model without being told to, and never
+    over the model it starts from (that is also DPO's frozen reference)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SteepestError(f"--run-dir {run_dir} is a file; give a folder")
+    if source is not None and run_dir.resolve() == Path(source).resolve():
+        raise SteepestError(f"--run-dir {run_dir} is the --from run: the stage would replace the model it starts from; "
+                            "give another --run-dir")
+    if (run_dir / "lm.json").exists() and not overwrite:
+        raise SteepestError(f"{run_dir} already holds an alignment run (lm.json); replace it with --overwrite or choose another --run-dir")
+
+
 def align(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
@@ -101,6 +113,7 @@ def align(args: argparse.Namespace) -> int:
         raise SteepestError(f"steepest align {args.stage} needs --run-dir DIR (where the model is written)")
     if args.source and args.model:
         raise SteepestError("give --from RUN_DIR (continue a stage's model) or --model NAME (start from a pretrained one), not both")
+    check_run_dir(Path(args.run_dir), args.source, args.overwrite)
     lm, arch = load_lm(args.source) if args.source else new_lm(args)
     if args.max_len and arch.get("pretrained"):
         arch["max_len"] = args.max_len  # the longest sample, not the network's size
@@ -156,7 +169,8 @@ def align_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora-targets", default="*_proj,*.linear1,*.linear2",
                    help="comma-separated layer-name patterns or class names for LoRA (default: the attention and MLP "
                         "projections of Llama-style models and of the byte-level model; the output layer stays frozen)")
-    p.add_argument("--run-dir", help="where to write the trained model")
+    p.add_argument("--run-dir", help="where to write the trained model (a new folder, or --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the alignment run already in --run-dir")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {LR:g}; {DPO_LR:g} for dpo)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -153,3 +153,20 @@ def test_generation_past_the_context_from_the_command_line(tmp_path, capsys):
     assert main(["align", "sft", str(data), "--from", str(tmp_path / "run"), "--max-len", "256", "--run-dir",
                  str(tmp_path / "r")]) == 2
     one_line_error(capsys, "--max-len 256", "128 positions")
+
+
+def test_an_alignment_stage_never_overwrites_a_run_silently(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["align", "demo-data", str(data)]) == 0
+    sft = ["align", "sft", str(data / "instructions.jsonl"), "--epochs", "1", "--d-model", "16", "--heads", "2", "--layers", "1", "--ff", "32"]
+    assert main([*sft, "--run-dir", str(tmp_path / "sft")]) == 0
+    before = (tmp_path / "sft" / "lm.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main([*sft, "--run-dir", str(tmp_path / "sft")]) == 2
+    assert "already holds" in capsys.readouterr().err
+    dpo = ["align", "dpo", str(data / "pairs.jsonl"), "--from", str(tmp_path / "sft"), "--epochs", "1"]
+    assert main([*dpo, "--run-dir", str(tmp_path / "sft")]) == 2
+    err = capsys.readouterr().err
+    assert "replace the model it starts from" in err and err.count("\n") == 1
+    assert (tmp_path / "sft" / "lm.safetensors").read_bytes() == before
+    assert main([*sft, "--run-dir", str(tmp_path / "sft"), "--overwrite"]) == 0
