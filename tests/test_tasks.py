@@ -72,11 +72,14 @@ def test_regression_inferred_with_huber_metrics_in_original_units_and_bias_rule(
     assert metrics["test_r2"] == pytest.approx(r2_score(truth, pred), abs=1e-4) and metrics["test_r2"] > 0.35
 
 
-def test_diabetes_recipe_beats_constant_and_linear_on_the_same_split():
+def test_diabetes_recipe_beats_constant_and_matches_linear_on_the_same_split():
     """The bundled recipe as a 3-seed ensemble against scikit-learn's LinearRegression fitted on the very
     same training split, R² on the test split (66 samples), for three split seeds. Diabetes is nearly
-    linear: single members beat the linear fit only about half the time; the ensembles won on every
-    split seed tried (0-3) by 0.003-0.038, so the test asserts each split within 0.01 and the mean above."""
+    linear: the members land within about 0.05 of the linear fit on either side (their R² moves by up to
+    0.06 with the seed alone), and the ensembles beat it by only 0.003-0.011 on these splits, about
+    one seed-to-seed standard deviation: "beats linear" would hold or not by chance on another CPU. The
+    test asserts what holds with room: far above the constant predictor, and as good as linear within
+    0.05 on each split and 0.03 on average."""
     ours, linear = [], []
     for split_seed in range(3):
         recipe = load_recipe("diabetes_regression", [f"data.split_seed={split_seed}"])
@@ -88,8 +91,8 @@ def test_diabetes_recipe_beats_constant_and_linear_on_the_same_split():
         _, report = train_ensemble(recipe, members=3, data=data)
         ours.append(report.ensemble_score)
         assert min(report.member_scores) > constant + 0.35
-        assert ours[-1] > linear[-1] - 0.01, (split_seed, report.summary(), linear[-1])
-    assert np.mean(ours) > np.mean(linear), (ours, linear)
+        assert ours[-1] > linear[-1] - 0.05, (split_seed, report.summary(), linear[-1])
+    assert np.mean(ours) > np.mean(linear) - 0.03, (ours, linear)
 
 
 def test_gd_variants_are_one_batch_size_setting():

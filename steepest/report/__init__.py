@@ -4,7 +4,8 @@ confusion matrix or residuals and its most confidently wrong samples, training s
 augmentation, doctor / sharpness / batch-size results, the recipe), or several runs overlaid with
 the diff of their recipes. Viewable offline: no script, no request, images embedded.
 
-    >>> write_report(["runs/exp1"])                 # doctest: +SKIP  -> runs/exp1/report.html
+    >>> write_report(["runs/exp1"])                    # doctest: +SKIP
+    PosixPath('runs/exp1/report.html')
     >>> write_report(["runs/a", "runs/b"], "ab.html")  # doctest: +SKIP
 """
 

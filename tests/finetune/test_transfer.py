@@ -1,4 +1,4 @@
-"""Transfer learning end to end on real data: pretrain on MNIST digits 0-4, fine-tune on 50 images of 5-9."""
+"""Transfer learning end to end on real data: pretrain on MNIST digits 0-4, fine-tune on a few images of 5-9."""
 
 import json
 
@@ -22,17 +22,22 @@ def pretrained(shared_data, tmp_path_factory):
 
 
 def test_fine_tuning_beats_training_from_scratch(pretrained):
-    """Measured (test accuracy on the 4,861 test digits 5-9, seeds 0/1/2): fine-tuned 0.862/0.877/0.875,
-    from scratch 0.830/0.861/0.860. (With BatchNorm instead of GroupNorm: 0.867/0.874/0.882 vs
-    0.828/0.850/0.859; feature extraction, head only: 0.655/0.716/0.718.)"""
-    data = load_data(load_recipe("mnist_finetune", []).data)
-    assert len(data.train) == 50 and set(data.train.y.tolist()) <= set(range(5))
-    scores = {}
-    for name, sets in (("finetuned", []), ("scratch", ["finetune=null"])):
-        run = build_run(load_recipe("mnist_finetune", [f"finetune.pretrained={pretrained}", *sets]), None, data=data, console=False)
+    """20 labelled images of digits 5-9, the same 40 epochs from the pretrained features or from scratch.
+    Measured (test accuracy on the 4,861 test digits 5-9; seeds 0-4, each with its own pretraining run):
+    fine-tuned 0.71-0.80, from scratch 0.66-0.71, ahead by 0.045-0.089 with a 21-39 % lower test loss.
+    With the recipe's 50 images scratch catches up (0.84-0.86 both): fine-tuning led by 0.034-0.036 for
+    2 seeds of 5 and was within 0.003 either way for the other 3."""
+    sets = ["data.subset=20"]
+    data = load_data(load_recipe("mnist_finetune", sets).data)
+    assert len(data.train) == 20 and set(data.train.y.tolist()) <= set(range(5))
+    scores, losses = {}, {}
+    for name, arm in (("finetuned", []), ("scratch", ["finetune=null"])):
+        run = build_run(load_recipe("mnist_finetune", [f"finetune.pretrained={pretrained}", *sets, *arm]), None, data=data, console=False)
         run.trainer.fit()
-        scores[name] = run.trainer.evaluate("test")["test_accuracy"]
-    assert scores["finetuned"] > scores["scratch"] + 0.015, scores
+        metrics = run.trainer.evaluate("test")
+        scores[name], losses[name] = metrics["test_accuracy"], metrics["test_loss"]
+    assert scores["finetuned"] > scores["scratch"] + 0.02, scores
+    assert losses["finetuned"] < 0.9 * losses["scratch"], losses
 
 
 def test_pretrained_features_load_and_the_new_head_is_fresh(pretrained):
