@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import torch
 
+from steepest.data.stream import epoch_order
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -49,20 +51,9 @@ class DeviceLoader:
         return math.ceil(len(self) / accumulate)
 
     def order(self, epoch: int) -> torch.Tensor:
-        n = len(self.x)
-        if self.weights is not None:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            perm = torch.multinomial(self.weights.double().cpu(), n, replacement=True, generator=gen)
-        elif self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            perm = torch.randperm(n, generator=gen)
-        else:
-            perm = torch.arange(n)
-        if self.world_size > 1:
-            per_rank = math.ceil(n / self.world_size)
-            perm = torch.cat([perm, perm[: per_rank * self.world_size - n]])  # pad by wrapping
-            perm = perm[self.rank :: self.world_size]
-        return perm.to(self.x.device)
+        """This rank's sample indices for `epoch` (see `steepest.data.stream.epoch_order`)."""
+        return epoch_order(len(self.x), epoch, self.seed, shuffle=self.shuffle, rank=self.rank, world_size=self.world_size,
+                           weights=self.weights).to(self.x.device)
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """Micro-batches of `epoch`, starting at micro-batch index `start`."""

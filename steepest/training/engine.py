@@ -17,15 +17,18 @@ import contextlib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from steepest.errors import DataError
 from steepest.training import distributed
+from steepest.training.batch import Forward, batch_size, forward_batch, target_of
 from steepest.training.distributed import DistContext
 from steepest.training.precision import autocast, grad_scaler
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = Any  # (x, y), (x1, ..., y) or a dict with the target under `target_key` (steepest.training.batch)
 
 
 @dataclass
@@ -48,9 +51,11 @@ class Engine:
 
     Hooks are given here, never assigned later: `batch_transform(x, y) -> (x, y)` runs on training
     micro-batches (mixup, augmentation); `before_optimizer_step()` runs once the gradients are
-    complete (accumulated, all-reduced, unscaled) and before clipping. Under torch.distributed
-    (`dist`), the decision to skip a non-finite step is made from the loss of all ranks together,
-    so every replica skips the same steps.
+    complete (accumulated, all-reduced, unscaled) and before clipping; `forward(model, batch,
+    loss_fn) -> (outputs, loss)` replaces the rule by which a batch becomes a loss
+    (`steepest.training.batch.forward_batch`: tuples and dicts, a model's own loss). Under
+    torch.distributed (`dist`), the decision to skip a non-finite step is made from the loss of
+    all ranks together, so every replica skips the same steps.
     """
 
     def __init__(
@@ -68,6 +73,8 @@ class Engine:
         batch_transform: Callable[[torch.Tensor, torch.Tensor], Batch] | None = None,
         before_optimizer_step: Callable[[], None] | None = None,
         dist: DistContext | None = None,
+        forward: Forward | None = None,
+        target_key: str = "labels",
     ):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.device, self.precision = device, precision
@@ -75,6 +82,7 @@ class Engine:
         self.create_graph, self.check_finite = create_graph, check_finite
         self.batch_transform, self.before_optimizer_step = batch_transform, before_optimizer_step
         self.dist = dist or DistContext()
+        self.forward, self.target_key = forward, target_key
         self.scaler = grad_scaler(device, precision)
         if create_graph:  # gradients are set to None after every step, which breaks torch's reference cycle
             warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
@@ -89,34 +97,47 @@ class Engine:
             return _fsdp_no_sync(self.model)
         return contextlib.nullcontext()
 
-    def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_batch(self, batch: Batch) -> tuple[Any, torch.Tensor]:
+        """(outputs, loss) of one batch under autocast, by the Engine's forward rule."""
         with autocast(self.device, self.precision):
-            outputs = self.model(x)
-            loss = self.loss_fn(outputs, y)
-        return outputs, loss
+            if self.forward is not None:
+                return self.forward(self.model, batch, self.loss_fn)
+            return forward_batch(self.model, batch, self.loss_fn, self.target_key)
+
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """`forward_batch` of an (x, y) batch."""
+        return self.forward_batch((x, y))
+
+    def _transform(self, batch: Batch) -> Batch:
+        if self.batch_transform is None:
+            return batch
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise DataError("a batch transform (mixup, CutMix, augmentation) needs (inputs, target) batches; "
+                            "give the transform in the loader for other batches")
+        return self.batch_transform(*batch)
 
     def _weights(self, batches: Sequence[Batch]) -> list:
         """Each micro-batch's share of the step's loss (see the module docstring)."""
-        counts = [loss_normalizer(self.loss_fn, y) for _, y in batches]
+        counts = [loss_normalizer(self.loss_fn, target_of(b, self.target_key)) if self.forward is None else None for b in batches]
         world = self.dist.world_size
         if any(c is None for c in counts):
-            total = sum(len(x) for x, _ in batches)  # samples: plain numbers, no device work
+            sizes = [batch_size(b) for b in batches]
+            total = sum(sizes)  # samples: plain numbers, no device work
             if world > 1:
                 total = distributed.all_reduce_sum(torch.tensor(float(total), device=self.device))
-                return [len(x) * world / total for x, _ in batches]
-            return [len(x) / total for x, _ in batches]
+                return [n * world / total for n in sizes]
+            return [n / total for n in sizes]
         counts = [c.to(self.device) for c in counts]
         total = distributed.all_reduce_sum(torch.stack(counts).sum()) if world > 1 else torch.stack(counts).sum()
         return [c * world / total for c in counts]
 
     def train_step(self, batches: Sequence[Batch], measure_grad_norm: bool = False) -> StepOutput:
-        if self.batch_transform is not None:
-            batches = [self.batch_transform(x, y) for x, y in batches]
+        batches = [self._transform(b) for b in batches]
         weights = self._weights(batches)
         step_loss = None
-        for i, ((x, y), w) in enumerate(zip(batches, weights)):
+        for i, (batch, w) in enumerate(zip(batches, weights)):
             with self._no_sync(i < len(batches) - 1):
-                _, loss = self.forward_loss(x, y)
+                _, loss = self.forward_batch(batch)
                 if loss.dtype in (torch.float16, torch.bfloat16):
                     loss = loss.float()
                 if isinstance(w, torch.Tensor):  # a micro-batch with nothing to count adds nothing (its mean is 0/0)

@@ -16,11 +16,11 @@ from steepest.errors import TrainingError
 from steepest.schedules import apply as apply_schedule
 from steepest.schedules.basic import Constant
 from steepest.training import distributed
+from steepest.training.batch import Forward, batch_size, logits_of, target_of
 from steepest.training.distributed import DistContext
 from steepest.training.engine import Engine, StepOutput
 from steepest.training.events import EVENTS, Callback
 from steepest.training.metrics import meter_for
-from steepest.training.precision import autocast
 from steepest.training.state import RandomState, TrainState
 
 BUDGET_DONE = "completed the step budget"
@@ -70,8 +70,12 @@ def step_budget(steps_per_epoch: int, options: TrainerOptions) -> int:
 class Trainer:
     """Train `model` with `optimizer` and `loss_fn` on the micro-batches of `loader`.
 
-    `eval_data` maps split names ("val", "test") to `Split`s that `evaluate(split)` reads; `info`
-    (the data's task and classes) picks the metrics (the loss alone when None). `schedules` maps a
+    `loader` is a `DeviceLoader` (tensors on the device: the fast path) or a `SampleLoader` (a
+    Dataset through torch's DataLoader); batches are (x, y), (x1, ..., y) or dicts, turned into a
+    loss by `steepest.training.batch` (or by `forward(model, batch, loss_fn) -> (outputs, loss)`,
+    a custom step). `eval_data` maps split names ("val", "test") to `Split`s or loaders with
+    `eval_batches(batch_size)` that `evaluate(split)` reads; `info` (the data's task and classes)
+    picks the metrics (the loss alone when None). `schedules` maps a
     hyperparameter key ("lr", "momentum", "weight_decay", "beta1") to a pure function of the step:
     value = initial value x schedule(step), written before every step (lr is constant when not
     given). `batch_transform(x, y)` runs on training micro-batches with the generators of `rng`.
@@ -98,6 +102,8 @@ class Trainer:
         rng: RandomState | None = None,
         dist: DistContext | None = None,
         recipe: dict[str, Any] | None = None,
+        forward: Forward | None = None,
+        target_key: str = "labels",
     ):
         self.model, self.optimizer, self.loss_fn, self.loader = model, optimizer, loss_fn, loader
         self.unwrapped_model = getattr(model, "module", model)
@@ -111,7 +117,8 @@ class Trainer:
         self.engine = Engine(model, optimizer, loss_fn, device=self.device, precision=options.precision,
                              clip_norm=options.clip_norm, clip_value=options.clip_value, create_graph=options.create_graph,
                              check_finite=options.skip_nonfinite, batch_transform=batch_transform,
-                             before_optimizer_step=lambda: self._fire("on_before_optimizer_step"), dist=self.dist)
+                             before_optimizer_step=lambda: self._fire("on_before_optimizer_step"), dist=self.dist,
+                             forward=forward, target_key=target_key)
         self.steps_per_epoch = loader.steps_per_epoch(options.accumulate)
         self.total_steps = step_budget(self.steps_per_epoch, options)
         self.max_epochs = options.max_epochs or math.ceil(self.total_steps / self.steps_per_epoch)
@@ -186,11 +193,11 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         meter = meter_for(self.info, self.device)
-        for x, y in eval_batches(part.x, part.y, self.options.eval_batch_size):
-            with autocast(self.device, self.options.precision):
-                outputs = self.model(x)
-                loss = self.loss_fn(outputs, y)
-            meter.update(loss.float() * len(x), outputs.float(), y)
+        batches = part.eval_batches(self.options.eval_batch_size) if hasattr(part, "eval_batches") else \
+            eval_batches(part.x, part.y, self.options.eval_batch_size)
+        for batch in batches:
+            outputs, loss = self.engine.forward_batch(batch)
+            meter.update(loss.float() * batch_size(batch), logits_of(outputs).float(), target_of(batch, self.engine.target_key))
         self.model.train(was_training)
         metrics = {f"{split}_{k}": v for k, v in meter.compute().items()}
         self.state.metrics.update(metrics)

@@ -23,12 +23,15 @@ def run_cli(*args, env_extra=None, **kw):
     return subprocess.run([sys.executable, "-m", "steepest", *args], capture_output=True, text=True, env=env, cwd=kw.pop("cwd", REPO), **kw)
 
 
-def test_main_job_reaches_97_percent_on_digits(tmp_path, capsys):
+def test_main_job_reaches_95_percent_on_digits(tmp_path, capsys):
+    """The default recipe on the 270 test digits. Measured over trainer seeds 0-9: 0.963-0.981 (260-265
+    right), 262 for 6 of the 10, so a bound of 0.97 (262) held or not with the last few float roundings; 0.95
+    (257) leaves about 3 digits below the worst seed."""
     assert main(["train", "--run-dir", str(tmp_path / "run"), "-q"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("test accuracy: ")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["test_accuracy"] >= 0.97, summary
+    assert summary["test_accuracy"] >= 0.95, summary
     for key in ("val_accuracy", "val_loss", "steps", "epochs", "wall_seconds", "test_macro_f1"):
         assert key in summary
     run = tmp_path / "run"

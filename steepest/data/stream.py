@@ -1,0 +1,189 @@
+"""Batches from a map-style `torch.utils.data.Dataset`, never materialized, through torch's
+`DataLoader` (worker processes, pinned memory, prefetching, any collate function), with the data
+order and every random draw a function of (seed, epoch, position):
+
+- the order of epoch e is the permutation `DeviceLoader` uses (`epoch_order`), each rank taking
+  every world_size-th index, so the in-memory fast path and this loader see the same samples;
+- the sampler hands the workers (epoch, index) pairs; a per-sample transform draws from a
+  generator seeded with (seed, epoch, index) (`steepest.data.transforms.sample_generator`), so a
+  run repeats exactly whatever the number of workers, and every epoch draws afresh;
+- resuming at micro-batch k of an epoch starts the sampler there: the samples before it are never
+  read again, and the result is the uninterrupted run's. The position is (epoch, step), which the
+  Trainer's state already holds; no loader state is needed (torchdata's StatefulDataLoader solves
+  this for loaders whose order is not a function of their position).
+
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> loader = SampleLoader(TensorDataset(torch.arange(10.).unsqueeze(1), torch.arange(10)), batch_size=4, shuffle=False)
+    >>> [y.tolist() for _, y in loader.batches(epoch=0)]
+    [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from steepest.data.transforms import sample_generator
+
+SampleTransform = Callable[[Any, torch.Generator], Any]
+
+
+def epoch_order(n: int, epoch: int, seed: int, *, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """This rank's sample indices for `epoch`: a permutation from a generator seeded with
+    (seed, epoch) (or n draws with replacement by `weights`), padded by wrapping to a multiple of
+    `world_size` and split by rank (every world_size-th index, as DistributedSampler does)."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is not None:
+        perm = torch.multinomial(weights.double().cpu(), n, replacement=True, generator=gen)
+    elif shuffle:
+        perm = torch.randperm(n, generator=gen)
+    else:
+        perm = torch.arange(n)
+    if world_size > 1:
+        per_rank = math.ceil(n / world_size)
+        perm = torch.cat([perm, perm[: per_rank * world_size - n]])
+        perm = perm[rank::world_size]
+    return perm
+
+
+class EpochIndexed(Dataset):
+    """`dataset[i]` read as `self[(epoch, i)]`, with `transform(x, generator)` applied to the sample's
+    input drawing from the generator of (seed, epoch, i). A sample is an (x, y) pair (or a tuple
+    whose first item is the input), or a dict whose `input_key` is the input."""
+
+    def __init__(self, dataset: Dataset, transform: SampleTransform | None = None, seed: int = 0, input_key: str = "pixel_values"):
+        self.dataset, self.transform, self.seed, self.input_key = dataset, transform, seed, input_key
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        sample = self.dataset[index]
+        if self.transform is None:
+            return sample
+        generator = sample_generator(self.seed, epoch, index)
+        if isinstance(sample, dict):
+            return {**sample, self.input_key: self.transform(sample[self.input_key], generator)}
+        return (self.transform(sample[0], generator), *sample[1:])
+
+
+class _Positions:
+    """The batch sampler: micro-batches of (epoch, index) pairs from micro-batch `start` on. It runs
+    in the main process, so one DataLoader (with persistent workers) serves every epoch: `set`
+    points it at the next epoch and start before each pass."""
+
+    def __init__(self, order: torch.Tensor, epoch: int, batch_size: int, start: int, count: int):
+        self.batch_size = batch_size
+        self.set(order, epoch, start, count)
+
+    def set(self, order: torch.Tensor, epoch: int, start: int, count: int) -> None:
+        self.order, self.epoch, self.start, self.count = order.tolist(), epoch, start, count
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for i in range(self.start, self.count):
+            yield [(self.epoch, j) for j in self.order[i * self.batch_size : (i + 1) * self.batch_size]]
+
+    def __len__(self) -> int:
+        return max(self.count - self.start, 0)
+
+
+def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """Tensors of a batch (tuples, lists, dicts, nested) moved to `device`; other values unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device, non_blocking) for v in batch)
+    return batch
+
+
+class SampleLoader:
+    """Micro-batches of a map-style `dataset` for the Trainer (the same interface as `DeviceLoader`:
+    `batches`, `steps`, `steps_per_epoch`, `num_samples`, `batch_size`), loaded by a `DataLoader`.
+
+    `transform(x, generator)` runs in the workers on each sample's input; `collate_fn` builds a
+    batch (torch's default: tuples and dicts of stacked tensors); batches move to `device` with
+    non-blocking copies when `pin_memory`. `weights` draws each epoch's samples with replacement
+    (a weighted sampler). The DataLoader options are torch's."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1, weights: torch.Tensor | None = None, transform: SampleTransform | None = None,
+                 num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False, prefetch_factor: int | None = None,
+                 collate_fn: Callable[[list], Any] | None = None, device: torch.device | str | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.dataset = EpochIndexed(dataset, transform, seed)
+        self.num_samples = len(dataset)
+        self.batch_size = min(batch_size, self.num_samples)
+        self.shuffle, self.seed, self.drop_last, self.rank, self.world_size = shuffle, seed, drop_last, rank, world_size
+        self.weights = weights
+        self.device = torch.device(device) if device is not None else None
+        self.pin_memory = bool(pin_memory and self.device is not None and self.device.type == "cuda")
+        self.options = {"num_workers": num_workers, "pin_memory": self.pin_memory, "collate_fn": collate_fn,
+                        "persistent_workers": persistent_workers and num_workers > 0,
+                        **({"prefetch_factor": prefetch_factor} if prefetch_factor and num_workers > 0 else {})}
+        self._sampler: _Positions | None = None
+        self._loader: DataLoader | None = None
+
+    def __len__(self) -> int:
+        """Micro-batches per epoch on this rank."""
+        n = math.ceil(self.num_samples / self.world_size)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def steps_per_epoch(self, accumulate: int = 1) -> int:
+        return math.ceil(len(self) / accumulate)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        return epoch_order(self.num_samples, epoch, self.seed, shuffle=self.shuffle, rank=self.rank,
+                           world_size=self.world_size, weights=self.weights)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        """Micro-batches of `epoch` on the device, starting at micro-batch `start` (nothing before it is read)."""
+        if self._loader is None:
+            self._sampler = _Positions(self.order(epoch), epoch, self.batch_size, start, len(self))
+            self._loader = DataLoader(self.dataset, batch_sampler=self._sampler, **self.options)
+        else:
+            self._sampler.set(self.order(epoch), epoch, start, len(self))
+        for batch in self._loader:
+            yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
+
+    def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Any]]:
+        """Groups of `accumulate` micro-batches, one per optimizer step (the last may be shorter)."""
+        group: list[Any] = []
+        for batch in self.batches(epoch, start_step * accumulate):
+            group.append(batch)
+            if len(group) == accumulate:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def eval_batches(self, batch_size: int | None = None) -> Iterator[Any]:
+        """Every sample once, in order, untransformed by randomness (epoch 0's draws when the
+        transform is random: pass the evaluation transform for held-out data)."""
+        order = torch.arange(self.num_samples)
+        size = batch_size or self.batch_size
+        sampler = _Positions(order, 0, size, 0, math.ceil(self.num_samples / size))
+        options = {**self.options, "persistent_workers": False}
+        for batch in DataLoader(self.dataset, batch_sampler=sampler, **options):
+            yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
+
+
+def first_tensor(batch: Any) -> torch.Tensor | None:
+    """The first tensor in a batch (its length is the batch's number of samples)."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    values: Sequence = list(batch.values()) if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else []
+    for value in values:
+        found = first_tensor(value)
+        if found is not None:
+            return found
+    return None
