@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from steepest.config.schema import Component, Recipe
-from steepest.data import DataBundle, DeviceLoader
+from steepest.data import DataBundle, DatasetSplit, DeviceLoader, Split
+from steepest.data.stream import SampleLoader
 from steepest.errors import ConfigError
 from steepest.finetune.apply import optimizer_lr_scales
 from steepest.losses import LOSSES
@@ -225,16 +226,20 @@ class Components:
     batch_transform: Callable | None
     rng: RandomState
     callbacks: list[Callback]
+    eval_data: dict[str, Any]
 
 
-def build_components(recipe: Recipe, model: nn.Module, data: DataBundle, augment=None, dist: DistContext | None = None) -> Components:
+def build_components(recipe: Recipe, model: nn.Module, data: DataBundle, augment=None, dist: DistContext | None = None,
+                     device: torch.device | None = None) -> Components:
     """The recipe's components for `model` (its parameters as the optimizer will see them: after
-    finetune, FSDP sharding) trained on `data` (on its device); `augment(x, generator)` is the
-    data's batch augmentation, if any. Under torch.distributed the loader gives each rank its share."""
+    finetune, FSDP sharding) trained on `data` (in-memory splits already on `device`);
+    `augment(x, generator)` is the data's batch augmentation, if any. Under torch.distributed the
+    loader gives each rank its share."""
     dist = dist or DistContext()
-    class_weights = data.class_weights.to(data.train.x.device) if data.class_weights is not None else None
+    device = device or (data.train.x.device if isinstance(data.train, Split) else torch.device("cpu"))
+    class_weights = data.class_weights.to(device) if data.class_weights is not None else None
     rng = RandomState()
-    loader = build_loader(recipe, data, dist)
+    loader = build_loader(recipe, data, dist, device)
     options = build_trainer_options(recipe, len(data.train))
     return Components(
         optimizer=build_optimizer(recipe, model, dist.world_size),
@@ -245,16 +250,38 @@ def build_components(recipe: Recipe, model: nn.Module, data: DataBundle, augment
         batch_transform=build_batch_transforms(recipe, data, augment, rng),
         rng=rng,
         callbacks=build_recipe_callbacks(recipe),
+        eval_data=build_eval_data(recipe, data, device),
     )
 
 
-def build_loader(recipe: Recipe, data: DataBundle, dist: DistContext) -> DeviceLoader:
+def build_loader(recipe: Recipe, data: DataBundle, dist: DistContext, device: torch.device | None = None) -> DeviceLoader | SampleLoader:
     """The training split's micro-batches: shuffled per (seed, epoch), weighted by `data.balance:
-    sampler`, every world_size-th sample on each rank."""
+    sampler`, every world_size-th sample on each rank; tensors on the device (DeviceLoader, the
+    fast path) or a Dataset through torch's DataLoader with the split's per-sample transform."""
     d = recipe.data
-    return DeviceLoader(data.train.x, data.train.y, batch_size_for(recipe, len(data.train)), shuffle=d.shuffle,
-                        seed=recipe.trainer.seed, drop_last=d.drop_last, rank=dist.rank, world_size=dist.world_size,
-                        weights=data.sample_weights)
+    common = dict(shuffle=d.shuffle, seed=recipe.trainer.seed, drop_last=d.drop_last, rank=dist.rank, world_size=dist.world_size,
+                  weights=data.sample_weights)
+    if isinstance(data.train, DatasetSplit):
+        return SampleLoader(data.train.dataset, batch_size_for(recipe, len(data.train)), **common, transform=data.train.transform,
+                            device=device, **_loader_options(d))
+    return DeviceLoader(data.train.x, data.train.y, batch_size_for(recipe, len(data.train)), **common)
+
+
+def _loader_options(d) -> dict[str, Any]:
+    return {"num_workers": d.num_workers, "pin_memory": d.pin_memory, "persistent_workers": d.persistent_workers,
+            "prefetch_factor": d.prefetch_factor}
+
+
+def build_eval_data(recipe: Recipe, data: DataBundle, device: torch.device) -> dict[str, Any]:
+    """The held-out splits for `Trainer.evaluate`: in-memory ones as they are, Dataset ones through
+    a loader (in order, no shuffle)."""
+    size = recipe.data.eval_batch_size or max(batch_size_for(recipe, len(data.train)), 256)
+    out = {}
+    for name in ("val", "test"):
+        part = getattr(data, name)
+        out[name] = SampleLoader(part.dataset, size, shuffle=False, device=device, **_loader_options(recipe.data)) \
+            if isinstance(part, DatasetSplit) else part
+    return out
 
 
 def build_trainer_options(recipe: Recipe, n_train: int) -> TrainerOptions:

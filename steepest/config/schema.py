@@ -62,9 +62,29 @@ class Component(BaseModel):
         return dict(self.model_extra or {})
 
 
+class NormalizeStats(Section):
+    """Given per-channel statistics (e.g. a pretrained model's): x -> (x - mean) / std."""
+
+    mean: list[float]
+    std: list[float]
+
+    @model_validator(mode="after")
+    def _same_length(self):
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError("normalize: give as many means as stds, one per channel")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("normalize: every std must be > 0")
+        return self
+
+
 class DataConfig(Section):
+    """Where the data comes from and how it is split, normalized and batched. Image files
+    (`format: image_folder | image_csv`) are read sample by sample through torch's DataLoader
+    (`num_workers`, `pin_memory`, `persistent_workers`, `prefetch_factor`), resized to
+    `image_size`, with the per-sample `transforms` (steepest.data.transforms keys) on training."""
+
     name: str | None = "digits"
-    format: Literal["csv", "npz", "text_folder"] | None = None
+    format: Literal["csv", "npz", "text_folder", "image_folder", "image_csv"] | None = None
     path: str | None = None
     target: str | None = None
     component: str | None = None
@@ -79,8 +99,15 @@ class DataConfig(Section):
     split_seed: int = 0
     batch_size: PositiveInt | Literal["full"] = 64
     eval_batch_size: PositiveInt | None = None
-    normalize: Literal["standard", "none"] = "standard"
+    normalize: Literal["standard", "none"] | NormalizeStats = "standard"
     normalize_targets: bool = True
+    image_size: PositiveInt | None = None  # image files: the side of the (square) inputs
+    channels: Literal[1, 3] = 3  # image files: gray or RGB
+    transforms: dict[str, Any] | None = None  # image files: per-sample training transforms (steepest.data.transforms)
+    num_workers: Annotated[int, Field(ge=0)] = 0  # DataLoader worker processes (Dataset-backed data)
+    pin_memory: bool = True  # page-locked host memory for asynchronous copies to a GPU
+    persistent_workers: bool = False
+    prefetch_factor: PositiveInt | None = None
     subset: PositiveInt | None = None
     classes: list[int] | None = None  # keep these class ids only, relabelled 0..k-1 (e.g. a transfer-learning task)
     shuffle: bool = True
@@ -105,10 +132,23 @@ class DataConfig(Section):
             from_config(value)  # unknown or mixed keys stop the recipe before any data is read
         return value
 
+    @field_validator("transforms")
+    @classmethod
+    def _transform_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value:
+            from steepest.data.transforms import from_config
+
+            from_config({"image_size": 8, **value}, train=True)  # unknown keys or bad values stop the recipe now
+        return value
+
     @model_validator(mode="after")
     def _source(self):
         if self.format is not None and self.path is None:
             raise ValueError(f"format '{self.format}' needs 'path' (the file to read)")
+        if self.format in ("image_folder", "image_csv") and self.image_size is None:
+            raise ValueError(f"format '{self.format}' needs 'image_size' (the side the images are resized and cropped to)")
+        if self.format == "image_csv" and self.target is None:
+            raise ValueError("format 'image_csv' needs 'target' (the label column's name)")
         if self.format == "csv" and self.target is None:
             raise ValueError("format 'csv' needs 'target' (the label column's name)")
         if self.split is not None and abs(sum(self.split) - 1.0) > 1e-6:

@@ -22,6 +22,7 @@ from steepest.config.build import SCHEDULABLE, component_target
 from steepest.config.components import check_kwargs
 from steepest.config.schema import DataConfig, Recipe, check_finite
 from steepest.data import DATASETS
+from steepest.data.images import read_image_csv, read_image_folder
 from steepest.data.sources import read_csv, read_npz
 from steepest.data.text import read_text_folder_data
 from steepest.errors import ConfigError, did_you_mean
@@ -70,6 +71,8 @@ READERS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "csv": (read_csv, ("path", "target")),
     "npz": (read_npz, ("path",)),
     "text_folder": (read_text_folder_data, ("path",)),
+    "image_folder": (read_image_folder, ("path",)),
+    "image_csv": (read_image_csv, ("path", "target")),
 }
 
 

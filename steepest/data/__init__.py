@@ -1,7 +1,7 @@
 """Data: bundled offline sets, user CSV/.npz/Datasets, checks, splits, normalization, loaders."""
 
 from steepest.data._registry import DATASETS
-from steepest.data.bundle import DataBundle, DataInfo, Split, load_data
+from steepest.data.bundle import DataBundle, DataInfo, DatasetSplit, Split, load_data
 from steepest.data.loader import DeviceLoader, eval_batches
 from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData
@@ -11,6 +11,7 @@ __all__ = [
     "DATASETS",
     "DataBundle",
     "DataInfo",
+    "DatasetSplit",
     "DeviceLoader",
     "RawData",
     "Split",

