@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from steepest.config import Recipe, load_recipe
 from steepest.config.build import DEFAULT_LOSS
 from steepest.data import DataInfo, DeviceLoader, Split
-from steepest.data.stream import SampleLoader, to_device
+from steepest.data.checks import batch_checker
+from steepest.data.stream import IterableLoader, SampleLoader, to_device
 from steepest.errors import ConfigError, DataError
 from steepest.losses import LOSSES
 from steepest.optim import OPTIMIZERS, defaults_of
@@ -53,7 +54,8 @@ from steepest.training.callbacks._registry import LOGGERS
 from steepest.training.events import Callback
 from steepest.training.precision import resolve_device
 from steepest.training.state import seed_everything
-from steepest.training.trainer import Trainer, TrainerOptions
+from steepest.training.distributed import barrier, init_from_env, wrap_model
+from steepest.training.trainer import Trainer, TrainerOptions, step_budget
 
 __all__ = ["FitResult", "fit", "load_recipe", "train"]
 
@@ -116,32 +118,36 @@ class _ReadyLoader:
 
 
 def _as_loader(data: Any, batch: int, device: torch.device, seed: int, shuffle: bool, workers: int,
-               collate_fn: Callable | None, transform: Callable | None):
-    """Arrays -> DeviceLoader (on the device); a Dataset -> SampleLoader; a DataLoader as it is."""
+               collate_fn: Callable | None, transform: Callable | None, rank: int = 0, world_size: int = 1,
+               dtype: torch.dtype = torch.float32):
+    """Arrays -> DeviceLoader (on the device); a Dataset -> SampleLoader; an IterableDataset ->
+    IterableLoader; a DataLoader as it is. Under torchrun each rank takes its share. Floating
+    point arrays take the model's `dtype`."""
     if isinstance(data, DataLoader):
         return _ReadyLoader(data, device)
+    shards = {"rank": rank, "world_size": world_size}
     if isinstance(data, IterableDataset):
-        raise DataError("an IterableDataset has no order steepest can control: wrap it in a DataLoader "
-                        "(DataLoader(dataset, batch_size=...)) and give fit max_steps")
+        return IterableLoader(data, batch, seed=seed, transform=transform, num_workers=workers, collate_fn=collate_fn,
+                              device=device, pin_memory=device.type == "cuda", **shards)
     if isinstance(data, Dataset):
         return SampleLoader(data, batch, shuffle=shuffle, seed=seed, transform=transform, num_workers=workers,
-                            collate_fn=collate_fn, device=device, pin_memory=device.type == "cuda")
+                            collate_fn=collate_fn, device=device, pin_memory=device.type == "cuda", **shards)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = (torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for v in data)
         if len(x) != len(y):
             raise DataError(f"train_data: {len(x)} inputs but {len(y)} targets; they must match one to one")
         if len(x) == 0:
             raise DataError("train_data has no samples")
-        if x.is_floating_point() and x.dtype == torch.float64:
-            x = x.float()
-        return DeviceLoader(x.to(device), y.to(device), batch, shuffle=shuffle, seed=seed)
-    raise DataError(f"data must be (x, y) arrays or tensors, a torch Dataset or a DataLoader; got a {type(data).__name__}")
+        if x.is_floating_point() and x.dtype != dtype:  # float64 arrays (numpy's default) train in the model's dtype
+            x = x.to(dtype)
+        return DeviceLoader(x.to(device), y.to(device), batch, shuffle=shuffle, seed=seed, **shards)
+    raise DataError(f"data must be (x, y) arrays or tensors, a torch Dataset, an IterableDataset or a DataLoader; got a {type(data).__name__}")
 
 
-def _eval_source(data: Any, batch: int, device: torch.device, workers: int, collate_fn, transform):
+def _eval_source(data: Any, batch: int, device: torch.device, workers: int, collate_fn, dtype: torch.dtype):
     if data is None:
         return None
-    loader = _as_loader(data, batch, device, 0, False, workers, collate_fn, transform)
+    loader = _as_loader(data, batch, device, 0, False, workers, collate_fn, None, dtype=dtype)
     if isinstance(loader, DeviceLoader):
         return Split(loader.x, loader.y)
     return loader
@@ -222,30 +228,42 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     A `run_dir` that already holds a run is refused unless `overwrite`. Errors on bad input are
     one-line `steepest.errors` exceptions (DataError, ConfigError).
     """
+    ctx, dev = init_from_env(resolve_device(device))
     seed_everything(seed)
-    dev = resolve_device(device)
     model = model.to(dev)
-    loader = _as_loader(train_data, batch_size, dev, seed, True, num_workers, collate_fn, transform)
-    info = _info(task, model, _first_batch(loader), target_key, forward)
-    eval_data = {k: v for k, v in (("val", _eval_source(val_data, eval_batch_size or max(batch_size, 256), dev, num_workers, collate_fn, None)),
-                                   ("test", _eval_source(test_data, eval_batch_size or max(batch_size, 256), dev, num_workers, collate_fn, None)))
-                 if v is not None}
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    shards = {"rank": ctx.rank, "world_size": ctx.world_size, "dtype": dtype}
+    loader = _as_loader(train_data, batch_size, dev, seed, True, num_workers, collate_fn, transform, **shards)
+    first = _first_batch(loader)
+    if forward is None:  # the row checks that need no task, before the model sees the batch
+        batch_checker(None, None, target_key, "train_data")(first, [])
+    info = _info(task, model, first, target_key, forward)
+    if info is not None and forward is None and hasattr(loader, "check"):
+        loader.check = batch_checker(info.task, info.num_classes, target_key, "train_data")
+    size = eval_batch_size or max(batch_size, 256)
+    eval_data = {k: v for k, v in (("val", _eval_source(val_data, size, dev, num_workers, collate_fn, dtype)),
+                                   ("test", _eval_source(test_data, size, dev, num_workers, collate_fn, dtype))) if v is not None}
     options = TrainerOptions(max_epochs=max_epochs if max_epochs or max_steps else 10, max_steps=max_steps, accumulate=accumulate,
-                             precision=precision, clip_norm=clip_norm, eval_batch_size=eval_batch_size or max(batch_size, 256))
-    total = min(max_steps or math.inf, (options.max_epochs or math.inf) * loader.steps_per_epoch(accumulate))
+                             precision=precision, clip_norm=clip_norm, eval_batch_size=size)
+    total = step_budget(loader.steps_per_epoch(accumulate), options)
     schedules = {"lr": build_schedule(schedule, int(total)) if isinstance(schedule, str) else schedule}
     run_path, store, extra = None, None, []
     if run_dir is not None:
-        run_path = prepare_run_dir(run_dir, overwrite=overwrite)
-        store = MetricStore(run_path / "metrics.db")
-        extra = [Checkpoint(run_path / "checkpoints", every_n_epochs=1), StoreLogger(store)]
-        extra += [LOGGERS.get(name, "loggers").target.for_run(run_path, {"fit": {"optimizer": str(optimizer), "lr": lr}}) for name in loggers]
+        run_path = prepare_run_dir(run_dir, overwrite=overwrite) if ctx.rank == 0 else Path(run_dir)
+        barrier(ctx)
+        extra = [Checkpoint(run_path / "checkpoints", every_n_epochs=1)]
+        if ctx.rank == 0:
+            store = MetricStore(run_path / "metrics.db")
+            extra.append(StoreLogger(store))
+            extra += [LOGGERS.get(name, "loggers").target.for_run(run_path, {"fit": {"optimizer": str(optimizer), "lr": lr}}) for name in loggers]
     own = [Evaluate(1)] if "val" in eval_data else []
     if early_stopping is not None:
         own.append(EarlyStopping(**early_stopping))
-    trainer = Trainer(model, _optimizer(optimizer, model, lr, weight_decay), _loss(loss, info), loader, options=options,
-                      eval_data=eval_data, info=info, schedules=schedules,
-                      callbacks=[*own, *callbacks, TrainScalars(options.log_every_n_steps), *extra, *([ConsoleLogger()] if console else [])],
+    wrapped = wrap_model(model, ctx, dev, "ddp")
+    trainer = Trainer(wrapped, _optimizer(optimizer, model, lr, weight_decay), _loss(loss, info), loader, options=options,
+                      eval_data=eval_data, info=info, schedules=schedules, dist=ctx,
+                      callbacks=[*own, *callbacks, TrainScalars(options.log_every_n_steps), *extra,
+                                 *([ConsoleLogger()] if console and ctx.rank == 0 else [])],
                       forward=forward, target_key=target_key)
     try:
         trainer.fit()

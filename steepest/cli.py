@@ -8,6 +8,7 @@ invoked command's modules are imported, so `steepest --help` and `steepest CMD -
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -72,6 +73,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    if "" not in sys.path and os.getcwd() not in sys.path:  # `component:` paths import from the current directory, as `python -m` would
+        sys.path.insert(0, os.getcwd())
     if not sys.warnoptions:
         warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:

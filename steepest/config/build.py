@@ -22,6 +22,7 @@ from torch import nn
 
 from steepest.config.schema import Component, Recipe
 from steepest.data import DataBundle, DatasetSplit, DeviceLoader, Split
+from steepest.data.checks import batch_checker
 from steepest.data.stream import SampleLoader
 from steepest.errors import ConfigError
 from steepest.finetune.apply import optimizer_lr_scales
@@ -263,7 +264,8 @@ def build_loader(recipe: Recipe, data: DataBundle, dist: DistContext, device: to
                   weights=data.sample_weights)
     if isinstance(data.train, DatasetSplit):
         return SampleLoader(data.train.dataset, batch_size_for(recipe, len(data.train)), **common, transform=data.train.transform,
-                            device=device, **_loader_options(d))
+                            device=device, check=batch_checker(data.info.task, data.info.num_classes, where=data.info.source),
+                            **_loader_options(d))
     return DeviceLoader(data.train.x, data.train.y, batch_size_for(recipe, len(data.train)), **common)
 
 

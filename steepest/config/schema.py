@@ -84,10 +84,11 @@ class DataConfig(Section):
     `image_size`, with the per-sample `transforms` (steepest.data.transforms keys) on training."""
 
     name: str | None = "digits"
-    format: Literal["csv", "npz", "text_folder", "image_folder", "image_csv"] | None = None
+    format: Literal["csv", "npz", "text_folder", "image_folder", "image_csv", "memmap", "hf_dataset"] | None = None
     path: str | None = None
     target: str | None = None
     component: str | None = None
+    stream: bool = False  # component: read the Dataset sample by sample through DataLoader (never materialized)
     options: dict[str, Any] = Field(default_factory=dict)
     task: Literal["auto", "classification", "regression", "binary", "multilabel"] = "auto"
     num_classes: PositiveInt | None = None
@@ -151,6 +152,8 @@ class DataConfig(Section):
             raise ValueError("format 'image_csv' needs 'target' (the label column's name)")
         if self.format == "csv" and self.target is None:
             raise ValueError("format 'csv' needs 'target' (the label column's name)")
+        if self.format == "hf_dataset" and self.target is None:
+            raise ValueError("format 'hf_dataset' needs 'target' (the label column's name)")
         if self.split is not None and abs(sum(self.split) - 1.0) > 1e-6:
             raise ValueError(f"split fractions must add up to 1, got {sum(self.split):g}")
         return self

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from steepest.data._registry import DATASETS
+from steepest.data.arrays import load_memmap
 from steepest.data.checks import check_classes, check_features, check_lengths, check_targets
 from steepest.data.images import image_splits, read_image_csv, read_image_folder
 from steepest.data.imbalance import balance
@@ -19,8 +20,10 @@ from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData
 from steepest.data.sources import from_dataset_object, read_csv, read_npz
 from steepest.data.splits import default_fractions, split_indices
+from steepest.data.stream import EpochIndexed
 from steepest.data.text import read_text_folder_data
 from steepest.errors import DataError
+from steepest.registry import import_object
 
 MAX_AUTO_CLASSES = 100
 
@@ -88,6 +91,36 @@ class DataBundle:
         """In-memory splits moved to `device` (Dataset splits are moved batch by batch by their loader)."""
         move = lambda s: Split(s.x.to(device), s.y.to(device)) if isinstance(s, Split) else s  # noqa: E731
         return DataBundle(move(self.train), move(self.val), move(self.test), self.info, self.sample_weights, self.class_weights)
+
+
+def in_memory_sample(data: DataBundle, limit: int = 4096, seed: int = 0, num_workers: int = 0) -> DataBundle:
+    """`data` with every Dataset split replaced by tensors of at most `limit` of its samples, read
+    through the same pipeline training uses (the training split with its per-sample transform, as
+    in epoch 0; a random subset, seeded, when the split is larger). What the doctor and the report
+    check on streamed and image-file data. In-memory splits are returned as they are. Samples must
+    be (x, y) pairs. Errors: DataError for other samples."""
+    if not any(isinstance(part, DatasetSplit) for part in (data.train, data.val, data.test)):
+        return data
+
+    def take(part, train: bool) -> Split:
+        if isinstance(part, Split):
+            return part
+        n = len(part)
+        keep = np.sort(np.random.default_rng(seed).permutation(n)[:limit]) if n > limit else np.arange(n)
+        indexed = EpochIndexed(part.dataset, part.transform if train else None, seed)
+        loader = DataLoader(Subset(indexed, [(0, int(i)) for i in keep]), batch_size=256, num_workers=num_workers,
+                            generator=torch.Generator().manual_seed(seed))
+        xs, ys = [], []
+        for batch in loader:
+            if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], torch.Tensor)):
+                raise DataError("the checks that read data in memory need (x, y) samples; this Dataset gives "
+                                f"{type(batch).__name__} batches")
+            xs.append(batch[0])
+            ys.append(torch.as_tensor(batch[1]))
+        return Split(torch.cat(xs), torch.cat(ys))
+
+    return DataBundle(take(data.train, True), take(data.val, False), take(data.test, False), data.info,
+                      None, data.class_weights)
 
 
 def read_source(cfg) -> tuple[str, RawData]:
@@ -183,6 +216,14 @@ def load_data(cfg, seed: int = 0) -> DataBundle:
     files become Dataset splits read sample by sample (see `load_images`)."""
     if cfg.format in ("image_folder", "image_csv"):
         return load_images(cfg)
+    if cfg.format == "memmap":  # .npy arrays memory-mapped from disk, read a micro-batch at a time (steepest.data.arrays)
+        return load_memmap(cfg)
+    if cfg.format == "hf_dataset":  # imported here: steepest.data.hf builds this module's DataBundle
+        from steepest.data.hf import load_hf_dataset
+
+        return load_hf_dataset(cfg)
+    if cfg.component is not None and getattr(cfg, "stream", False):
+        return load_dataset_component(cfg)
     source, raw = read_source(cfg)
     return prepare(raw, cfg, source)
 
@@ -214,6 +255,77 @@ def load_images(cfg) -> DataBundle:
     label = lambda idx: torch.from_numpy(y[idx].astype(np.int64))  # noqa: E731
     train = DatasetSplit(parts.train, label(tr), parts.train_transform)
     return DataBundle(train, DatasetSplit(parts.val, label(va)), DatasetSplit(parts.test, label(te)), info)
+
+
+def _labels_of(dataset: Dataset, source: str) -> np.ndarray:
+    """A Dataset's labels (N,): its `targets` or `labels` attribute (torchvision's and many others'
+    convention), else read sample by sample (inputs dropped as they are read: memory stays bounded)."""
+    for name in ("targets", "labels"):
+        found = getattr(dataset, name, None)
+        if found is not None and not callable(found) and len(found) == len(dataset):
+            return np.asarray(found.cpu() if isinstance(found, torch.Tensor) else found)
+    out = []
+    for i in range(len(dataset)):
+        try:
+            sample = dataset[i]
+        except Exception as exc:  # a user's code: report it in one line
+            raise DataError(f"data.component: '{source}' failed at sample {i} ({type(exc).__name__}: {exc})") from None
+        target = sample.get("labels") if isinstance(sample, dict) else sample[-1] if isinstance(sample, (tuple, list)) and len(sample) >= 2 else None
+        if target is None:
+            raise DataError(f"data.component: sample {i} of '{source}' is a {type(sample).__name__}; return (x, y) pairs or dicts with 'labels'")
+        out.append(np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target))
+    return np.stack(out) if out else np.zeros(0)
+
+
+def load_dataset_component(cfg) -> DataBundle:
+    """`data: {component: pkg.mod:make_dataset, stream: true}`: the user's map-style Dataset read
+    sample by sample through torch's DataLoader, never materialized. The factory returns one Dataset
+    (split into train/val/test index sets, stratified by its labels) or a dict with "train", "val"
+    and optionally "test" Datasets (used as they are; the test split falls back to "val"). Labels
+    come from a `targets`/`labels` attribute when the Dataset has one, else from one pass that
+    keeps only the labels. Inputs are not standardized (normalize in the Dataset); batches are
+    checked row by row as they are read (`steepest.data.checks.batch_checker`)."""
+    factory = import_object(cfg.component, "data.component")
+    made = factory(**cfg.options) if callable(factory) and not isinstance(factory, Dataset) else factory
+    parts = made if isinstance(made, dict) else {"all": made}
+    for name, part in parts.items():
+        if isinstance(part, IterableDataset):
+            raise DataError(f"data.component: '{cfg.component}' gave an IterableDataset ({name}); recipes take map-style Datasets "
+                            "(__len__ and __getitem__); train a stream with steepest.fit(model, stream, max_steps=...)")
+        if not isinstance(part, Dataset) and not (hasattr(part, "__len__") and hasattr(part, "__getitem__")):
+            raise DataError(f"data.component: '{cfg.component}' gave a {type(part).__name__}; return a torch Dataset or a dict of them")
+    if "all" in parts:
+        dataset = parts["all"]
+        y = _labels_of(dataset, cfg.component)
+        if len(y) == 0:
+            raise DataError(f"data.component: '{cfg.component}' is empty")
+        task = infer_task(RawData(x=np.zeros((len(y), 1)), y=y), cfg.task)
+        fr = cfg.split or default_fractions(len(y))
+        labels = y if task in ("classification", "binary") and cfg.stratify else None
+        tr, va, te = split_indices(len(y), fr, labels, cfg.split_seed)
+        splits = {"train": (Subset(dataset, tr.tolist()), y[tr]), "val": (Subset(dataset, va.tolist()), y[va]),
+                  "test": (Subset(dataset, te.tolist()), y[te])}
+    else:
+        missing = {"train", "val"} - set(parts)
+        if missing:
+            raise DataError(f"data.component: the dict from '{cfg.component}' needs 'train' and 'val' Datasets (missing {', '.join(sorted(missing))})")
+        splits = {k: (parts.get(k, parts["val"]), _labels_of(parts.get(k, parts["val"]), cfg.component)) for k in ("train", "val", "test")}
+        task = infer_task(RawData(x=np.zeros((len(splits["train"][1]), 1)), y=splits["train"][1]), cfg.task)
+    all_y = np.concatenate([v[1] for v in splits.values()])
+    num_classes = None
+    if task in ("classification", "binary"):
+        num_classes = cfg.num_classes or (2 if task == "binary" else None)
+        check_targets(all_y, task, num_classes, f"{cfg.component} labels")
+        num_classes = num_classes or int(np.max(all_y)) + 1
+    first = splits["train"][0][0]
+    x0 = first[0] if isinstance(first, (tuple, list)) else None
+    input_shape = tuple(np.shape(np.asarray(x0))) if x0 is not None else ()
+    y_train = splits["train"][1]
+    num_outputs = num_classes if task == "classification" else 1 if task == "binary" or y_train.ndim == 1 else int(y_train.shape[1])
+    info = DataInfo(source=cfg.component, task=task, input_shape=input_shape, num_outputs=int(num_outputs), num_classes=num_classes,
+                    kind="image" if len(input_shape) == 3 else "tabular", sizes={k: len(v[1]) for k, v in splits.items()})
+    as_tensor = lambda ys: torch.from_numpy(_targets_array(ys, task))  # noqa: E731
+    return DataBundle(*(DatasetSplit(splits[k][0], as_tensor(splits[k][1])) for k in ("train", "val", "test")), info)
 
 
 def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:

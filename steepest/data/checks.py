@@ -1,8 +1,13 @@
-"""Reject data that cannot be trained on, naming the offending row (before any training starts)."""
+"""Reject data that cannot be trained on, naming the offending row: whole arrays before training
+starts, or batch by batch for data read sample by sample (`batch_checker`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+import torch
 
 from steepest.errors import DataError
 
@@ -104,3 +109,61 @@ def check_lengths(x: np.ndarray, y: np.ndarray, where: str = "data", names: tupl
         raise DataError(f"{where}: {names[1]} has shape {y.shape}; expected ({n},) or ({n}, k): one label or k targets per sample")
     if len(x) != len(y):
         raise DataError(f"{where}: {len(x)} feature rows but {len(y)} targets; they must match one to one")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (tuple, list)) and value:
+        return f"{type(value).__name__} of {type(value[0]).__name__}"
+    return type(value).__name__
+
+
+def batch_checker(task: str | None, num_classes: int | None, target_key: str = "labels", where: str = "training data"):
+    """The row checks of `check_features`/`check_targets`, per batch, for data read sample by sample
+    (Datasets, streams): `check(batch, indices)` raises a one-line DataError naming the stream or
+    Dataset index of the first bad sample (NaN/inf inputs, labels outside [0, K), a batch with no
+    tensor). Batches are (x, y), (x1, ..., y) or dicts with the target under `target_key`; token
+    labels equal to -100 (ignored by cross entropy) are not checked. Cost: one reduction per
+    tensor per batch, on the loader's (CPU) side."""
+
+    def rows(mask: torch.Tensor) -> int:
+        return int(mask.reshape(mask.shape[0], -1).any(dim=1).nonzero()[0, 0])
+
+    def check(batch: Any, indices: Sequence[int]) -> None:
+        def name(row: int) -> str:
+            return f"sample {indices[row]}" if row < len(indices) else f"row {row} of a batch"
+
+        if isinstance(batch, dict):
+            inputs, target = [v for k, v in batch.items() if k != target_key], batch.get(target_key)
+        elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
+            inputs, target = list(batch[:-1]), batch[-1]
+        else:
+            inputs, target = [batch], None
+        tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+        if not tensors:
+            first = f"samples {indices[0]}.." if len(indices) else "a batch"
+            raise DataError(f"{where}: {first} gave no tensor inputs (got {', '.join(map(_kind, inputs)) or 'nothing'}); "
+                            "return tensors (or numbers/arrays) from the Dataset, or give a collate_fn that makes them")
+        for t in tensors:
+            if t.is_floating_point() and t.ndim >= 1 and len(t):
+                bad = ~torch.isfinite(t)
+                if bool(bad.any()):
+                    row = rows(bad)
+                    kind = "NaN" if bool(torch.isnan(t[row]).any()) else "inf"
+                    raise DataError(f"{where}: {name(row)} contains {kind}; drop or impute that sample before training")
+        if not isinstance(target, torch.Tensor) or target.ndim == 0 or not len(target):
+            return
+        if task in ("classification", "binary") and not target.is_floating_point():
+            k = num_classes if num_classes is not None else 2 if task == "binary" else None
+            labels = target if target.ndim == 1 else target.masked_fill(target == -100, 0)
+            low, high = labels < 0, (labels >= k) if k is not None else torch.zeros_like(labels, dtype=torch.bool)
+            if bool(low.any()) or bool(high.any()):
+                row = rows(low | high)
+                value = int(target[row].flatten()[(low | high)[row].flatten()][0])
+                fix = f"relabel to 0..{k - 1} or raise data.num_classes" if k is not None else "labels must be 0..K-1"
+                raise DataError(f"{where}: {name(row)} has label {value}, outside [0, {k or 'K'}); {fix}")
+        elif target.is_floating_point() and target.ndim >= 1:
+            bad = ~torch.isfinite(target)
+            if bool(bad.any()):
+                raise DataError(f"{where}: {name(rows(bad))} has a non-finite target; drop or impute it")
+
+    return check

@@ -26,11 +26,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
 from steepest.data.transforms import sample_generator
+from steepest.errors import DataError
 
 SampleTransform = Callable[[Any, torch.Generator], Any]
+BatchCheck = Callable[[Any, Sequence[int]], None]  # (batch, its sample indices) -> raises DataError
 
 
 def epoch_order(n: int, epoch: int, seed: int, *, shuffle: bool = True, rank: int = 0, world_size: int = 1,
@@ -73,6 +75,15 @@ class EpochIndexed(Dataset):
             return {**sample, self.input_key: self.transform(sample[self.input_key], generator)}
         return (self.transform(sample[0], generator), *sample[1:])
 
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
+        """A whole micro-batch at once: one `dataset.__getitems__(indices)` call (a memory-mapped
+        array reads its rows in one gather) when the dataset has it and no transform runs; else
+        sample by sample. torch's DataLoader fetcher calls this when it exists."""
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if getitems is not None and self.transform is None:
+            return getitems([index for _, index in keys])
+        return [self[key] for key in keys]
+
 
 class _Positions:
     """The batch sampler: micro-batches of (epoch, index) pairs from micro-batch `start` on. It runs
@@ -112,19 +123,23 @@ class SampleLoader:
     `transform(x, generator)` runs in the workers on each sample's input; `collate_fn` builds a
     batch (torch's default: tuples and dicts of stacked tensors); batches move to `device` with
     non-blocking copies when `pin_memory`. `weights` draws each epoch's samples with replacement
-    (a weighted sampler). The DataLoader options are torch's."""
+    (a weighted sampler). `check(batch, indices)` runs on every training batch in the main process
+    (`steepest.data.checks.batch_checker`: NaN/inf inputs, labels out of range, named by sample
+    index). A batch whose samples cannot be collated (shapes differ) is a one-line DataError that
+    names the odd sample. The DataLoader options are torch's."""
 
     def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
                  rank: int = 0, world_size: int = 1, weights: torch.Tensor | None = None, transform: SampleTransform | None = None,
                  num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False, prefetch_factor: int | None = None,
-                 collate_fn: Callable[[list], Any] | None = None, device: torch.device | str | None = None):
+                 collate_fn: Callable[[list], Any] | None = None, device: torch.device | str | None = None,
+                 check: BatchCheck | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.dataset = EpochIndexed(dataset, transform, seed)
         self.num_samples = len(dataset)
         self.batch_size = min(batch_size, self.num_samples)
         self.shuffle, self.seed, self.drop_last, self.rank, self.world_size = shuffle, seed, drop_last, rank, world_size
-        self.weights = weights
+        self.weights, self.check = weights, check
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = bool(pin_memory and self.device is not None and self.device.type == "cuda")
         self.options = {"num_workers": num_workers, "pin_memory": self.pin_memory, "collate_fn": collate_fn,
@@ -132,6 +147,9 @@ class SampleLoader:
                         **({"prefetch_factor": prefetch_factor} if prefetch_factor and num_workers > 0 else {})}
         self._sampler: _Positions | None = None
         self._loader: DataLoader | None = None
+        # DataLoader draws its workers' base seed from this generator, not from torch's global one,
+        # so starting a pass (an epoch, a resume) never shifts the dropout and mixup draws of training
+        self._generator = torch.Generator()
         self._eval: tuple[int, DataLoader] | None = None
 
     def __len__(self) -> int:
@@ -148,12 +166,19 @@ class SampleLoader:
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
         """Micro-batches of `epoch` on the device, starting at micro-batch `start` (nothing before it is read)."""
+        order = self.order(epoch)
+        self._generator.manual_seed(self.seed * 1_000_003 + epoch)  # the workers' seeds: a function of (seed, epoch)
         if self._loader is None:
-            self._sampler = _Positions(self.order(epoch), epoch, self.batch_size, start, len(self))
-            self._loader = DataLoader(self.dataset, batch_sampler=self._sampler, **self.options)
+            self._sampler = _Positions(order, epoch, self.batch_size, start, len(self))
+            self._loader = DataLoader(self.dataset, batch_sampler=self._sampler, generator=self._generator, **self.options)
         else:
-            self._sampler.set(self.order(epoch), epoch, start, len(self))
-        for batch in self._loader:
+            self._sampler.set(order, epoch, start, len(self))
+        position = start
+        for batch in _checked_iter(self._loader, lambda k: order[(position + k) * self.batch_size:][: self.batch_size].tolist(),
+                                   self.dataset, epoch):
+            if self.check is not None:
+                self.check(batch, order[position * self.batch_size:][: self.batch_size].tolist())
+            position += 1
             yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
 
     def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Any]]:
@@ -173,8 +198,166 @@ class SampleLoader:
         size = batch_size or self.batch_size
         if self._eval is None or self._eval[0] != size:  # one DataLoader per size, kept (with its workers when persistent)
             sampler = _Positions(torch.arange(self.num_samples), 0, size, 0, math.ceil(self.num_samples / size))
-            self._eval = (size, DataLoader(self.dataset, batch_sampler=sampler, **self.options))
+            self._eval = (size, DataLoader(self.dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(self.seed), **self.options))
         for batch in self._eval[1]:
+            yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
+
+
+def _checked_iter(loader: DataLoader, indices_of: Callable[[int], list[int]], dataset: EpochIndexed | None, epoch: int) -> Iterator[Any]:
+    """`loader`'s batches; a collation failure (samples of different shapes, values that are not
+    tensors or numbers) becomes a DataError naming the first odd sample of the k-th batch."""
+    iterator, k = iter(loader), 0
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (RuntimeError, TypeError) as exc:
+            text = str(exc)
+            if not any(sign in text for sign in ("stack expects", "equal size", "collate")):
+                raise
+            raise DataError(_collate_message(indices_of(k), dataset, epoch, text)) from None
+        k += 1
+        yield batch
+
+
+def _shape_of(sample: Any) -> Any:
+    if isinstance(sample, torch.Tensor):
+        return tuple(sample.shape)
+    if isinstance(sample, dict):
+        return {k: _shape_of(v) for k, v in sample.items()}
+    if isinstance(sample, (tuple, list)):
+        return tuple(_shape_of(v) for v in sample)
+    return type(sample).__name__
+
+
+def _collate_message(indices: list[int], dataset: EpochIndexed | None, epoch: int, text: str) -> str:
+    first_line = text.strip().splitlines()[-1] if text.strip() else text
+    if dataset is not None and indices:
+        try:
+            shapes = [(i, _shape_of(dataset[(epoch, i)])) for i in indices]
+        except Exception:  # noqa: BLE001 - the message below still names the batch
+            shapes = []
+        odd = [(i, shape) for i, shape in shapes if shape != shapes[0][1]]
+        if odd:
+            return (f"sample {odd[0][0]} has shape {odd[0][1]}, sample {shapes[0][0]} has {shapes[0][1]}: samples of a batch must share "
+                    "shapes; resize or pad them in the Dataset, or give a collate_fn that pads (steepest.data.collate.pad_collate)")
+    where = f"samples {indices[0]}..." if indices else "a batch"
+    return (f"cannot make a batch of {where} ({first_line}); return tensors or numbers of one shape from the Dataset, "
+            "or give a collate_fn")
+
+
+class _Shard(IterableDataset):
+    """In each DataLoader worker: the rank's micro-batches of an iterable `dataset` that fall to this
+    worker, collated, with the stream indices of their samples. Global batch g holds stream samples
+    [g*B*W, (g+1)*B*W) (B the per-rank batch size, W ranks); rank r takes those with index % W == r,
+    and worker w of K takes batches g - start = w (mod K), which DataLoader's round-robin over
+    workers returns in order. A final global batch with fewer than W samples is dropped (some rank
+    would have none), so every rank takes the same number of batches."""
+
+    def __init__(self, dataset: IterableDataset, batch_size: int, rank: int, world_size: int, transform: SampleTransform | None,
+                 seed: int, collate_fn: Callable[[list], Any]):
+        self.dataset, self.batch_size, self.rank, self.world_size = dataset, batch_size, rank, world_size
+        self.transform, self.seed, self.collate_fn = transform, seed, collate_fn
+        self.epoch, self.start = 0, 0
+
+    def __iter__(self) -> Iterator[tuple[list[int], Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        per_global = self.batch_size * self.world_size
+        current, indices, samples, seen = -1, [], [], 0
+        for i, sample in enumerate(self.dataset):
+            seen = i + 1
+            g = i // per_global
+            if g != current:
+                if samples:
+                    yield indices, self.collate_fn(samples)
+                current, indices, samples = g, [], []
+            if g < self.start or (g - self.start) % workers != worker or i % self.world_size != self.rank:
+                continue
+            if self.transform is not None:
+                sample = _transform_sample(sample, self.transform, sample_generator(self.seed, self.epoch, i))
+            indices.append(i)
+            samples.append(sample)
+        if samples and seen - current * per_global >= self.world_size:
+            yield indices, self.collate_fn(samples)
+
+
+def _transform_sample(sample: Any, transform: SampleTransform, generator: torch.Generator, input_key: str = "pixel_values") -> Any:
+    if isinstance(sample, dict):
+        return {**sample, input_key: transform(sample[input_key], generator)}
+    return (transform(sample[0], generator), *sample[1:])
+
+
+class IterableLoader:
+    """Micro-batches of an iterable (streaming) `dataset` for the Trainer, through torch's DataLoader.
+
+    Each epoch is one pass over the stream (`dataset.set_epoch(epoch)` is called first when it has
+    one, as Hugging Face streaming datasets do for their shuffle buffer). Under torchrun every stream
+    sample goes to exactly one rank and one worker (see `_Shard`): the same samples per global
+    batch as one process with world_size times the batch. `transform(x, generator)` draws from
+    (seed, epoch, stream index). The stream's length is `len(dataset)` when it has one; otherwise
+    the run needs a step budget (`max_steps`) and an epoch ends when the stream does.
+
+    Resuming at micro-batch k of an epoch reads the stream from its start but builds, transforms and
+    trains on nothing before batch k; a stream that cannot be re-read from the start is beyond what
+    any checkpoint can resume exactly.
+    """
+
+    def __init__(self, dataset: IterableDataset, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 transform: SampleTransform | None = None, num_workers: int = 0, pin_memory: bool = False,
+                 persistent_workers: bool = False, prefetch_factor: int | None = None,
+                 collate_fn: Callable[[list], Any] | None = None, device: torch.device | str | None = None,
+                 check: BatchCheck | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.check = check
+        self.device = torch.device(device) if device is not None else None
+        self.pin_memory = bool(pin_memory and self.device is not None and self.device.type == "cuda")
+        self.shard = _Shard(dataset, batch_size, rank, world_size, transform, seed, collate_fn or default_collate)
+        self.options = {"num_workers": num_workers, "pin_memory": self.pin_memory,
+                        "persistent_workers": persistent_workers and num_workers > 0,
+                        **({"prefetch_factor": prefetch_factor} if prefetch_factor and num_workers > 0 else {})}
+        try:
+            self.num_samples = len(dataset)
+        except TypeError:
+            self.num_samples = None
+
+    def __len__(self) -> int:
+        """Micro-batches per epoch on this rank (known only when the stream has a length)."""
+        if self.num_samples is None:
+            raise TypeError("a stream without __len__ has no number of batches")
+        full, rest = divmod(self.num_samples, self.batch_size * self.world_size)
+        return full + (1 if rest >= self.world_size else 0)
+
+    def steps_per_epoch(self, accumulate: int = 1) -> int | None:
+        return None if self.num_samples is None else math.ceil(len(self) / accumulate)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        self.shard.epoch, self.shard.start = epoch, start
+        loader = DataLoader(self.shard, batch_size=None, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch), **self.options)
+        for indices, batch in _checked_iter(loader, lambda k: [], None, epoch):
+            if self.check is not None:
+                self.check(batch, indices)
+            yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
+
+    def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Any]]:
+        group: list[Any] = []
+        for batch in self.batches(epoch, start_step * accumulate):
+            group.append(batch)
+            if len(group) == accumulate:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def eval_batches(self, batch_size: int | None = None) -> Iterator[Any]:
+        """Every sample once, in stream order, on this process (no sharding, no transform)."""
+        shard = _Shard(self.shard.dataset, batch_size or self.batch_size, 0, 1, None, self.seed, self.shard.collate_fn)
+        for _, batch in DataLoader(shard, batch_size=None, generator=torch.Generator().manual_seed(self.seed), **self.options):
             yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
 
 

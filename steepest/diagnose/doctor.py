@@ -22,7 +22,7 @@ from steepest.config.build import (
 )
 from steepest.config.validate import validate_recipe
 from steepest.data import load_data
-from steepest.data.bundle import DataBundle
+from steepest.data.bundle import DataBundle, in_memory_sample
 from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.context import DoctorContext
 from steepest.diagnose.report import CheckResult, Report, fail, ok, warn
@@ -31,13 +31,18 @@ from steepest.track import read_series
 from steepest.training.precision import resolve_device
 
 
+DOCTOR_SAMPLES = 4096  # per split, for data read sample by sample (the checks run on tensors in memory)
+
+
 def context_from_recipe(recipe, data=None) -> DoctorContext:
     """The doctor's view of a recipe (a `Recipe`, a bundled name or a YAML path)."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(str(recipe), [])
     validate_recipe(recipe)
     device = resolve_device(recipe.trainer.device)
-    data = (data or load_data(recipe.data, recipe.trainer.seed)).to(device)
+    # Dataset-backed data (image files, streams): a bounded sample read through the training pipeline
+    data = in_memory_sample(data or load_data(recipe.data, recipe.trainer.seed), DOCTOR_SAMPLES, recipe.trainer.seed,
+                            recipe.data.num_workers).to(device)
     info = data.info
     class_weights = data.class_weights.to(device) if data.class_weights is not None else None
     return DoctorContext(
@@ -68,6 +73,7 @@ def context_from_components(model: nn.Module | Callable[[], nn.Module], data: Da
     """
     factory = (lambda: copy.deepcopy(model)) if isinstance(model, nn.Module) else model
     device = next(iter(factory().parameters()), torch.empty(0)).device
+    data = in_memory_sample(data, DOCTOR_SAMPLES, seed)
     opt = make_optimizer or (lambda m: torch.optim.Adam(m.parameters(), lr=lr))
     return DoctorContext(factory, data.to(device), loss_fn, opt, batch_size, lr, device, loss_name, seed)
 

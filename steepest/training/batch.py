@@ -29,6 +29,7 @@ from torch import nn
 from steepest.errors import DataError
 
 Forward = Callable[[nn.Module, Any, Callable], tuple[Any, torch.Tensor]]
+IGNORE_INDEX = -100  # token labels the loss skips (padding, prompt tokens)
 
 
 def split_batch(batch: Any, target_key: str = "labels") -> tuple[tuple, dict[str, Any], Any]:
@@ -87,6 +88,33 @@ def logits_of(outputs: Any) -> torch.Tensor:
     if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], torch.Tensor):
         return outputs[0]
     raise DataError(f"the model returned a {type(outputs).__name__}; return a tensor (or an object with .logits) or give a forward function")
+
+
+def own_loss_normalizer(model: nn.Module, batch: Any, target_key: str = "labels") -> torch.Tensor | None:
+    """The count a model's own token-mean loss divides by, for a dict batch whose target is token
+    labels (B, L) of a model that takes them: the labels that are not -100, less each sequence's
+    first one when the model shifts labels inside its loss (a Hugging Face decoder-only LM:
+    `can_generate()` and not encoder-decoder). None for other batches (their loss is a mean over
+    samples). The Engine weights accumulated micro-batches by it, so micro-batches with different
+    token counts add up to the big batch's loss (as the Hugging Face Trainer's `num_items_in_batch`)."""
+    if not isinstance(batch, dict):
+        return None
+    labels = batch.get(target_key)
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.ndim < 2 or not _takes_labels(model, target_key):
+        return None
+    if _shifts_labels(model):
+        labels = labels[..., 1:]
+    return (labels != IGNORE_INDEX).sum()
+
+
+def _shifts_labels(model: nn.Module) -> bool:
+    module = getattr(model, "module", model)  # DDP
+    config = getattr(module, "config", None)
+    can_generate = getattr(module, "can_generate", None)
+    try:
+        return config is not None and not getattr(config, "is_encoder_decoder", False) and callable(can_generate) and bool(can_generate())
+    except Exception:  # noqa: BLE001 - a model whose can_generate needs more than itself: assume no shift
+        return False
 
 
 def target_of(batch: Any, target_key: str = "labels") -> Any:

@@ -3,8 +3,8 @@ inspect, clip, step, zero. Everything a Trainer, a recipe script or a benchmark 
 
 Accumulation is exact for any loss: micro-batch i's mean loss is weighted by n_i / N, where n_i is
 the count the loss divides by (its `normalizer(targets)`: response tokens for a token-mean loss,
-the summed class weights of a weighted cross entropy; the number of samples for a loss that does
-not say) and N the sum over the step's micro-batches, and over every rank under DDP/FSDP. So k
+the summed class weights of a weighted cross entropy; the label tokens of a Hugging Face model's own
+loss on a dict batch; the number of samples for a loss that does not say) and N the sum over the step's micro-batches, and over every rank under DDP/FSDP. So k
 micro-batches give the gradient of one batch of all their samples, as the Hugging Face Trainer's
 `num_items_in_batch` does. A loss that declares a normalizer must stay finite, with finite
 gradients, when its count is 0 (a micro-batch with no response token): torch's cross entropy with
@@ -24,7 +24,7 @@ from torch import nn
 
 from steepest.errors import DataError
 from steepest.training import distributed
-from steepest.training.batch import Forward, batch_size, forward_batch, target_of
+from steepest.training.batch import Forward, batch_size, forward_batch, own_loss_normalizer, target_of
 from steepest.training.distributed import DistContext
 from steepest.training.precision import autocast, grad_scaler
 
@@ -116,9 +116,19 @@ class Engine:
                             "give the transform in the loader for other batches")
         return self.batch_transform(*batch)
 
+    def _count(self, batch: Batch) -> torch.Tensor | None:
+        """What the batch's loss is a mean over: a model's own token-mean loss counts its tokens, a
+        loss with a `normalizer` says; None (samples) otherwise, and for a custom forward."""
+        if self.forward is not None:
+            return None
+        own = own_loss_normalizer(self.model, batch, self.target_key)
+        if own is not None:
+            return own.to(torch.float64)
+        return loss_normalizer(self.loss_fn, target_of(batch, self.target_key))
+
     def _weights(self, batches: Sequence[Batch]) -> list:
         """Each micro-batch's share of the step's loss (see the module docstring)."""
-        counts = [loss_normalizer(self.loss_fn, target_of(b, self.target_key)) if self.forward is None else None for b in batches]
+        counts = [self._count(b) for b in batches]
         world = self.dist.world_size
         if any(c is None for c in counts):
             sizes = [batch_size(b) for b in batches]

@@ -12,7 +12,7 @@ from torch import nn
 
 from steepest.data.bundle import DataInfo, Split
 from steepest.data.loader import DeviceLoader, eval_batches
-from steepest.errors import TrainingError
+from steepest.errors import ConfigError, DataError, TrainingError
 from steepest.schedules import apply as apply_schedule
 from steepest.schedules.basic import Constant
 from steepest.training import distributed
@@ -61,8 +61,13 @@ class TrainerOptions:
             raise ValueError("set clip_norm or clip_value, not both")
 
 
-def step_budget(steps_per_epoch: int, options: TrainerOptions) -> int:
-    """Optimizer steps the run takes: max_steps or max_epochs x steps per epoch, whichever is fewer."""
+def step_budget(steps_per_epoch: int | None, options: TrainerOptions) -> int:
+    """Optimizer steps the run takes: max_steps or max_epochs x steps per epoch, whichever is fewer.
+    A stream of unknown length (`steps_per_epoch` None) needs `max_steps`."""
+    if steps_per_epoch is None:
+        if not options.max_steps:
+            raise ConfigError("the training data is a stream of unknown length: give a step budget (trainer.max_steps / fit(max_steps=...))")
+        return int(options.max_steps)
     epochs_budget = options.max_epochs * steps_per_epoch if options.max_epochs else math.inf
     return int(min(options.max_steps or math.inf, epochs_budget))
 
@@ -121,7 +126,7 @@ class Trainer:
                              forward=forward, target_key=target_key)
         self.steps_per_epoch = loader.steps_per_epoch(options.accumulate)
         self.total_steps = step_budget(self.steps_per_epoch, options)
-        self.max_epochs = options.max_epochs or math.ceil(self.total_steps / self.steps_per_epoch)
+        self.max_epochs = options.max_epochs or (math.ceil(self.total_steps / self.steps_per_epoch) if self.steps_per_epoch else None)
         self.state = TrainState()
 
     # -- the loop ------------------------------------------------------------------------------
@@ -132,6 +137,7 @@ class Trainer:
         try:
             while not s.stop_reason and s.step < self.total_steps:
                 self._fire("on_epoch_start")
+                first_step, exhausted = s.step, False
                 for batches in self.loader.steps(s.epoch, self.options.accumulate, s.step_in_epoch):
                     self._apply_schedules(s.step)
                     self._fire("on_step_start", batches)
@@ -142,7 +148,11 @@ class Trainer:
                     self._agree_on_stop()
                     if s.stop_reason or s.step >= self.total_steps:
                         break
-                if s.step_in_epoch >= self.steps_per_epoch:  # the epoch is complete
+                else:  # the loader ran out: the epoch is complete (a stream's length may be unknown)
+                    if s.step == first_step and s.step_in_epoch == 0:
+                        raise DataError(f"epoch {s.epoch} of the training data gave no batch; check that the Dataset or stream is not empty")
+                    exhausted = True
+                if exhausted or (self.steps_per_epoch is not None and s.step_in_epoch >= self.steps_per_epoch):  # the epoch is complete
                     s.epoch, s.step_in_epoch = s.epoch + 1, 0
                     self._fire("on_epoch_end")
                     self._agree_on_stop()

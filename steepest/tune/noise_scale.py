@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from steepest.training.batch import batch_size
 from steepest.training.events import Callback
 from steepest.training.precision import autocast
 from steepest.tune.batch_size import estimate_noise_scale, noise_estimates, sampler_from
@@ -93,7 +94,10 @@ class NoiseScaleCallback(Callback):
         if not self._measure:
             return
         first = batches[0]
-        self._n_step, self._n_first = sum(len(x) for x, _ in batches), len(first[0])
+        if not (isinstance(first, (tuple, list)) and len(first) == 2):  # measured on (x, y) batches only
+            self._measure = False
+            return
+        self._n_step, self._n_first = sum(batch_size(b) for b in batches), batch_size(first)
         self._probe = None
         if len(batches) > 1 and trainer.options.precision != "fp16":  # no loss scaling to undo
             self._small = torch.zeros((), dtype=torch.float64, device=first[0].device)

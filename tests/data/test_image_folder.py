@@ -75,3 +75,14 @@ def test_image_folder_errors_are_one_line(tmp_path, capsys):
     recipe.write_text(RECIPE.format(path=tmp_path / "only").replace("rotate_degrees: 5", "rotate_degree: 5"))
     assert main(["validate", str(recipe)]) == 2
     assert "rotate_degree" in capsys.readouterr().err
+
+
+def test_doctor_runs_on_image_files_through_the_training_pipeline(digit_folder, tmp_path):
+    from steepest.diagnose.doctor import run_doctor
+
+    recipe_file = tmp_path / "images.yaml"
+    recipe_file.write_text(RECIPE.format(path=digit_folder).replace("num_workers: 2", "num_workers: 0"))
+    report = run_doctor(str(recipe_file), ["forward_shape", "duplicates", "preprocessing", "initial_loss"])
+    verdicts = {name: report[name].verdict for name in ("forward_shape", "duplicates", "preprocessing", "initial_loss")}
+    assert verdicts["forward_shape"] == "ok" and verdicts["initial_loss"] == "ok", verdicts
+    assert all(v != "error" for v in verdicts.values()), verdicts

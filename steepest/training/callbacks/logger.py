@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from steepest.training.batch import batch_size
 from steepest.training.callbacks.progress import evaluation_line
 from steepest.training.events import Callback
 
@@ -22,7 +23,8 @@ class TrainScalars(Callback):
         grad_norm             the step's global gradient norm before clipping; grad_norm_clipped after
         update_ratio/<g>      |w_after - w_before| / |w_before| of each param group at the log step
         samples_per_s         training samples (all ranks) per second over the interval; tokens_per_s
-                              for token-id inputs (samples x sequence length)
+                              for token-id inputs (samples x sequence length; the attention mask's
+                              ones for dict batches that carry one)
         memory_mb             peak CUDA memory allocated, or the process's peak resident memory
         nonfinite_steps       skipped steps so far (when any)
     and `epoch_seconds` at each epoch's end. The losses are summed on the device; the host reads
@@ -35,6 +37,7 @@ class TrainScalars(Callback):
         self.loss_sum: torch.Tensor | None = None
         self.count = 0
         self.samples = 0
+        self.tokens: torch.Tensor | int | None = None  # tokens since the last log (summed on the device)
         self.clock = self.epoch_clock = time.perf_counter()
         self.before: list[list[torch.Tensor]] | None = None
 
@@ -48,8 +51,12 @@ class TrainScalars(Callback):
         self.epoch_clock = time.perf_counter()
 
     def on_step_start(self, trainer, batches) -> None:
-        self.samples += sum(len(x) for x, _ in batches) * trainer.world_size
-        self.tokens_per_sample = batches[0][0].shape[-1] if getattr(trainer.info, "text", None) else 0
+        self.samples += sum(batch_size(b) for b in batches) * trainer.world_size
+        text = bool(getattr(trainer.info, "text", None))
+        for b in batches:
+            count = _tokens(b, text)
+            if count is not None:
+                self.tokens = count * trainer.world_size + (self.tokens if self.tokens is not None else 0)
 
     def on_before_optimizer_step(self, trainer) -> None:
         if self._log_step(trainer):
@@ -75,13 +82,13 @@ class TrainScalars(Callback):
         now = time.perf_counter()
         rate = self.samples / max(now - self.clock, 1e-9)
         values["samples_per_s"] = rate
-        if self.tokens_per_sample:
-            values["tokens_per_s"] = rate * self.tokens_per_sample
+        if self.tokens is not None:
+            values["tokens_per_s"] = float(self.tokens) / max(now - self.clock, 1e-9)
         values["memory_mb"] = _peak_memory_mb(trainer.device)
         if trainer.state.nonfinite_total:
             values["nonfinite_steps"] = trainer.state.nonfinite_total
         trainer.state.metrics["train_loss"] = values["train_loss"]
-        self.loss_sum, self.count, self.samples, self.clock = None, 0, 0, now
+        self.loss_sum, self.count, self.samples, self.tokens, self.clock = None, 0, 0, None, now
         trainer.log(values)
 
     def on_epoch_end(self, trainer) -> None:
@@ -123,6 +130,16 @@ class TrainScalars(Callback):
 
 def _number(value) -> float:
     return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _tokens(batch: Any, text: bool) -> torch.Tensor | int | None:
+    """Tokens in a batch: the attention mask's ones (a dict batch), or the token-id tensor's size
+    (text data); None for other data."""
+    if isinstance(batch, dict) and isinstance(batch.get("attention_mask"), torch.Tensor):
+        return batch["attention_mask"].sum()
+    if text and isinstance(batch, (tuple, list)) and isinstance(batch[0], torch.Tensor):
+        return batch[0].numel()
+    return None
 
 
 def _peak_memory_mb(device: torch.device) -> float:
