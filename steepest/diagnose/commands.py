@@ -40,6 +40,11 @@ def doctor(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.to_json())
     print(f"report: {out}")
+    if run:
+        from steepest.diagnose.doctor import log_verdicts
+
+        for place in log_verdicts(run, report):
+            print(f"verdicts logged: {place}")
     return 1 if report.failed else 0
 
 

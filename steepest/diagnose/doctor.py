@@ -27,7 +27,7 @@ from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.context import DoctorContext
 from steepest.diagnose.report import CheckResult, Report, fail, ok, warn
 from steepest.errors import ConfigError, did_you_mean
-from steepest.track import read_series
+from steepest.track import MetricStore, read_series
 from steepest.training.precision import resolve_device
 
 
@@ -147,3 +147,37 @@ def diagnose_run(run_dir: str | Path) -> CheckResult:
     if info.get("task") == "regression":
         baseline = 1.0  # normalized targets: predicting the mean scores the variance, 1
     return diagnose_fit(read_series(db, "train_loss"), read_series(db, "val_loss"), baseline)
+
+
+VERDICT_CODE = {"ok": 0.0, "warn": 1.0, "fail": 2.0}  # skipped checks are not logged
+
+
+def log_verdicts(run_dir: str | Path, report: Report) -> list[str]:
+    """Write a doctor report into a run's record: scalars `doctor/<check>` (0 ok, 1 warning,
+    2 failure) at the run's last step in `metrics.db` (hence `steepest runs`, the report and
+    metrics.csv readers), and, when the run logs to TensorBoard, the same scalars plus the table as
+    text in a new event file under `tensorboard/`. Returns the places written."""
+    run_dir = Path(run_dir)
+    values = {f"doctor/{r.name}": VERDICT_CODE[r.verdict] for r in report.results if r.verdict in VERDICT_CODE}
+    written: list[str] = []
+    db = run_dir / "metrics.db"
+    if not values or not db.exists():
+        return written
+    store = MetricStore(db)
+    try:
+        step = max((s for name in store.names() for s, _ in store.series(name)), default=0)
+        store.log(step, values)
+        store.flush()
+    finally:
+        store.close()
+    written.append(str(db))
+    if (run_dir / "tensorboard").is_dir():
+        from torch.utils.tensorboard import SummaryWriter  # the tensorboard extra: present when the run wrote there
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"), filename_suffix=".doctor")
+        for name, value in values.items():
+            writer.add_scalar(name, value, step)
+        writer.add_text("doctor", "\n".join(f"    {line}" for line in report.table().splitlines()), step)
+        writer.close()
+        written.append(str(run_dir / "tensorboard"))
+    return written
