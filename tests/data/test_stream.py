@@ -2,11 +2,12 @@
 path, per-sample randomness from (seed, epoch, index) whatever the number of workers, and a
 mid-epoch position that reads nothing before it."""
 
+import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from steepest.data import DeviceLoader
-from steepest.data.stream import SampleLoader
+from steepest.data.stream import IterableLoader, SampleLoader
 
 
 class Counting(Dataset):
@@ -65,3 +66,51 @@ def test_dict_batches_are_collated_and_moved():
 
     batches = list(SampleLoader(Dicts(), 4, shuffle=False, device="cpu").batches(0))
     assert [b["labels"].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5]] and batches[0]["input"].shape == (4, 2)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """A stream of n (x, y) samples with no __len__ (unless sized), counting set_epoch calls."""
+
+    def __init__(self, n, sized=False):
+        self.n, self.sized, self.epochs = n, sized, []
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield torch.tensor([float(i)]), torch.tensor(i % 3)
+
+    def set_epoch(self, epoch):
+        self.epochs.append(epoch)
+
+
+class _SizedStream(_Stream):
+    def __len__(self):
+        return self.n
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_iterable_loader_keeps_stream_order_whatever_the_workers_and_resumes_at_a_batch(workers):
+    loader = IterableLoader(_SizedStream(50), batch_size=8, num_workers=workers)
+    seen = [x[:, 0].long().tolist() for x, _ in loader.batches(epoch=0)]
+    assert seen == [list(range(i, min(i + 8, 50))) for i in range(0, 50, 8)] and len(loader) == 7
+    tail = [x[:, 0].long().tolist() for x, _ in loader.batches(epoch=0, start=5)]
+    assert tail == seen[5:]
+
+
+def test_iterable_loader_shards_ranks_by_index_and_drops_a_final_batch_some_rank_would_miss():
+    ranks = [IterableLoader(_SizedStream(33), batch_size=4, rank=r, world_size=2) for r in (0, 1)]
+    per_rank = [[x[:, 0].long().tolist() for x, _ in loader.batches(epoch=0)] for loader in ranks]
+    assert [len(b) for b in per_rank] == [len(ranks[0])] * 2 == [4, 4]  # 33 = 4 global batches of 8, then 1 sample: dropped
+    assert sorted(i for batches in per_rank for b in batches for i in b) == list(range(32))
+    assert all(i % 2 == r for r, batches in enumerate(per_rank) for b in batches for i in b)
+
+
+def test_a_stream_without_length_trains_for_its_step_budget_over_several_epochs():
+    import steepest
+
+    stream = _Stream(40)
+    model = torch.nn.Linear(1, 3)
+    result = steepest.fit(model, stream, batch_size=8, max_steps=12, console=False, device="cpu")
+    assert result.trainer.state.step == 12 and result.trainer.state.epoch == 2  # 5 batches per pass
+    assert stream.epochs[-3:] == [0, 1, 2]
+    with pytest.raises(Exception, match="step budget"):
+        steepest.fit(torch.nn.Linear(1, 3), _Stream(40), batch_size=8, max_epochs=1, console=False, device="cpu")
