@@ -206,6 +206,7 @@ class EarlyStoppingConfig(Section):
     patience: PositiveInt = 5
     min_delta: NonNegativeFloat = 0.0
     restore_best: bool = True
+    target: float | None = None  # stop as soon as the monitored value reaches it (>= for max metrics, <= for min)
 
 
 class TrainerConfig(Section):

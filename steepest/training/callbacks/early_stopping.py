@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -12,17 +13,20 @@ from steepest.training.metrics import improves, metric_mode
 
 
 class EarlyStopping(Callback):
-    """Stop after `patience` evaluations without an improvement larger than `min_delta`."""
+    """Stop after `patience` evaluations without an improvement larger than `min_delta`, or as soon
+    as the monitored value reaches `target` (at least it for a maximized metric, at most it for a
+    minimized one: "train until 99% validation accuracy"). NaN and inf never reach a target."""
 
     name = "early_stopping"
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
+    def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 5, min_delta: float = 0.0, restore_best: bool = True,
+                 target: float | None = None):
         try:
             mode = metric_mode(monitor, mode)
         except ValueError:
             raise ConfigError(f"early_stopping.mode: '{mode}' is not min, max or auto") from None
         self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
-        self.restore_best = restore_best
+        self.restore_best, self.target = restore_best, target
         self.best: float | None = None
         self.best_step = 0
         self.bad_evals = 0
@@ -43,6 +47,8 @@ class EarlyStopping(Callback):
             if self.restore_best:
                 # FSDP: gathered from the shards (every rank evaluates, so every rank takes part); rank 0 keeps it
                 self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model_state_dict().items()}
+            if self.target is not None and math.isfinite(value) and (value >= self.target if self.mode == "max" else value <= self.target):
+                trainer.state.request_stop(f"early stopping: {self.monitor} reached the target {self.target:g} ({value:.4g} at step {trainer.state.step})")
         else:
             self.bad_evals += 1
             if self.bad_evals >= self.patience:
