@@ -8,6 +8,7 @@ from torch import nn
 
 from steepest.errors import ConfigError
 from steepest.models._registry import MODELS
+from steepest.nn.bias import relu_bias
 from steepest.nn.checkpointing import enable_activation_checkpointing
 from steepest.nn.init import initialize
 from steepest.registry import accepted_arguments, import_object
@@ -22,8 +23,8 @@ def build_model(name: str | None, kwargs: dict[str, Any], input_shape: tuple[int
     """A registered model `name` (or the class at the import path `component`) built with `kwargs`.
 
     A user's class receives `input_shape` / `num_outputs` only if its signature asks for them.
-    Reserved keys: `init` (a scheme name, or {scheme: ..., gain/mode/...}) re-initializes Linear/Conv
-    weights; `dropconnect: p` swaps hidden Linear layers for DropConnectLinear; `output_bias: auto`
+    Reserved keys: `init` (a scheme name, or {scheme: ..., gain/mode/..., relu_bias: 0.01}) re-initializes
+    Linear/Conv weights (relu_bias: the layers feeding a ReLU start with that positive bias); `dropconnect: p` swaps hidden Linear layers for DropConnectLinear; `output_bias: auto`
     is applied by the run from the training targets (steepest.nn.init_output_bias);
     `activation_checkpointing: true | segments | [module patterns]` recomputes blocks in the backward
     pass instead of storing their activations (steepest.nn.checkpointing).
@@ -53,10 +54,16 @@ def build_model(name: str | None, kwargs: dict[str, Any], input_shape: tuple[int
         raise ConfigError(f"{where}: built a {type(model).__name__}, not a torch.nn.Module")
     if init is not None:
         spec = {"scheme": init} if isinstance(init, str) else dict(init)
+        positive_relu_bias = spec.pop("relu_bias", None)
         try:
-            initialize(model, spec.pop("scheme"), **spec)
+            initialize(model, spec.pop("scheme", "default"), **spec)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"model.init: {exc}") from None
+        if positive_relu_bias is not None:
+            if not isinstance(positive_relu_bias, (int, float)) or not 0 <= positive_relu_bias < 1:
+                raise ConfigError(f"model.init.relu_bias: a small positive bias such as 0.01 (got {positive_relu_bias!r})")
+            if relu_bias(model, float(positive_relu_bias)) == 0:
+                raise ConfigError("model.init.relu_bias: no Linear/Conv layer of this model feeds an nn.ReLU module")
     if dropconnect:
         try:
             apply_dropconnect(model, float(dropconnect))

@@ -9,13 +9,15 @@ For a Linear (out, in) or Conv (out, in / groups, *k) weight, fan_in = in * prod
 | kaiming_uniform   | U(-a, a), a = sqrt(3) std                 | gain / sqrt(fan), gain = sqrt(2) for ReLU | ReLU (He et al. 2015) |
 | kaiming_normal    | N(0, std^2)                               | gain / sqrt(fan), fan = fan_in or fan_out (mode) | ReLU |
 | truncated_normal  | N(0, std^2) cut at +-2 std                | 0.880 std (the cut removes the tails) | transformers (std 0.02) |
+| he_truncated_normal | N(0, s^2) cut at +-2 s, s = He std / 0.880 | gain / sqrt(fan) (after the cut) | ReLU (Keras' he_normal) |
 | normal            | N(0, std^2)                               | std (0.01: "small random" init) | demonstrations |
 | orthogonal        | W W^T = gain^2 I (or W^T W), W = (out, fan_in) | gain / sqrt(max(fan_in, out)) | deep linear/RNN nets (Saxe et al. 2014) |
 | zeros             | 0                                         | 0: every unit identical, a symmetry gradient descent cannot break | the demonstration |
 | default           | PyTorch's own (kaiming_uniform with a = sqrt(5)); biases untouched |                | |
 
 `initialize(model, scheme, **kwargs)` applies a scheme to every Linear/Conv weight and zeroes the
-biases; the bias rules (output bias, LSTM gates, ReLU bias) are in steepest.nn.bias.
+biases; the bias rules (output bias, LSTM gates, ReLU bias) are in steepest.nn.bias (a recipe's
+`model.init: {scheme: kaiming_normal, relu_bias: 0.01}` sets the small positive ReLU bias too).
 
     >>> net = initialize(nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)), "xavier_normal", nonlinearity="tanh")
     >>> float(net[0].bias.detach().abs().max())
@@ -80,6 +82,17 @@ def truncated_normal(w: Tensor, std: float = 0.02, mean: float = 0.0) -> Tensor:
     return nn.init.trunc_normal_(w, mean=mean, std=std, a=mean - 2 * std, b=mean + 2 * std)
 
 
+@INITS.register("he_truncated_normal")
+def he_truncated_normal(w: Tensor, mode: str = "fan_in", nonlinearity: str = "relu", a: float = 0.0) -> Tensor:
+    """He (fan-scaled) truncated normal: N(0, s^2) cut at +-2 s, with s = (gain / sqrt(fan)) / 0.8796
+    so that the std *after* the cut is He's gain / sqrt(fan) (the variance-scaling initializer of
+    Keras' he_normal and TensorFlow; He et al. 2015 for the scale)."""
+    fan_in, fan_out = fans(w)
+    fan = fan_in if mode == "fan_in" else fan_out
+    s = nn.init.calculate_gain(nonlinearity, a) / math.sqrt(fan) / TRUNCATION_STD
+    return nn.init.trunc_normal_(w, mean=0.0, std=s, a=-2 * s, b=2 * s)
+
+
 @INITS.register("normal")
 def normal(w: Tensor, std: float = 0.01, mean: float = 0.0) -> Tensor:
     """N(mean, std^2) with a fixed std (0.01: small enough to make deep nets' activations vanish)."""
@@ -135,6 +148,9 @@ def expected_std(scheme: str, fan_in: int, fan_out: int, receptive_field: int = 
     if scheme.startswith("xavier"):
         return _gain(get("gain"), get("nonlinearity", "linear")) * math.sqrt(2 / (fan_in + fan_out))
     if scheme.startswith("kaiming"):
+        fan = fan_in if get("mode", "fan_in") == "fan_in" else fan_out
+        return nn.init.calculate_gain(get("nonlinearity", "relu"), get("a", 0.0)) / math.sqrt(fan)
+    if scheme == "he_truncated_normal":
         fan = fan_in if get("mode", "fan_in") == "fan_in" else fan_out
         return nn.init.calculate_gain(get("nonlinearity", "relu"), get("a", 0.0)) / math.sqrt(fan)
     if scheme == "truncated_normal":

@@ -17,6 +17,8 @@ CASES = [
     ("kaiming_normal", {"mode": "fan_out"}),
     ("kaiming_normal", {"nonlinearity": "leaky_relu", "a": 0.2}),
     ("truncated_normal", {"std": 0.05}),
+    ("he_truncated_normal", {}),
+    ("he_truncated_normal", {"mode": "fan_out"}),
     ("normal", {"std": 0.01}),
     ("orthogonal", {"gain": 1.5}),
     ("default", {}),
@@ -95,10 +97,33 @@ def test_zeros_keep_hidden_units_identical_after_training():
 
 
 def test_scheme_names_and_arguments_are_checked():
-    assert INITS.names() == ["default", "kaiming_normal", "kaiming_uniform", "normal", "orthogonal", "truncated_normal",
+    assert INITS.names() == ["default", "he_truncated_normal", "kaiming_normal", "kaiming_uniform", "normal", "orthogonal", "truncated_normal",
                              "xavier_normal", "xavier_uniform", "zeros"]
     assert all(INITS.get(n).summary for n in INITS)
     with pytest.raises(ConfigError, match="model.init: unknown init 'xavier'"):
         initialize(nn.Linear(2, 2), "xavier")
     with pytest.raises(ConfigError, match="no argument 'mdoe'.*mode"):
         initialize(nn.Linear(2, 2), "kaiming_normal", mdoe="fan_out")
+
+
+def test_he_truncated_normal_is_cut_at_two_of_its_own_stds():
+    torch.manual_seed(0)
+    layer = nn.Linear(800, 400)
+    initialize(layer, "he_truncated_normal")
+    s = (2 / 800) ** 0.5 / 0.8796256610342398  # the std before the cut
+    assert float(layer.weight.abs().max()) <= 2 * s + 1e-7
+    assert float(layer.weight.abs().max()) > 1.9 * s  # the tails are cut, not absent
+
+
+def test_relu_bias_by_name_in_a_recipe():
+    from steepest.config import load_recipe
+    from steepest.config.build import build_model_from_recipe
+    from steepest.errors import ConfigError
+
+    recipe = load_recipe("digits_mlp", ["model.init={scheme: he_truncated_normal, relu_bias: 0.01}", "model.dropout=0.0"])
+    model = build_model_from_recipe(recipe, (64,), 10)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert all(m.bias.detach().eq(torch.tensor(0.01)).all() for m in linears[:-1])  # the layers feeding a ReLU
+    assert float(linears[-1].bias.abs().max()) == 0.0  # the output layer: zeroed by the init, not a ReLU's input
+    with pytest.raises(ConfigError, match="relu_bias"):
+        build_model_from_recipe(load_recipe("digits_mlp", ["model.init={scheme: kaiming_normal, relu_bias: -1}"]), (64,), 10)
