@@ -111,7 +111,7 @@ class DataConfig(Section):
     prefetch_factor: PositiveInt | None = None
     subset: PositiveInt | None = None
     classes: list[int] | None = None  # keep these class ids only, relabelled 0..k-1 (e.g. a transfer-learning task)
-    shuffle: bool = True
+    shuffle: bool | Literal["once"] = True  # once: one permutation kept for every epoch
     drop_last: bool = False
     data_dir: str | None = None
 

@@ -24,7 +24,7 @@ class DeviceLoader:
         y: torch.Tensor,
         batch_size: int,
         *,
-        shuffle: bool = True,
+        shuffle: bool | str = True,  # or "once": one permutation for every epoch
         seed: int = 0,
         drop_last: bool = False,
         rank: int = 0,

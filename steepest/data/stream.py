@@ -35,12 +35,14 @@ SampleTransform = Callable[[Any, torch.Generator], Any]
 BatchCheck = Callable[[Any, Sequence[int]], None]  # (batch, its sample indices) -> raises DataError
 
 
-def epoch_order(n: int, epoch: int, seed: int, *, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+def epoch_order(n: int, epoch: int, seed: int, *, shuffle: bool | str = True, rank: int = 0, world_size: int = 1,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
     """This rank's sample indices for `epoch`: a permutation from a generator seeded with
     (seed, epoch) (or n draws with replacement by `weights`), padded by wrapping to a multiple of
-    `world_size` and split by rank (every world_size-th index, as DistributedSampler does)."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    `world_size` and split by rank (every world_size-th index, as DistributedSampler does).
+    `shuffle="once"` draws one permutation (epoch 0's) and keeps it for every epoch; False keeps
+    the data's order."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + (0 if shuffle == "once" else epoch))
     if weights is not None:
         perm = torch.multinomial(weights.double().cpu(), n, replacement=True, generator=gen)
     elif shuffle:

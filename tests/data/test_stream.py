@@ -114,3 +114,15 @@ def test_a_stream_without_length_trains_for_its_step_budget_over_several_epochs(
     assert stream.epochs[-3:] == [0, 1, 2]
     with pytest.raises(Exception, match="step budget"):
         steepest.fit(torch.nn.Linear(1, 3), _Stream(40), batch_size=8, max_epochs=1, console=False, device="cpu")
+
+
+def test_shuffle_once_keeps_one_permutation_for_every_epoch():
+    from steepest.data.stream import epoch_order
+
+    once = [epoch_order(100, e, seed=4, shuffle="once").tolist() for e in range(3)]
+    fresh = [epoch_order(100, e, seed=4).tolist() for e in range(3)]
+    assert once[0] == once[1] == once[2] == fresh[0] and once[0] != list(range(100))
+    assert fresh[1] != fresh[0]
+    from steepest.config import load_recipe
+
+    assert load_recipe("digits_mlp", ["data.shuffle=once"]).data.shuffle == "once"
