@@ -96,7 +96,7 @@ class DataConfig(Section):
     stratify: bool = True
     split_order: Literal["random", "ordered"] = "random"  # ordered: train, then val, then test (time series)
     augment: dict[str, Any] | None = None  # steepest.data.augment: image, text or spectrogram keys, plus copies
-    balance: Literal["none", "class_weights", "sampler", "oversample", "smote", "undersample"] = "none"  # steepest.data.imbalance
+    balance: Literal["none", "class_weights", "sampler", "oversample", "smote", "adasyn", "undersample"] = "none"  # steepest.data.imbalance
     split_seed: int = 0
     batch_size: PositiveInt | Literal["full"] = 64
     eval_batch_size: PositiveInt | None = None

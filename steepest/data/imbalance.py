@@ -1,8 +1,9 @@
 """Class imbalance, handled after the split on the training split only (so the held-out splits keep the real class mix): class weights,
-random oversampling, SMOTE-style interpolation, undersampling that keeps the hard majority samples,
-and the sampling weights of a weighted sampler.
+random oversampling, SMOTE-style interpolation, ADASYN (SMOTE weighted towards the minority samples
+that are hard to learn), undersampling that keeps the hard majority samples, and the sampling
+weights of a weighted sampler.
 
-    data: {balance: smote}        # none | class_weights | sampler | oversample | smote | undersample
+    data: {balance: smote}        # none | class_weights | sampler | oversample | smote | adasyn | undersample
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-MODES = ("none", "class_weights", "sampler", "oversample", "smote", "undersample")
+MODES = ("none", "class_weights", "sampler", "oversample", "smote", "adasyn", "undersample")
 
 
 @dataclass
@@ -29,7 +30,7 @@ def balance(x: torch.Tensor, y: torch.Tensor, mode: str, num_classes: int, gener
     """Every `data.balance` mode, decided here and only here, for the training split (labels (N,)
     or (N, 1)): `class_weights` -> inverse-frequency weights for the loss (its own class-weight
     argument); `sampler` -> per-sample weights for a sampler with replacement; `oversample`,
-    `smote`, `undersample` -> a resampled training split; `none` -> unchanged."""
+    `smote`, `adasyn`, `undersample` -> a resampled training split; `none` -> unchanged."""
     if mode not in MODES:
         raise ValueError(f"balance must be one of {', '.join(MODES)}, got {mode!r}")
     labels = y.reshape(-1).long()
@@ -37,11 +38,13 @@ def balance(x: torch.Tensor, y: torch.Tensor, mode: str, num_classes: int, gener
         return Balanced(x, y, class_weights=class_weights(labels, num_classes))
     if mode == "sampler":
         return Balanced(x, y, sample_weights=sample_weights(labels, num_classes))
-    if mode in ("oversample", "smote", "undersample"):
+    if mode in ("oversample", "smote", "adasyn", "undersample"):
         if mode == "oversample":
             bx, by = oversample(x, labels, num_classes, generator)
         elif mode == "smote":
             bx, by = smote(x, labels, num_classes, generator)
+        elif mode == "adasyn":
+            bx, by = adasyn(x, labels, num_classes, generator)
         else:
             bx, by = undersample_hard(x, labels, num_classes)
         return Balanced(bx, by.to(y.dtype).reshape(-1, *y.shape[1:]))
@@ -97,6 +100,58 @@ def smote(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.G
         kk = min(k, len(idx) - 1)
         neighbours = d.topk(kk, largest=False).indices  # (n_c, kk)
         base = torch.randint(len(idx), (need,), generator=generator).to(idx.device)
+        pick = neighbours[base, torch.randint(kk, (need,), generator=generator).to(idx.device)]
+        u = torch.rand(need, 1, generator=generator).to(flat)
+        made = members[base] + u * (members[pick] - members[base])
+        new_x.append(made.reshape(need, *x.shape[1:]))
+        new_y.append(torch.full((need,), c, dtype=y.dtype, device=y.device).reshape(need, *y.shape[1:]))
+    return torch.cat(new_x), torch.cat(new_y)
+
+
+def adasyn_counts(x: torch.Tensor, y: torch.Tensor, c: int, need: int, k: int = 5) -> torch.Tensor:
+    """How many synthetic samples ADASYN makes from each sample of class `c` (n_c,): with Delta_i
+    the number of the k nearest neighbours of x_i (in the whole training split) that are of another
+    class, r_i = Delta_i / k normalized to sum 1, and g_i = r_i * need rounded by largest remainder
+    so that the g_i sum to `need` exactly. When no sample of `c` has a neighbour of another class,
+    every sample makes the same share (plain SMOTE)."""
+    flat = x.reshape(len(x), -1).double()
+    labels = y.reshape(-1)
+    idx = torch.nonzero(labels == c).reshape(-1)
+    d = torch.cdist(flat[idx], flat)
+    d[torch.arange(len(idx)), idx] = float("inf")  # not its own neighbour
+    kk = min(k, len(x) - 1)
+    nearest = d.topk(kk, largest=False).indices
+    hard = (labels[nearest] != c).double().sum(1) / kk
+    r = hard / hard.sum() if hard.sum() > 0 else torch.full((len(idx),), 1.0 / len(idx), dtype=torch.float64)
+    exact = r * need
+    counts = exact.floor().long()
+    rest = need - int(counts.sum())
+    if rest > 0:
+        counts[torch.argsort(exact - counts, descending=True, stable=True)[:rest]] += 1
+    return counts
+
+
+def adasyn(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.Generator, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """ADASYN (He, Bai, Garcia & Li 2008): every smaller class grows to the largest class's count
+    with SMOTE's interpolation x_i + u (x_nn - x_i), u ~ U(0, 1), x_nn one of the k nearest
+    same-class neighbours of x_i, but sample i seeds `adasyn_counts` of them: more where the
+    neighbourhood is of other classes (the samples hard to learn), none where it is all its own."""
+    counts = class_counts(y, num_classes)
+    target = int(counts.max())
+    new_x, new_y = [x], [y]
+    flat = x.reshape(len(x), -1)
+    for c in range(num_classes):
+        idx = torch.nonzero(y.reshape(-1) == c).reshape(-1)
+        need = target - len(idx)
+        if need <= 0 or len(idx) < 2:
+            continue
+        per_sample = adasyn_counts(x, y, c, need, k).to(idx.device)
+        members = flat[idx]
+        d = torch.cdist(members, members)
+        d.fill_diagonal_(float("inf"))
+        kk = min(k, len(idx) - 1)
+        neighbours = d.topk(kk, largest=False).indices
+        base = torch.repeat_interleave(torch.arange(len(idx), device=idx.device), per_sample)
         pick = neighbours[base, torch.randint(kk, (need,), generator=generator).to(idx.device)]
         u = torch.rand(need, 1, generator=generator).to(flat)
         made = members[base] + u * (members[pick] - members[base])

@@ -8,6 +8,8 @@ from sklearn.metrics import average_precision_score
 from steepest.config import recipe_from_dict
 from steepest.data import DeviceLoader, load_data
 from steepest.data.imbalance import (
+    adasyn,
+    adasyn_counts,
     average_precision,
     class_weights,
     oversample,
@@ -71,7 +73,7 @@ def _hashes(t):
     return {hashlib.sha1(r.numpy().tobytes()).hexdigest() for r in t}
 
 
-@pytest.mark.parametrize("balance", ["oversample", "smote", "undersample"])
+@pytest.mark.parametrize("balance", ["oversample", "smote", "adasyn", "undersample"])
 def test_resampling_happens_after_the_split(balance):
     base = load_data(recipe_from_dict({"data": {"name": "breast_cancer"}}).data)
     data = load_data(recipe_from_dict({"data": {"name": "breast_cancer", "balance": balance}}).data)
@@ -87,3 +89,35 @@ def test_average_precision_equals_sklearn():
     scores, labels = torch.randn(200, generator=g), (torch.rand(200, generator=g) < 0.3).long()
     assert average_precision(scores, labels) == pytest.approx(average_precision_score(labels.numpy(), scores.numpy()))
     assert np.isfinite(average_precision(scores, torch.zeros(200, dtype=torch.long)))
+
+
+def test_adasyn_counts_follow_the_share_of_other_class_neighbours():
+    x, y = imbalanced(seed=3)
+    k, need = 5, 100
+    counts = adasyn_counts(x, y, 1, need, k)
+    # the paper's equations written out: Delta_i over the k nearest neighbours in the whole set
+    idx = torch.nonzero(y == 1).reshape(-1)
+    delta = []
+    for i in idx:
+        d = (x - x[i]).norm(dim=1)
+        d[i] = float("inf")
+        delta.append(float((y[d.argsort()[:k]] != 1).sum()))
+    r = torch.tensor(delta, dtype=torch.float64) / k
+    g = r / r.sum() * need
+    assert int(counts.sum()) == need
+    assert ((counts.double() - g).abs() < 1).all()  # rounding moves each count by less than one
+    assert counts[r == 0].sum() == 0 and counts.max() > 0  # samples among their own class seed nothing
+
+
+def test_adasyn_samples_lie_between_same_class_neighbours_and_balance_the_classes():
+    x, y = imbalanced(seed=1)
+    nx, ny = adasyn(x, y, 2, torch.Generator().manual_seed(0), k=3)
+    assert torch.bincount(ny).tolist() == [int(torch.bincount(y).max())] * 2
+    minority, made = x[y == 1], nx[len(x):]
+    for s in made[:30]:
+        d = minority[:, None, :] - minority[None, :, :]  # every pair (a, b): s = b + u (a - b)?
+        a, b = minority[:, None, :].expand_as(d), minority[None, :, :].expand_as(d)
+        u = ((s - b) * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-12)
+        resid = (b + u[..., None] * d - s).norm(dim=-1)
+        ok = (u >= -1e-9) & (u <= 1 + 1e-9) & ((d * d).sum(-1) > 0)
+        assert float(resid[ok].min()) < 1e-9
