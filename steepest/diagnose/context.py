@@ -31,6 +31,7 @@ class DoctorContext:
     clip_norm: float | None = None  # the recipe's trainer.clip_norm / clip_value, applied by fit(optimizer="recipe")
     clip_value: float | None = None
     create_graph: bool = False  # the recipe's optimizer needs backward(create_graph=True) (AdaHessian)
+    recipe: Any = None  # the Recipe, when the doctor runs on one (the setup checks read its schedule and callbacks)
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property

@@ -338,3 +338,19 @@ def test_training_checks_on_token_ids(tmp_path):
     assert slow.verdict == "ok" and slow.evidence["n2"][2] > verdict(ctx, "overfit_tiny").evidence["n2"][2]
     r = verdict(ctx_with(ctx, lr=1e-6), "overfit_tiny")  # 1e-5 for the checks: too little to memorize, and the fix says so
     assert r.verdict == "fail" and "too low" in r.fix and "label" not in r.fix
+
+
+@pytest.mark.parametrize("changes,finding", [
+    (["schedule={name: constant}", "trainer.early_stopping=null"], "learning rate is constant"),
+    (["optimizer={name: sgd, lr: 0.05}"], "plain SGD without momentum"),
+])
+def test_training_setup_warns_about_each_choice(changes, finding):
+    result = verdict(context_from_recipe(load_recipe("digits_mlp", changes)), "training_setup")
+    assert result.verdict == "warn" and finding in result.summary and result.fix
+
+
+def test_training_setup_warns_about_a_recurrent_network_without_clipping():
+    recipe = load_recipe("sine_lstm", ["trainer.clip_norm=null"])
+    result = verdict(context_from_recipe(recipe), "training_setup")
+    assert result.verdict == "warn" and "LSTM" in result.summary and "clip" in result.fix
+    assert verdict(context_from_recipe(load_recipe("sine_lstm")), "training_setup").verdict == "ok"
