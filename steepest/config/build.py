@@ -19,11 +19,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import IterableDataset
 
 from steepest.config.schema import Component, Recipe
 from steepest.data import DataBundle, DatasetSplit, DeviceLoader, Split
+from steepest.data.bundle import split_size
 from steepest.data.checks import batch_checker
-from steepest.data.stream import SampleLoader
+from steepest.data.stream import IterableLoader, SampleLoader
 from steepest.errors import ConfigError
 from steepest.finetune.apply import optimizer_lr_scales
 from steepest.losses import LOSSES
@@ -56,9 +58,14 @@ def component_target(section: Component, registry: Registry, key: str) -> tuple[
     return record.target, record.defaults
 
 
-def batch_size_for(recipe: Recipe, n_train: int) -> int:
-    """The recipe's training batch size; `data.batch_size: full` is the whole training split."""
-    return n_train if recipe.data.batch_size == "full" else recipe.data.batch_size
+def batch_size_for(recipe: Recipe, n_train: int | None) -> int:
+    """The recipe's training batch size; `data.batch_size: full` is the whole training split (which
+    a stream of unknown length, `n_train` None, cannot have)."""
+    if recipe.data.batch_size != "full":
+        return recipe.data.batch_size
+    if n_train is None:
+        raise ConfigError("data.batch_size: 'full' needs a training split of known length; this stream has none, give a number")
+    return n_train
 
 
 def build_model_from_recipe(recipe: Recipe, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
@@ -241,7 +248,7 @@ def build_components(recipe: Recipe, model: nn.Module, data: DataBundle, augment
     class_weights = data.class_weights.to(device) if data.class_weights is not None else None
     rng = RandomState()
     loader = build_loader(recipe, data, dist, device)
-    options = build_trainer_options(recipe, len(data.train))
+    options = build_trainer_options(recipe, split_size(data.train))
     return Components(
         optimizer=build_optimizer(recipe, model, dist.world_size),
         loss_fn=build_loss(recipe, data.info.task, class_weights),
@@ -262,10 +269,14 @@ def build_loader(recipe: Recipe, data: DataBundle, dist: DistContext, device: to
     d = recipe.data
     common = dict(shuffle=d.shuffle, seed=recipe.trainer.seed, drop_last=d.drop_last, rank=dist.rank, world_size=dist.world_size,
                   weights=data.sample_weights)
+    check = batch_checker(data.info.task, data.info.num_classes, where=data.info.source)
+    if isinstance(data.train, DatasetSplit) and isinstance(data.train.dataset, IterableDataset):
+        return IterableLoader(data.train.dataset, batch_size_for(recipe, split_size(data.train)), seed=recipe.trainer.seed,
+                              rank=dist.rank, world_size=dist.world_size, transform=data.train.transform, device=device, check=check,
+                              **_loader_options(d))
     if isinstance(data.train, DatasetSplit):
         return SampleLoader(data.train.dataset, batch_size_for(recipe, len(data.train)), **common, transform=data.train.transform,
-                            device=device, check=batch_checker(data.info.task, data.info.num_classes, where=data.info.source),
-                            **_loader_options(d))
+                            device=device, check=check, **_loader_options(d))
     return DeviceLoader(data.train.x, data.train.y, batch_size_for(recipe, len(data.train)), **common)
 
 
@@ -277,16 +288,20 @@ def _loader_options(d) -> dict[str, Any]:
 def build_eval_data(recipe: Recipe, data: DataBundle, device: torch.device) -> dict[str, Any]:
     """The held-out splits for `Trainer.evaluate`: in-memory ones as they are, Dataset ones through
     a loader (in order, no shuffle)."""
-    size = recipe.data.eval_batch_size or max(batch_size_for(recipe, len(data.train)), 256)
+    size = recipe.data.eval_batch_size or max(batch_size_for(recipe, split_size(data.train)), 256)
     out = {}
     for name in ("val", "test"):
         part = getattr(data, name)
-        out[name] = SampleLoader(part.dataset, size, shuffle=False, device=device, **_loader_options(recipe.data)) \
-            if isinstance(part, DatasetSplit) else part
+        if isinstance(part, DatasetSplit) and isinstance(part.dataset, IterableDataset):
+            out[name] = IterableLoader(part.dataset, size, device=device, **_loader_options(recipe.data))
+        elif isinstance(part, DatasetSplit):
+            out[name] = SampleLoader(part.dataset, size, shuffle=False, device=device, **_loader_options(recipe.data))
+        else:
+            out[name] = part
     return out
 
 
-def build_trainer_options(recipe: Recipe, n_train: int) -> TrainerOptions:
+def build_trainer_options(recipe: Recipe, n_train: int | None) -> TrainerOptions:
     t, d = recipe.trainer, recipe.data
     return TrainerOptions(
         max_epochs=t.max_epochs, max_steps=t.max_steps, accumulate=t.accumulate, precision=t.precision,

@@ -74,6 +74,14 @@ class DatasetSplit:
         return len(self.dataset)
 
 
+def split_size(part: Split | DatasetSplit) -> int | None:
+    """Samples in a split; None for a stream that does not know its length."""
+    try:
+        return len(part)
+    except TypeError:
+        return None
+
+
 @dataclass
 class DataBundle:
     """The three splits (tensors in memory, or Datasets read sample by sample), what they are
@@ -105,6 +113,8 @@ def in_memory_sample(data: DataBundle, limit: int = 4096, seed: int = 0, num_wor
     def take(part, train: bool) -> Split:
         if isinstance(part, Split):
             return part
+        if isinstance(part.dataset, IterableDataset):  # a stream: its first `limit` samples
+            return _stack(list(itertools.islice(iter(part.dataset), limit)))
         n = len(part)
         keep = np.sort(np.random.default_rng(seed).permutation(n)[:limit]) if n > limit else np.arange(n)
         indexed = EpochIndexed(part.dataset, part.transform if train else None, seed)
@@ -121,6 +131,13 @@ def in_memory_sample(data: DataBundle, limit: int = 4096, seed: int = 0, num_wor
 
     return DataBundle(take(data.train, True), take(data.val, False), take(data.test, False), data.info,
                       None, data.class_weights)
+
+
+def _stack(samples: list) -> Split:
+    if not samples or not all(isinstance(x, (tuple, list)) and len(x) == 2 for x in samples):
+        raise DataError("the checks that read data in memory need (x, y) samples; this stream gives "
+                        f"{type(samples[0]).__name__ if samples else 'nothing'}")
+    return Split(torch.stack([torch.as_tensor(x) for x, _ in samples]), torch.stack([torch.as_tensor(y) for _, y in samples]))
 
 
 def read_source(cfg) -> tuple[str, RawData]:

@@ -50,7 +50,7 @@ def context_from_recipe(recipe, data=None) -> DoctorContext:
         data=data,
         loss_fn=build_loss(recipe, info.task, class_weights),
         make_optimizer=lambda model: build_optimizer(recipe, model),
-        batch_size=batch_size_for(recipe, len(data.train)),
+        batch_size=batch_size_for(recipe, len(data.train)),  # in memory by now
         lr=recipe.optimizer.lr or 1e-3,  # a component optimizer with its own default: the doctor probes around 1e-3
         device=device,
         loss_name=loss_name(recipe, info.task) or "",
@@ -58,6 +58,7 @@ def context_from_recipe(recipe, data=None) -> DoctorContext:
         clip_norm=recipe.trainer.clip_norm,
         clip_value=recipe.trainer.clip_value,
         create_graph=needs_create_graph(recipe),
+        recipe=recipe,
     )
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from steepest.config.load import load_run_recipe
-from steepest.data import load_data
+from steepest.data import Split, load_data
+from steepest.data.bundle import in_memory_sample
 from steepest.data.augment import for_data
 from steepest.data.normalize import Standardizer
 from steepest.data.text import decode_ids
@@ -32,13 +33,16 @@ class TestView:
     augmented: np.ndarray | None = None  # (n, C, H, W) training samples after augmentation
 
 
+REPORT_SAMPLES = 4096  # test samples the report reads from Dataset-backed data (seeded subset)
+
+
 @torch.no_grad()
 def test_view(run_dir: str | Path, trust_code: bool = False, worst: int = 16) -> TestView:
     """Rebuild the run's model and data (the same split from its seeds) and look at the test split."""
     run = Path(run_dir)
     predictor = Predictor.load(run, trust_code=trust_code)
     recipe = load_run_recipe(run / "config.yaml", trust_code=trust_code)
-    data = load_data(recipe.data, recipe.trainer.seed)
+    data = in_memory_sample(load_data(recipe.data, recipe.trainer.seed), REPORT_SAMPLES, recipe.trainer.seed)  # Dataset splits: a sample
     info = predictor.info
     x, y = data.test.x, data.test.y
     outputs = torch.cat([predictor.model(x[i : i + 512]).float() for i in range(0, len(x), 512)]) if len(x) else torch.empty(0)
@@ -59,7 +63,7 @@ def test_view(run_dir: str | Path, trust_code: bool = False, worst: int = 16) ->
         view.predicted = y_norm.inverse(outputs.numpy()) if y_norm else outputs.numpy()
         view.true = y_norm.inverse(y.numpy()) if y_norm else y.numpy()
     augment = (recipe.data.augment or None) and info.kind == "image"
-    if augment:
+    if augment and isinstance(data.train, Split):
         transform, _ = for_data(recipe.data.augment, info)
         sample = data.train.x[:16]
         view.augmented = transform(sample, torch.Generator().manual_seed(0)).numpy()

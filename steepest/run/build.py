@@ -23,6 +23,7 @@ from steepest.config import Recipe, recipe_to_dict
 from steepest.config.build import build_components, build_model_from_recipe
 from steepest.config.validate import validate_recipe
 from steepest.data import DataBundle, load_data
+from steepest.data.bundle import split_size
 from steepest.data.augment import expand_bundle, for_data
 from steepest.errors import ConfigError
 from steepest.finetune import prepare_model as apply_finetune
@@ -162,12 +163,13 @@ def run_header(recipe: Recipe, data: DataBundle, model: nn.Module, trainer: Trai
     opt = recipe.optimizer
     hyper = f"lr {opt.lr:g}" + (f", weight decay {opt.weight_decay:g}" if opt.weight_decay else "") if opt.lr is not None else "its own defaults"
     where = f"-> {run_dir}" if run_dir is not None else "(nothing written)"
+    per_epoch = f"{trainer.steps_per_epoch:,}" if trainer.steps_per_epoch else "? (a stream)"
     return [
         f"{recipe.name or 'recipe'} {where}",
-        f"  {runtime.device.type}, {t.precision} | data {info.source}: train {len(data.train):,} / val {len(data.val):,} / "
-        f"test {len(data.test):,} ({info.task}{classes})",
+        f"  {runtime.device.type}, {t.precision} | data {info.source}: train {_size(data.train)} / val {_size(data.val)} / "
+        f"test {_size(data.test)} ({info.task}{classes})",
         f"  model {recipe.model.name or recipe.model.component}: {total:,} parameters ({trainable:,} trainable) | optimizer "
-        f"{opt.name or opt.component}, {hyper} | {trainer.total_steps:,} steps ({trainer.steps_per_epoch:,} per epoch)",
+        f"{opt.name or opt.component}, {hyper} | {trainer.total_steps:,} steps ({per_epoch} per epoch)",
     ]
 
 
@@ -178,3 +180,8 @@ def global_batch_note(recipe: Recipe, loader, dist: DistContext, lr: float) -> s
     how = f"scaled by optimizer.scale_lr: {rule}" if rule != "none" else "not scaled; optimizer.scale_lr: linear or sqrt scales it"
     return (f"torchrun: {dist.world_size} processes x {per_step} samples per step = a global batch of "
             f"{dist.world_size * per_step}; lr {lr:.3g} ({how})")
+
+
+def _size(part) -> str:
+    n = split_size(part)
+    return "a stream" if n is None else f"{n:,}"

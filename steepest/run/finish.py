@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as st_save
 
+from steepest.data.bundle import split_size
 from steepest.finetune.lora import has_lora, lora_state_dict, merged_state_dict
 from steepest.training.checkpoint import atomic_write_bytes
 
@@ -17,10 +18,10 @@ def finish(run, started: float) -> dict[str, Any]:
     """Evaluate on the test split, write model.safetensors (LoRA merged into plain layers, the
     adapters apart) and summary.json on the main process; return the summary."""
     trainer = run.trainer
-    test = trainer.evaluate("test") if len(run.data.test) else {}  # data.split may give the test split no share
+    test = trainer.evaluate("test") if split_size(run.data.test) != 0 else {}  # data.split may give the test split no share
     val = {k: v for k, v in trainer.state.metrics.items() if k.startswith("val_")}
     restored = "restored the weights" in trainer.state.stop_reason  # the last evaluation was of other weights
-    if (restored or not val) and len(run.data.val):
+    if (restored or not val) and split_size(run.data.val) != 0:
         val = trainer.evaluate("val")
     info = run.data.info
     summary: dict[str, Any] = {
