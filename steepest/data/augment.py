@@ -11,7 +11,7 @@ Recipe form (`data.augment`); the keys pick the kind:
 
     data: {augment: {crop_pad: 2, hflip: true, rotate_degrees: 10, brightness: 0.1, contrast: 0.1, erase_prob: 0.25}}
     data: {augment: {word_dropout: 0.1, synonyms: {12: [40, 41]}, synonym_prob: 0.2}}
-    data: {augment: {freq_mask: 8, time_mask: 20, masks: 2}}
+    data: {augment: {freq_mask: 8, time_mask: 20, masks: 2, time_warp: 5}}
     data: {augment: {crop_pad: 2, copies: 9}}      # x10: 9 augmented copies drawn once, no per-batch draws
 
 Random numbers come from a CPU generator (so a run is reproducible on any device) and the masks are
@@ -148,6 +148,32 @@ def spec_mask(spec: Tensor, g: torch.Generator, freq_width: int = 8, time_width:
     return spec.masked_fill(hit, value)
 
 
+def time_warp(spec: Tensor, g: torch.Generator, width: int) -> Tensor:
+    """SpecAugment's time warping (Park et al. 2019), along the time axis: per example a point w0 ~
+    U[width, T - width) moves to w0 + w, w ~ U[-width, width], the two sides stretched or squeezed
+    linearly (the first and last frames stay) and read back with linear interpolation. The paper
+    warps with a sparse image warp whose only moving control points lie on one time line, which
+    this piecewise-linear map of the time axis reproduces up to the spline. spec: (N, F, T) or
+    (N, C, F, T); examples with T <= 2 width are left as they are."""
+    n, t = spec.shape[0], spec.shape[-1]
+    if width <= 0 or t <= 2 * width:
+        return spec
+    dev = spec.device
+    w0 = torch.randint(width, t - width, (n,), generator=g).double()
+    w = torch.randint(-width, width + 1, (n,), generator=g).double()
+    dst = w0 + w  # where w0 lands
+    j = torch.arange(t, dtype=torch.float64)[None, :]
+    src = torch.where(j < dst[:, None], j * w0[:, None] / dst[:, None],
+                      w0[:, None] + (j - dst[:, None]) * (t - 1 - w0[:, None]) / (t - 1 - dst[:, None]))
+    src = src.clamp(0, t - 1)
+    lo = src.floor().long().clamp_max(t - 1)
+    hi = (lo + 1).clamp_max(t - 1)
+    frac = (src - lo).to(spec.dtype).to(dev)
+    shape = (n,) + (1,) * (spec.dim() - 2) + (t,)
+    lo, hi, frac = lo.to(dev).reshape(shape).expand_as(spec), hi.to(dev).reshape(shape).expand_as(spec), frac.reshape(shape)
+    return torch.gather(spec, -1, lo) * (1 - frac) + torch.gather(spec, -1, hi) * frac
+
+
 @dataclass(frozen=True)
 class TokenAugment:
     """Token ids (N, T): word dropout to `unk_id`, then synonym swaps from a table."""
@@ -167,15 +193,19 @@ class TokenAugment:
 
 @dataclass(frozen=True)
 class SpecAugment:
-    """Spectrograms (N, F, T) or (N, C, F, T): `masks` frequency and time masks per example."""
+    """Spectrograms (N, F, T) or (N, C, F, T): time warping by up to `time_warp` frames, then `masks`
+    frequency and time masks per example (the order of the SpecAugment paper)."""
 
     freq_mask: int = 0
     time_mask: int = 0
     masks: int = 1
+    time_warp: int = 0
 
     def __call__(self, spec: Tensor, g: torch.Generator) -> Tensor:
         if spec.dim() not in (3, 4):
             raise ValueError(f"spectrogram masking needs (N, F, T) or (N, C, F, T), got shape {tuple(spec.shape)}")
+        if self.time_warp:
+            spec = time_warp(spec, g, self.time_warp)
         return spec_mask(spec, g, self.freq_mask, self.time_mask, self.masks)
 
 

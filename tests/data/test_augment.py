@@ -129,3 +129,23 @@ def test_augmentation_beats_no_augmentation_on_small_fashion_mnist(shared_data):
         scores[name], losses[name] = metrics["test_accuracy"], metrics["test_loss"]
     assert scores["augmented"] > scores["plain"], scores
     assert losses["augmented"] < 0.92 * losses["plain"], losses
+
+
+def test_time_warp_moves_one_point_and_keeps_the_ends_and_the_frequencies():
+    from steepest.data.augment import time_warp
+
+    n, f, t, width = 16, 5, 60, 8
+    ramp = torch.arange(t, dtype=torch.float64).expand(n, f, t).clone()  # value = time index
+    warped = time_warp(ramp, torch.Generator().manual_seed(0), width)
+    assert torch.equal(warped[..., 0], ramp[..., 0]) and torch.allclose(warped[..., -1], ramp[..., -1])
+    assert (warped.diff(dim=-1) >= -1e-12).all()  # time keeps its order
+    assert torch.equal(warped, warped[:, :1].expand_as(warped))  # every frequency row warped alike
+    # piecewise linear: two slopes per example, w0/(w0+w) and (T-1-w0)/(T-1-w0-w), whose frames add up
+    slopes = warped[:, 0].diff(dim=-1)
+    moved = (slopes - 1).abs().amax(dim=-1) > 1e-9
+    assert moved.any() and ((slopes.amax(-1) - 1) * (slopes.amin(-1) - 1) <= 1e-12).all()  # one side faster, one slower
+    displacement = (warped[:, 0] - ramp[:, 0]).abs().amax(dim=-1)
+    assert (displacement <= width + 1e-9).all()
+    constant = torch.ones(2, 3, 40, 100)  # a 4-d input, unchanged when every frame is the same
+    assert torch.allclose(SpecAugment(time_warp=5)(constant, torch.Generator().manual_seed(1)), constant)
+    assert torch.equal(time_warp(ramp, torch.Generator().manual_seed(0), 0), ramp)
