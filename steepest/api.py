@@ -51,10 +51,10 @@ from steepest.training.callbacks import (
     TrainScalars,
 )
 from steepest.training.callbacks._registry import LOGGERS
+from steepest.training.distributed import barrier, init_from_env, wrap_model
 from steepest.training.events import Callback
 from steepest.training.precision import resolve_device
 from steepest.training.state import seed_everything
-from steepest.training.distributed import barrier, init_from_env, wrap_model
 from steepest.training.trainer import Trainer, TrainerOptions, step_budget
 
 __all__ = ["FitResult", "fit", "load_recipe", "train"]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from steepest.data.bundle import DataInfo
+from steepest.data.containers import DataInfo
 from steepest.data.text import tokenize
 from steepest.errors import SteepestError
 from steepest.predict import Predictor

@@ -28,7 +28,7 @@ from torch import Tensor
 from steepest.config import Recipe, recipe_to_dict
 from steepest.config.load import recipe_from_dict
 from steepest.data import load_data
-from steepest.data.bundle import Split
+from steepest.data.containers import Split
 from steepest.run import build_run
 
 

@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 
 from steepest.config.build import build_model_from_recipe
 from steepest.config.load import load_run_recipe
-from steepest.data.bundle import DataInfo
 from steepest.data.checks import check_features, check_rows
+from steepest.data.containers import DataInfo
 from steepest.data.normalize import Standardizer
 from steepest.data.sources import csv_header, csv_rows, load_npz
 from steepest.data.text import tokenize

@@ -30,7 +30,7 @@ from steepest.align.objectives import (
     reference_logprobs,
     response_nll,
 )
-from steepest.data.bundle import DataBundle, DataInfo, Split
+from steepest.data.containers import DataBundle, DataInfo, Split
 from steepest.data.loader import DeviceLoader
 from steepest.data.tokens import ByteTokenizer
 from steepest.errors import DataError

@@ -23,8 +23,8 @@ from torch.utils.data import IterableDataset
 
 from steepest.config.schema import Component, Recipe
 from steepest.data import DataBundle, DatasetSplit, DeviceLoader, Split
-from steepest.data.bundle import split_size
 from steepest.data.checks import batch_checker
+from steepest.data.containers import split_size
 from steepest.data.stream import IterableLoader, SampleLoader
 from steepest.errors import ConfigError
 from steepest.finetune.apply import optimizer_lr_scales
@@ -282,7 +282,7 @@ def build_loader(recipe: Recipe, data: DataBundle, dist: DistContext, device: to
 
 def _loader_options(d) -> dict[str, Any]:
     return {"num_workers": d.num_workers, "pin_memory": d.pin_memory, "persistent_workers": d.persistent_workers,
-            "prefetch_factor": d.prefetch_factor}
+            "prefetch_factor": d.prefetch_factor, "multiprocessing_context": d.multiprocessing_context}
 
 
 def build_eval_data(recipe: Recipe, data: DataBundle, device: torch.device) -> dict[str, Any]:

@@ -109,6 +109,7 @@ class DataConfig(Section):
     pin_memory: bool = True  # page-locked host memory for asynchronous copies to a GPU
     persistent_workers: bool = False
     prefetch_factor: PositiveInt | None = None
+    multiprocessing_context: Literal["fork", "forkserver", "spawn"] | None = None  # how workers start (None: the platform's default)
     subset: PositiveInt | None = None
     classes: list[int] | None = None  # keep these class ids only, relabelled 0..k-1 (e.g. a transfer-learning task)
     shuffle: bool | Literal["once"] = True  # once: one permutation kept for every epoch

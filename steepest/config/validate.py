@@ -22,6 +22,8 @@ from steepest.config.build import SCHEDULABLE, component_target
 from steepest.config.components import check_kwargs
 from steepest.config.schema import DataConfig, Recipe, check_finite
 from steepest.data import DATASETS
+from steepest.data.arrays import read_memmap
+from steepest.data.hf import read_hf_dataset
 from steepest.data.images import read_image_csv, read_image_folder
 from steepest.data.sources import read_csv, read_npz
 from steepest.data.text import read_text_folder_data
@@ -73,6 +75,8 @@ READERS: dict[str, tuple[Callable[..., Any], tuple[str, ...]]] = {
     "text_folder": (read_text_folder_data, ("path",)),
     "image_folder": (read_image_folder, ("path",)),
     "image_csv": (read_image_csv, ("path", "target")),
+    "memmap": (read_memmap, ("path",)),
+    "hf_dataset": (read_hf_dataset, ("path", "target")),
 }
 
 
@@ -107,7 +111,7 @@ def validate_recipe(recipe: Recipe) -> None:
     check_kwargs("model", target, model_kwargs, MODEL_INJECTED)
     init = recipe.model.kwargs().get("init")
     if init is not None:
-        INITS.get(init if isinstance(init, str) else dict(init).get("scheme", ""), "model.init")
+        INITS.get(init if isinstance(init, str) else dict(init).get("scheme", "default"), "model.init")
     if recipe.batch_transform is not None:
         target, _ = component_target(recipe.batch_transform, BATCH_TRANSFORMS, "batch_transform")
         check_kwargs("batch_transform", target, recipe.batch_transform.kwargs(), ("num_classes",))

@@ -1,7 +1,8 @@
 """Data: bundled offline sets, user CSV/.npz/Datasets, checks, splits, normalization, loaders."""
 
 from steepest.data._registry import DATASETS
-from steepest.data.bundle import DataBundle, DataInfo, DatasetSplit, Split, load_data
+from steepest.data.bundle import load_data
+from steepest.data.containers import DataBundle, DataInfo, DatasetSplit, Split
 from steepest.data.loader import DeviceLoader, eval_batches
 from steepest.data.normalize import Standardizer
 from steepest.data.raw import RawData

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +11,14 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from steepest.data._registry import DATASETS
 from steepest.data.arrays import load_memmap
 from steepest.data.checks import check_classes, check_features, check_lengths, check_targets
+from steepest.data.containers import (
+    DataBundle,
+    DataInfo,
+    DatasetSplit,
+    Split,
+    task_from_labels,
+)
+from steepest.data.hf import load_hf_dataset
 from steepest.data.images import image_splits, read_image_csv, read_image_folder
 from steepest.data.imbalance import balance
 from steepest.data.normalize import Standardizer
@@ -24,81 +29,6 @@ from steepest.data.stream import EpochIndexed
 from steepest.data.text import read_text_folder_data
 from steepest.errors import DataError
 from steepest.registry import import_object
-
-MAX_AUTO_CLASSES = 100
-
-
-@dataclass
-class DataInfo:
-    """What the rest of steepest needs to know about the data (saved with every run)."""
-
-    source: str
-    task: str
-    input_shape: tuple[int, ...]
-    num_outputs: int
-    num_classes: int | None = None
-    class_names: list[str] | None = None
-    feature_names: list[str] | None = None
-    kind: str = "tabular"
-    sizes: dict[str, int] = field(default_factory=dict)
-    fractions: tuple[float, float, float] | None = None
-    x_norm: dict | None = None
-    y_norm: dict | None = None
-    text: dict | None = None  # {tokenizer, max_length} of token-id inputs (steepest.data.text)
-    images: dict | None = None  # {image_size, channels, mean, std} of image files (steepest.data.images)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Split:
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
-@dataclass
-class DatasetSplit:
-    """A split read sample by sample: a map-style Dataset (never materialized), its labels (N,)
-    (for stratification, class weights, the output bias), and the per-sample transform training
-    runs in the loader (random, seeded per (seed, epoch, index)); None for held-out splits."""
-
-    dataset: Dataset
-    y: torch.Tensor
-    transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-
-def split_size(part: Split | DatasetSplit) -> int | None:
-    """Samples in a split; None for a stream that does not know its length."""
-    try:
-        return len(part)
-    except TypeError:
-        return None
-
-
-@dataclass
-class DataBundle:
-    """The three splits (tensors in memory, or Datasets read sample by sample), what they are
-    (`info`) and what `data.balance` asks of training: `sample_weights` (N_train,) for a weighted
-    sampler, `class_weights` (K,) for the loss."""
-
-    train: Split | DatasetSplit
-    val: Split | DatasetSplit
-    test: Split | DatasetSplit
-    info: DataInfo
-    sample_weights: torch.Tensor | None = None
-    class_weights: torch.Tensor | None = None
-
-    def to(self, device: torch.device | str) -> DataBundle:
-        """In-memory splits moved to `device` (Dataset splits are moved batch by batch by their loader)."""
-        move = lambda s: Split(s.x.to(device), s.y.to(device)) if isinstance(s, Split) else s  # noqa: E731
-        return DataBundle(move(self.train), move(self.val), move(self.test), self.info, self.sample_weights, self.class_weights)
 
 
 def in_memory_sample(data: DataBundle, limit: int = 4096, seed: int = 0, num_workers: int = 0) -> DataBundle:
@@ -154,17 +84,12 @@ def read_source(cfg) -> tuple[str, RawData]:
 
 
 def infer_task(raw: RawData, declared: str) -> str:
+    """The task: declared, the source's own, or read from the labels (`task_from_labels`)."""
     if declared != "auto":
         return declared
     if raw.task != "auto":
         return raw.task
-    y = np.asarray(raw.y)
-    if y.ndim == 2 and np.isin(y, (0, 1)).all():
-        return "multilabel"
-    if y.ndim == 1 and np.issubdtype(y.dtype, np.number) and np.isfinite(y).all() and (y == np.round(y)).all():
-        if len(np.unique(y)) <= MAX_AUTO_CLASSES:
-            return "classification"
-    return "regression"
+    return task_from_labels(np.asarray(raw.y))
 
 
 def _targets_array(y: np.ndarray, task: str) -> np.ndarray:
@@ -235,9 +160,7 @@ def load_data(cfg, seed: int = 0) -> DataBundle:
         return load_images(cfg)
     if cfg.format == "memmap":  # .npy arrays memory-mapped from disk, read a micro-batch at a time (steepest.data.arrays)
         return load_memmap(cfg)
-    if cfg.format == "hf_dataset":  # imported here: steepest.data.hf builds this module's DataBundle
-        from steepest.data.hf import load_hf_dataset
-
+    if cfg.format == "hf_dataset":  # Hugging Face datasets (the optional extra is imported inside steepest.data.hf)
         return load_hf_dataset(cfg)
     if cfg.component is not None and getattr(cfg, "stream", False):
         return load_dataset_component(cfg)

@@ -63,8 +63,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from steepest.data import DataBundle, DataInfo, DatasetSplit
 from steepest.data.checks import check_classes, check_targets
+from steepest.data.containers import MAX_AUTO_CLASSES, DataBundle, DataInfo, DatasetSplit
 from steepest.data.imbalance import balance
 from steepest.data.normalize import Standardizer
 from steepest.data.splits import default_fractions, split_indices
@@ -77,7 +77,6 @@ INSTALL = "pip install 'steepest[hf]'"
 BUILDERS = {"parquet": "parquet", "pq": "parquet", "csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "arrow": "arrow"}
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 ZERO_PADDED = ("attention_mask", "token_type_ids", "special_tokens_mask")
-MAX_AUTO_CLASSES = 100  # as steepest.data.bundle
 FIT_ROWS = 100_000  # training rows the standardization statistics are fitted on (a seeded sample beyond that)
 READ_ROWS = 4096  # rows per Arrow read when fitting statistics or streaming
 PEEK_ROWS = 10_000  # stream rows read first to infer the task, the classes and the statistics

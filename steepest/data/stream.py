@@ -128,13 +128,16 @@ class SampleLoader:
     (a weighted sampler). `check(batch, indices)` runs on every training batch in the main process
     (`steepest.data.checks.batch_checker`: NaN/inf inputs, labels out of range, named by sample
     index). A batch whose samples cannot be collated (shapes differ) is a one-line DataError that
-    names the odd sample. The DataLoader options are torch's."""
+    names the odd sample. The DataLoader options are torch's (`multiprocessing_context`: "fork",
+    "forkserver" or "spawn"; a forked worker's anonymous memory counts the parent's pages it
+    shares copy-on-write, so forkserver keeps out-of-core runs' memory lower; the Dataset and
+    transform must then be importable, not defined in __main__)."""
 
     def __init__(self, dataset: Dataset, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
                  rank: int = 0, world_size: int = 1, weights: torch.Tensor | None = None, transform: SampleTransform | None = None,
                  num_workers: int = 0, pin_memory: bool = False, persistent_workers: bool = False, prefetch_factor: int | None = None,
                  collate_fn: Callable[[list], Any] | None = None, device: torch.device | str | None = None,
-                 check: BatchCheck | None = None):
+                 check: BatchCheck | None = None, multiprocessing_context: str | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.dataset = EpochIndexed(dataset, transform, seed)
@@ -146,7 +149,8 @@ class SampleLoader:
         self.pin_memory = bool(pin_memory and self.device is not None and self.device.type == "cuda")
         self.options = {"num_workers": num_workers, "pin_memory": self.pin_memory, "collate_fn": collate_fn,
                         "persistent_workers": persistent_workers and num_workers > 0,
-                        **({"prefetch_factor": prefetch_factor} if prefetch_factor and num_workers > 0 else {})}
+                        **({"prefetch_factor": prefetch_factor} if prefetch_factor and num_workers > 0 else {}),
+                        **({"multiprocessing_context": multiprocessing_context} if multiprocessing_context and num_workers > 0 else {})}
         self._sampler: _Positions | None = None
         self._loader: DataLoader | None = None
         # DataLoader draws its workers' base seed from this generator, not from torch's global one,
@@ -176,7 +180,7 @@ class SampleLoader:
         else:
             self._sampler.set(order, epoch, start, len(self))
         position = start
-        for batch in _checked_iter(self._loader, lambda k: order[(position + k) * self.batch_size:][: self.batch_size].tolist(),
+        for batch in _checked_iter(self._loader, lambda k: order[(start + k) * self.batch_size:][: self.batch_size].tolist(),
                                    self.dataset, epoch):
             if self.check is not None:
                 self.check(batch, order[position * self.batch_size:][: self.batch_size].tolist())
@@ -312,7 +316,7 @@ class IterableLoader:
                  transform: SampleTransform | None = None, num_workers: int = 0, pin_memory: bool = False,
                  persistent_workers: bool = False, prefetch_factor: int | None = None,
                  collate_fn: Callable[[list], Any] | None = None, device: torch.device | str | None = None,
-                 check: BatchCheck | None = None):
+                 check: BatchCheck | None = None, multiprocessing_context: str | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
@@ -322,7 +326,8 @@ class IterableLoader:
         self.shard = _Shard(dataset, batch_size, rank, world_size, transform, seed, collate_fn or default_collate)
         self.options = {"num_workers": num_workers, "pin_memory": self.pin_memory,
                         "persistent_workers": persistent_workers and num_workers > 0,
-                        **({"prefetch_factor": prefetch_factor} if prefetch_factor and num_workers > 0 else {})}
+                        **({"prefetch_factor": prefetch_factor} if prefetch_factor and num_workers > 0 else {}),
+                        **({"multiprocessing_context": multiprocessing_context} if multiprocessing_context and num_workers > 0 else {})}
         try:
             self.num_samples = len(dataset)
         except TypeError:

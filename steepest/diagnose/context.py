@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from steepest.data.bundle import DataBundle
+from steepest.data.containers import DataBundle
 from steepest.training.engine import Engine
 
 

@@ -22,14 +22,14 @@ from steepest.config.build import (
 )
 from steepest.config.validate import validate_recipe
 from steepest.data import load_data
-from steepest.data.bundle import DataBundle, in_memory_sample
+from steepest.data.bundle import in_memory_sample
+from steepest.data.containers import DataBundle
 from steepest.diagnose._registry import CHECKS
 from steepest.diagnose.context import DoctorContext
 from steepest.diagnose.report import CheckResult, Report, fail, ok, warn
 from steepest.errors import ConfigError, did_you_mean
 from steepest.track import MetricStore, read_series
 from steepest.training.precision import resolve_device
-
 
 DOCTOR_SAMPLES = 4096  # per split, for data read sample by sample (the checks run on tensors in memory)
 
@@ -173,7 +173,9 @@ def log_verdicts(run_dir: str | Path, report: Report) -> list[str]:
         store.close()
     written.append(str(db))
     if (run_dir / "tensorboard").is_dir():
-        from torch.utils.tensorboard import SummaryWriter  # the tensorboard extra: present when the run wrote there
+        from torch.utils.tensorboard import (
+            SummaryWriter,  # the tensorboard extra: present when the run wrote there
+        )
 
         writer = SummaryWriter(str(run_dir / "tensorboard"), filename_suffix=".doctor")
         for name, value in values.items():

@@ -13,8 +13,8 @@ import torch
 
 from steepest.config.load import load_run_recipe
 from steepest.data import Split, load_data
-from steepest.data.bundle import in_memory_sample
 from steepest.data.augment import for_data
+from steepest.data.bundle import in_memory_sample
 from steepest.data.normalize import Standardizer
 from steepest.data.text import decode_ids
 from steepest.predict import Predictor

@@ -23,8 +23,8 @@ from steepest.config import Recipe, recipe_to_dict
 from steepest.config.build import build_components, build_model_from_recipe
 from steepest.config.validate import validate_recipe
 from steepest.data import DataBundle, load_data
-from steepest.data.bundle import split_size
 from steepest.data.augment import expand_bundle, for_data
+from steepest.data.containers import split_size
 from steepest.errors import ConfigError
 from steepest.finetune import prepare_model as apply_finetune
 from steepest.nn.bias import init_output_bias

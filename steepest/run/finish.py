@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as st_save
 
-from steepest.data.bundle import split_size
+from steepest.data.containers import split_size
 from steepest.finetune.lora import has_lora, lora_state_dict, merged_state_dict
 from steepest.training.checkpoint import atomic_write_bytes
 

@@ -24,7 +24,13 @@ from torch import nn
 
 from steepest.errors import DataError
 from steepest.training import distributed
-from steepest.training.batch import Forward, batch_size, forward_batch, own_loss_normalizer, target_of
+from steepest.training.batch import (
+    Forward,
+    batch_size,
+    forward_batch,
+    own_loss_normalizer,
+    target_of,
+)
 from steepest.training.distributed import DistContext
 from steepest.training.precision import autocast, grad_scaler
 

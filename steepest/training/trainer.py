@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from steepest.data.bundle import DataInfo, Split
+from steepest.data.containers import DataInfo, Split
 from steepest.data.loader import DeviceLoader, eval_batches
 from steepest.errors import ConfigError, DataError, TrainingError
 from steepest.schedules import apply as apply_schedule

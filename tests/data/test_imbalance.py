@@ -116,7 +116,7 @@ def test_adasyn_samples_lie_between_same_class_neighbours_and_balance_the_classe
     minority, made = x[y == 1], nx[len(x):]
     for s in made[:30]:
         d = minority[:, None, :] - minority[None, :, :]  # every pair (a, b): s = b + u (a - b)?
-        a, b = minority[:, None, :].expand_as(d), minority[None, :, :].expand_as(d)
+        b = minority[None, :, :].expand_as(d)
         u = ((s - b) * d).sum(-1) / (d * d).sum(-1).clamp_min(1e-12)
         resid = (b + u[..., None] * d - s).norm(dim=-1)
         ok = (u >= -1e-9) & (u <= 1 + 1e-9) & ((d * d).sum(-1) > 0)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from steepest.data import DeviceLoader
-from steepest.training.trainer import Trainer, TrainerOptions
 from steepest.training.callbacks.penalty import WeightPenalty
+from steepest.training.trainer import Trainer, TrainerOptions
 
 
 @pytest.mark.parametrize("seed", range(4))
