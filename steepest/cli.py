@@ -45,6 +45,8 @@ _command("doctor", DIAGNOSE, "doctor", "doctor_arguments",
          "unknown check, missing run directory).")
 _command("batch-size", DIAGNOSE, "batch_size", "batch_size_arguments", "gradient noise scale: critical batch size, regime and scaled lr")
 _command("sharpness", DIAGNOSE, "sharpness", "sharpness_arguments", "top Hessian eigenvalue, Hessian trace and the edge-of-stability ratio")
+_command("baseline", DIAGNOSE, "baseline", "baseline_arguments",
+         "fit scikit-learn baselines (constant, linear, gradient boosting) on the recipe's split and print them beside the run")
 _command("align", "steepest.align.commands", "align", "align_arguments",
          "instruction tuning (sft), reward model, DPO and generation for a causal LM "
          "(a small byte-level one, or a pretrained Hugging Face model with --model)")

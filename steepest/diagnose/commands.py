@@ -28,6 +28,8 @@ def doctor(args: argparse.Namespace) -> int:
         report = run_doctor(recipe, checks)
         if run:
             report.results.append(diagnose_run(run))
+    if run:
+        report.results.append(_against_baselines(run))
     print(report.table())
     if args.json:
         out = Path(args.json)
@@ -46,6 +48,22 @@ def doctor(args: argparse.Namespace) -> int:
         for place in log_verdicts(run, report):
             print(f"verdicts logged: {place}")
     return 1 if report.failed else 0
+
+
+def _against_baselines(run: Path):
+    """The run's test metric against the baselines `steepest baseline --run-dir` wrote (skip without them)."""
+    from steepest.diagnose.baselines import BaselineScores, compare_with_run
+    from steepest.diagnose.report import skip
+
+    path, summary, info = run / "baselines.json", run / "summary.json", run / "data_info.json"
+    if not (path.exists() and summary.exists() and info.exists()):
+        return skip("baselines", f"no baselines.json in {run}: `steepest baseline --run-dir {run}` fits them")
+    try:
+        rows = json.loads(path.read_text())
+        results = [BaselineScores(r["name"], {k: v for k, v in r.items() if k != "name"}) for r in rows]
+        return compare_with_run(results, json.loads(info.read_text())["task"], json.loads(summary.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return skip("baselines", f"{path} cannot be read; run `steepest baseline --run-dir {run}` again")
 
 
 def _recipe_and_model(args: argparse.Namespace):
@@ -107,6 +125,38 @@ def sharpness(args: argparse.Namespace) -> int:
     print(result.summary())
     _write_json(args, "sharpness.json", result.to_dict())
     return 0
+
+
+def baseline(args: argparse.Namespace) -> int:
+    from steepest.data import load_data
+    from steepest.diagnose.baselines import compare_with_run, fit_baselines, table
+
+    run = Path(args.run_dir) if args.run_dir else None
+    recipe = recipe_from_arguments(args, run)
+    data = load_data(recipe.data, recipe.trainer.seed)
+    try:
+        results = fit_baselines(data, recipe.trainer.seed)
+    except ValueError as exc:
+        from steepest.errors import ConfigError
+
+        raise ConfigError(f"baseline: {exc}") from None
+    network = None
+    if run is not None and (run / "summary.json").exists():
+        network = json.loads((run / "summary.json").read_text())
+    print(table(results, network))
+    if network is not None:
+        verdict = compare_with_run(results, data.info.task, network)
+        print(f"\n{verdict.verdict}: {verdict.summary}" + (f"\nfix: {verdict.fix}" if verdict.fix else ""))
+    _write_json(args, "baselines.json", [{"name": r.name, **r.scores} for r in results])
+    return 0
+
+
+def baseline_arguments(p: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(p)
+    p.add_argument("--run-dir", help="a finished run: its recipe (config.yaml) and split, and its test metrics beside the baselines; "
+                                     "baselines.json is written there (the doctor compares with it)")
+    p.add_argument("--json", help="write the scores as JSON here (default: RUN_DIR/baselines.json)")
+    add_trust_code_argument(p)
 
 
 def doctor_arguments(p: argparse.ArgumentParser) -> None:
