@@ -25,6 +25,7 @@ It may change only:
     optimizer hyperparameters in param_groups (lr, momentum, ...) at on_step_start, after the
                        schedules were written for the step
     parameters         their values (weight averaging) and requires_grad (unfreezing)
+    gradients          at on_before_optimizer_step, in place (a weight penalty's gradient)
     its own state      returned by state_dict() and saved in checkpoints under its `name`
 Everything else (the engine, the loader, other callbacks) is read-only. Under torch.distributed a
 stop asked for on any rank stops every rank, with that rank's reason; metrics are the same on every
