@@ -68,11 +68,68 @@ def _hashes(x: torch.Tensor) -> list[str]:
 
 
 def duplicates(ctx):
-    """Identical samples in two splits leak the answer: validation and test scores become optimistic."""
-    h = {s: set(_hashes(getattr(ctx.data, s).x)) for s in ("train", "val", "test")}
+    """Identical samples in two splits leak the answer: validation and test scores become optimistic.
+    Within the training split, identical inputs with different labels are label noise the network
+    can only memorize (classification tasks)."""
+    train_hashes = _hashes(ctx.data.train.x)
+    h = {"train": set(train_hashes), **{s: set(_hashes(getattr(ctx.data, s).x)) for s in ("val", "test")}}
     overlap = {"train_val": len(h["train"] & h["val"]), "train_test": len(h["train"] & h["test"]), "val_test": len(h["val"] & h["test"])}
     total = sum(overlap.values())
+    labels: dict[str, set] = {}
+    if ctx.task in ("classification", "binary"):
+        for key, y in zip(train_hashes, ctx.data.train.y.reshape(len(train_hashes), -1).tolist()):
+            labels.setdefault(key, set()).add(tuple(y))
+    conflicting = sum(len(v) > 1 for v in labels.values())
+    repeated = len(train_hashes) - len(h["train"])
+    evidence = {**overlap, "train_repeats": repeated, "train_conflicting_groups": conflicting}
     if total:
         return fail("duplicates", f"{total} samples appear in two splits ({overlap})",
-                    "deduplicate the data before splitting (and oversample only after the split)", **overlap)
-    return ok("duplicates", "no sample appears in two splits", **overlap)
+                    "deduplicate the data before splitting (and oversample only after the split)", **evidence)
+    if conflicting:
+        return warn("duplicates", f"{conflicting} groups of identical training samples carry different labels",
+                    "fix or drop the conflicting labels (the `label_noise` check lists likely label errors)", **evidence)
+    return ok("duplicates", f"no sample appears in two splits; {repeated} repeated training samples, none with conflicting labels",
+              **evidence)
+
+
+def label_noise(ctx, folds: int = 5, limit: int = 5000):
+    """Likely label errors within the training split, by confident learning (Northcutt, Jiang &
+    Chuang 2021, "Confident Learning: Estimating Uncertainty in Dataset Labels"): out-of-fold class
+    probabilities p from a logistic regression (scikit-learn, `folds`-fold, at most `limit` samples);
+    per class j the threshold t_j = mean p_j over the samples labelled j; a sample labelled i whose
+    most probable class among those with p_k >= t_k is some j != i is counted as a likely error
+    (the off-diagonal of the confident joint). Warns above 2%, fails above 10%. The evidence lists
+    the 20 suspects whose given label is least probable (positions in the training split, or in the
+    sample of `limit` when it is larger)."""
+    if ctx.task != "classification":
+        return skip("label_noise", f"confident learning needs class labels; this is a {ctx.task} task")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    x, y = ctx.data.train.x, ctx.data.train.y.reshape(-1).long()
+    if len(x) > limit:
+        keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(ctx.seed))[:limit]
+        x, y = x[keep.to(x.device)], y[keep.to(y.device)]
+    xs, ys = x.detach().cpu().double().reshape(len(x), -1).numpy(), y.cpu().numpy()
+    counts = torch.bincount(torch.from_numpy(ys))
+    k = int(counts.numel())
+    if int(counts[counts > 0].min()) < folds:
+        return skip("label_noise", f"a class has fewer than {folds} training samples")
+    probs = torch.from_numpy(cross_val_predict(LogisticRegression(max_iter=1000), xs, ys, cv=folds, method="predict_proba"))
+    labels = torch.from_numpy(ys)
+    thresholds = torch.stack([probs[labels == j, j].mean() if (labels == j).any() else torch.tensor(1.0, dtype=torch.float64)
+                              for j in range(k)])
+    above = probs >= thresholds[None, :]
+    confident = torch.where(above, probs, torch.full_like(probs, -1.0)).argmax(dim=1)
+    suspect = above.any(dim=1) & (confident != labels)
+    fraction = float(suspect.double().mean())
+    positions = torch.nonzero(suspect).reshape(-1)
+    self_confidence = probs[positions, labels[positions]]  # the given label's probability: lowest first (most likely wrong)
+    evidence = {"fraction": fraction, "samples": len(ys), "suspects": int(suspect.sum()),
+                "first_suspects": positions[self_confidence.argsort()][:20].tolist()}
+    summary = f"{fraction:.1%} of {len(ys)} training samples look mislabelled (confident learning, {folds}-fold logistic regression)"
+    if fraction > 0.10:
+        return fail("label_noise", summary, "audit the labels (evidence lists sample positions) before tuning the model", **evidence)
+    if fraction > 0.02:
+        return warn("label_noise", summary, "review the listed samples' labels; noisy labels cap accuracy and favour memorization", **evidence)
+    return ok("label_noise", summary, **evidence)

@@ -354,3 +354,28 @@ def test_training_setup_warns_about_a_recurrent_network_without_clipping():
     result = verdict(context_from_recipe(recipe), "training_setup")
     assert result.verdict == "warn" and "LSTM" in result.summary and "clip" in result.fix
     assert verdict(context_from_recipe(load_recipe("sine_lstm")), "training_setup").verdict == "ok"
+
+
+def test_label_noise_finds_flipped_labels_and_not_clean_ones(healthy):
+    from steepest.data import Split
+
+    clean = verdict(healthy, "label_noise")
+    assert clean.verdict == "ok" and clean.evidence["fraction"] < 0.02, clean.summary
+    y = healthy.data.train.y.clone()
+    g = torch.Generator().manual_seed(0)
+    flipped = torch.randperm(len(y), generator=g)[: len(y) // 10]
+    y[flipped] = (y[flipped] + 1 + torch.randint(0, 9, (len(flipped),), generator=g)) % 10  # 10% wrong labels
+    noisy = dataclasses.replace(healthy.data, train=Split(healthy.data.train.x, y))
+    found = verdict(ctx_with(healthy, data=noisy), "label_noise")
+    assert found.verdict in ("warn", "fail") and 0.06 < found.evidence["fraction"] < 0.2, found.summary
+    suspects = set(found.evidence["first_suspects"])
+    assert len(suspects & set(flipped.tolist())) >= 0.8 * len(suspects)  # the listed ones are mostly the flipped ones
+
+
+def test_identical_training_samples_with_different_labels(healthy):
+    from steepest.data import Split
+
+    x, y = healthy.data.train.x.clone(), healthy.data.train.y.clone()
+    x[1], y[1] = x[0], (y[0] + 1) % 10
+    found = verdict(ctx_with(healthy, data=dataclasses.replace(healthy.data, train=Split(x, y))), "duplicates")
+    assert found.verdict == "warn" and found.evidence["train_conflicting_groups"] == 1
