@@ -227,12 +227,12 @@ def to_tensor(image) -> Tensor:
         array = np.asarray(image, dtype=np.float64) / 65535.0
     elif mode == "F":
         array = np.asarray(image, dtype=np.float64)
-    else:  # 8-bit: converted in torch, which is exact (x / 255 in float32) and needs no clamp
+    else:  # 8-bit: x / 255 in float32 is within [0, 1] exactly, no clamp needed
         if mode not in ("L", "LA", "RGB", "RGBA"):
             image = image.convert("RGB")
-        t = torch.from_numpy(np.array(image))  # a writable uint8 copy (PIL exposes read-only memory)
-        t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
-        return t.contiguous().float().div_(255.0)
+        array = np.asarray(image, dtype=np.float32)  # a new, writable array
+        array /= np.float32(255.0)
+        return torch.from_numpy(array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1)))
     t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     t = t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
     return t.clamp_(0.0, 1.0)
@@ -252,11 +252,13 @@ def load_image(path: str | Path, channels: int = 3) -> Tensor:
     try:
         with Image.open(path) as opened:
             opened.load()  # decode now: a truncated or corrupt file fails here, not later
-            image = ImageOps.exif_transpose(opened)
+            # transposed only when the file says so (most images carry no orientation: no copy)
+            image = ImageOps.exif_transpose(opened) if opened.getexif().get(0x0112, 1) != 1 else opened
             if image.mode.startswith("I;16") or image.mode in ("I", "F"):
                 t = to_tensor(image)  # grey at full precision
                 return t.expand(channels, -1, -1).contiguous()
-            return to_tensor(image.convert("L" if channels == 1 else "RGB"))
+            mode = "L" if channels == 1 else "RGB"
+            return to_tensor(image if image.mode == mode else image.convert(mode))
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         reason = str(e) or type(e).__name__
         raise DataError(f"cannot read image {path}: {reason}") from None
