@@ -260,6 +260,9 @@ class FinetuneConfig(Section):
     lora: LoRAConfig | None = None
     unfreeze_every_n_epochs: PositiveInt | None = None  # gradual unfreezing from the head down (ULMFiT)
     lr_decay: Annotated[float, Field(gt=0, le=1)] | None = None  # discriminative lr: x decay per layer group below the head
+    backbone_lr: Annotated[float, Field(gt=0, le=1)] | None = None  # every layer but the head at this fraction of the lr (0.1-0.01)
+    plan: Literal["auto"] | None = None  # choose freezing and backbone_lr from the data size and `similarity` (printed)
+    similarity: Literal["similar", "different"] = "similar"  # the target task against the pretraining one (for plan: auto)
 
 
 class CheckpointConfig(Section):

@@ -49,9 +49,49 @@ def prepare_model(model: nn.Module, section) -> list[str]:
 
 
 def optimizer_lr_scales(model: nn.Module, section, recipe_kwargs: dict[str, Any]) -> dict[str, float] | None:
-    """finetune.lr_decay as the optimizer's per-parameter lr scales (None when not set)."""
-    if section is None or section.lr_decay is None:
+    """finetune.lr_decay (discriminative lr per layer group) or finetune.backbone_lr (every layer
+    but the head at that fraction) as the optimizer's per-parameter lr scales (None when not set)."""
+    if section is None or (section.lr_decay is None and section.backbone_lr is None):
         return None
+    if section.lr_decay is not None and section.backbone_lr is not None:
+        raise ConfigError("set finetune.lr_decay or finetune.backbone_lr, not both")
     if "lr_scale" in recipe_kwargs:
-        raise ConfigError("set finetune.lr_decay or optimizer.lr_scale, not both")
-    return discriminative_lr_scales(model, section.lr_decay)
+        raise ConfigError(f"set finetune.{'lr_decay' if section.lr_decay is not None else 'backbone_lr'} or optimizer.lr_scale, not both")
+    if section.lr_decay is not None:
+        return discriminative_lr_scales(model, section.lr_decay)
+    head = set(layer_groups(model)[-1])
+    return {name: section.backbone_lr for name, _ in model.named_parameters() if name not in head}
+
+
+SMALL_PER_CLASS = 1000  # training samples per class below which a target data set counts as small
+
+
+def plan_finetune(section, n_train: int, num_classes: int | None):
+    """`finetune: {plan: auto}` resolved from the target data's size and its `similarity` to the
+    pretraining task (the transfer-learning rule of thumb: CS231n "Transfer Learning" notes;
+    Yosinski et al. 2014 on how features get task-specific with depth):
+
+        small and similar     train the head only (freeze: all_but_head): the features already fit
+        small and different  train the head, lower layers at 1/100 of the lr (backbone_lr 0.01)
+        large and similar    fine-tune everything, lower layers at 1/10 of the lr (backbone_lr 0.1)
+        large and different  fine-tune everything at the full lr
+
+    "Small" is under SMALL_PER_CLASS training samples per class (per 1000 samples for regression).
+    Returns (the section with freeze/backbone_lr set, a line saying what was chosen and why).
+    Choices already made in the section (freeze, lr_decay, backbone_lr) are kept."""
+    per_class = n_train / max(num_classes or 1, 1)
+    small = per_class < SMALL_PER_CLASS
+    size = f"{'small' if small else 'large'} ({n_train:,} training samples, {per_class:,.0f} per class)"
+    if small and section.similarity == "similar":
+        choice, update = "train the head only (freeze: all_but_head)", {"freeze": "all_but_head"}
+    elif small:
+        choice, update = "train the head, other layers at 1/100 of the lr (backbone_lr: 0.01)", {"backbone_lr": 0.01}
+    elif section.similarity == "similar":
+        choice, update = "fine-tune everything, lower layers at 1/10 of the lr (backbone_lr: 0.1)", {"backbone_lr": 0.1}
+    else:
+        choice, update = "fine-tune everything at the full lr", {}
+    kept = {k: v for k, v in update.items() if getattr(section, k) is None and not (k == "backbone_lr" and section.lr_decay is not None)}
+    note = f"plan auto: target data {size}, {section.similarity} to the pretraining task -> {choice}"
+    if kept != update:
+        note += " (the section's own freeze / lr choices kept)"
+    return section.model_copy(update={**kept, "plan": None}), note

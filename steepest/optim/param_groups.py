@@ -13,6 +13,8 @@ both; so do timm's and the Hugging Face Trainer's defaults).
 
 from __future__ import annotations
 
+import fnmatch
+
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,14 +39,22 @@ def no_decay_names(model: nn.Module, extra: Iterable[str] = (), decay_1d: bool =
     return names
 
 
+def _matches(name: str, key: str) -> bool:
+    """A parameter name under a module prefix, or matching an fnmatch pattern."""
+    if any(c in key for c in "*?["):
+        return fnmatch.fnmatchcase(name, key)
+    return name.startswith(key)
+
+
 def param_groups(model: nn.Module, weight_decay: float = 0.0, *, no_decay: Iterable[str] = (),
                  lr_scale: dict[str, float] | None = None, decay_1d: bool = False) -> list[dict[str, Any]]:
     """Groups for an optimizer: decayed weights, and a no-decay group (`weight_decay=0`, `adapt=False`)
     holding what `no_decay_names` exempts (`decay_1d=True`: vectors and biases are decayed too,
     except in torch's normalization layers).
 
-    `lr_scale` maps a module-name prefix to a multiplier of the optimizer's lr (discriminative
-    learning rates: e.g. {"backbone": 0.1}); the longest matching prefix wins. Groups carry
+    `lr_scale` maps a module-name prefix, or an fnmatch pattern ("blocks.*.attn*"), to a multiplier
+    of the optimizer's lr (discriminative learning rates: e.g. {"backbone": 0.1}); the longest
+    matching key wins. Groups carry
     `lr_scale`, which `create` turns into the group's lr.
     """
     skip = no_decay_names(model, no_decay, decay_1d)
@@ -53,7 +63,7 @@ def param_groups(model: nn.Module, weight_decay: float = 0.0, *, no_decay: Itera
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        prefix = max((k for k in scales if name.startswith(k)), key=len, default=None)
+        prefix = max((k for k in scales if _matches(name, k)), key=len, default=None)
         key = (name in skip, scales[prefix] if prefix is not None else 1.0)
         buckets.setdefault(key, []).append(p)
     groups = []

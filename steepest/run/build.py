@@ -27,6 +27,7 @@ from steepest.data.augment import expand_bundle, for_data
 from steepest.data.containers import split_size
 from steepest.errors import ConfigError
 from steepest.finetune import prepare_model as apply_finetune
+from steepest.finetune.apply import plan_finetune
 from steepest.nn.bias import init_output_bias
 from steepest.track import MetricStore
 from steepest.training import distributed
@@ -136,7 +137,12 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     validate_recipe(recipe)
     runtime = setup_runtime(recipe)
     data, augment = load_run_data(recipe, runtime, data)
+    plan = []
+    if recipe.finetune is not None and recipe.finetune.plan == "auto":  # a choice that needs the data's size
+        section, note = plan_finetune(recipe.finetune, split_size(data.train) or 0, data.info.num_classes)
+        recipe, plan = recipe.model_copy(update={"finetune": section}), [f"finetune: {note}"]
     model, wrapped, notes = build_run_model(recipe, data, runtime)
+    notes = plan + notes
     parts = build_components(recipe, model, data, augment, runtime.dist, runtime.device)
     run_path = Path(run_dir) if run_dir is not None else None
     store = MetricStore(run_path / "metrics.db") if run_path is not None and runtime.dist.rank == 0 else None
