@@ -14,7 +14,6 @@ both; so do timm's and the Hugging Face Trainer's defaults).
 from __future__ import annotations
 
 import fnmatch
-
 from collections.abc import Iterable
 from typing import Any
 

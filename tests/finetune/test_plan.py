@@ -2,7 +2,6 @@
 `finetune: {plan: auto}` choosing what to retrain from the data size and the task similarity."""
 
 import pytest
-import torch
 from torch import nn
 
 from steepest.config import load_recipe
