@@ -56,6 +56,8 @@ def train(args: argparse.Namespace) -> int:
         print(f"test accuracy: {summary['test_accuracy']:.4f}  (macro-F1 {summary['test_macro_f1']:.4f}, {summary['steps']} steps, {summary['wall_seconds']:.1f} s)")
     elif task == "multilabel":
         print(f"test accuracy: {summary['test_accuracy']:.4f}  (micro-F1 {summary['test_micro_f1']:.4f})")
+    elif task == "metric":
+        print(f"test recall@1: {summary['test_recall_at_1']:.4f}  (recall@5 {summary['test_recall_at_5']:.4f}, {summary['steps']} steps)")
     else:
         print(f"test r2: {summary['test_r2']:.4f}  (mse {summary['test_mse']:.4g}, mae {summary['test_mae']:.4g}, {summary['steps']} steps)")
     print(f"run directory: {summary['run_dir']}")
@@ -130,18 +132,27 @@ def predict(args: argparse.Namespace) -> int:
 # -- export -------------------------------------------------------------------------------------------
 def export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory written by steepest train")
-    p.add_argument("--format", default="export", choices=["export", "torchscript", "onnx"],
-                   help="torch.export program (.pt2, default), TorchScript (.pt) or ONNX (.onnx)")
-    p.add_argument("-o", "--output", help="file to write (default: in the run directory)")
+    p.add_argument("--format", choices=["export", "torchscript", "onnx"],
+                   help="torch.export program (.pt2, the default), TorchScript (.pt) or ONNX (.onnx; the only one with --quantize)")
+    p.add_argument("--quantize", choices=["dynamic", "static"], help="also write an int8 ONNX model (onnxruntime's quantizer; "
+                   "static calibrates on training batches) and report its size, latency and test accuracy against fp32")
+    p.add_argument("-o", "--output", help="file to write (default: in the run directory; with --quantize, the int8 file)")
     add_trust_code_argument(p)
 
 
 def export(args: argparse.Namespace) -> int:
     from steepest.deploy import export_run
 
-    path, diff = export_run(args.run_dir, args.format, args.output, trust_code=args.trust_code)
+    fmt = args.format or ("onnx" if args.quantize else "export")
+    if args.quantize and fmt != "onnx":
+        raise SteepestError(f"--quantize writes an int8 ONNX model; use --format onnx or leave --format out, not {fmt}")
+    path, diff = export_run(args.run_dir, fmt, None if args.quantize else args.output, trust_code=args.trust_code)
     check = "not run (install onnxruntime to check it)" if diff != diff else f"max difference from the run's predictor {diff:.2g}"
     print(f"wrote {path} (raw inputs in, outputs as `steepest predict` computes them); {check}")
+    if args.quantize:
+        from steepest.compress.commands import export_quantized
+
+        return export_quantized(args, path)
     return 0
 
 

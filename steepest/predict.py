@@ -5,7 +5,10 @@
     >>> p.predict(x_raw)     # class ids, or targets in original units   # doctest: +SKIP
 
 `steepest predict RUN_DIR INPUT` reads a CSV (same feature columns as training; a target column,
-if present, is ignored) or an .npz with array `x`, and writes one prediction per row.
+if present, is ignored) or an .npz with array `x`, and writes one prediction per row. A run
+trained on categorical or imputed CSV columns (`DataInfo.tabular`) encodes raw CSV rows with its
+training encoder first: unseen categories map to unknown, missing numbers to the training median
+plus the missing-indicator column (steepest.data.tabular).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from steepest.data.checks import check_features, check_rows
 from steepest.data.containers import DataInfo
 from steepest.data.normalize import Standardizer
 from steepest.data.sources import csv_header, csv_rows, load_npz
+from steepest.data.tabular import TabularEncoder
 from steepest.data.text import tokenize
 from steepest.errors import CheckpointError, DataError
 
@@ -34,7 +38,7 @@ def read_data_info(path: Path) -> DataInfo:
         raw = json.loads(path.read_text())
         raw["input_shape"] = tuple(int(d) for d in raw["input_shape"])
         info = DataInfo(**raw)
-        if info.task not in ("classification", "binary", "multilabel", "regression") or int(info.num_outputs) < 1:
+        if info.task not in ("classification", "binary", "multilabel", "regression", "metric") or int(info.num_outputs) < 1:
             raise ValueError(f"task {info.task!r}, {info.num_outputs!r} outputs")
         return info
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError) as exc:
@@ -48,6 +52,7 @@ class Predictor:
         self.info, self.device = info, torch.device(device)
         self.x_norm = Standardizer.from_dict(info.x_norm) if info.x_norm else None
         self.y_norm = Standardizer.from_dict(info.y_norm) if info.y_norm else None
+        self.encoder = TabularEncoder.from_dict(info.tabular) if info.tabular else None
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu", *, trust_code: bool = False) -> Predictor:
@@ -71,8 +76,32 @@ class Predictor:
         model.load_state_dict(state)
         return cls(model, info, device)
 
+    def encode(self, rows, where: str = "inputs") -> np.ndarray:
+        """Raw table rows -> the encoded features (N, width) float32 the model takes, for a run with
+        categorical or imputed columns: rows (N, F) of raw cells in the training column order
+        (`info.tabular["columns"]`; text, numbers, None/NaN/"" for missing) or a list of dicts keyed
+        by column name. DataError for a run without such columns, and for rows that do not fit."""
+        if self.encoder is None:
+            raise DataError("this run was trained on numeric features only; give them as a float array")
+        return self.encoder.transform(rows, where).astype(np.float32)
+
+    def _raw_rows(self, x) -> bool:
+        """Whether `x` holds raw table rows to encode (text cells, dicts, or the raw column count) rather than features."""
+        if self.encoder is None:
+            return False
+        if isinstance(x, (list, tuple)) and x and isinstance(x[0], dict):
+            return True
+        arr = x if isinstance(x, np.ndarray) else np.asarray(x, dtype=object)
+        if arr.dtype == object or arr.dtype.kind in "US":
+            return True
+        return arr.ndim == 2 and arr.shape[1] == len(self.encoder.columns) != self.encoder.width
+
     @torch.no_grad()
     def outputs(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Model outputs (N, num_outputs) for features (N, *input_shape), normalized as in training;
+        a run with categorical or imputed columns also takes raw table rows (see `encode`)."""
+        if self._raw_rows(x):
+            x = self.encode(x)
         x = np.asarray(x, dtype=np.float32)
         expected = tuple(self.info.input_shape)
         if x.shape[1:] != expected:
@@ -87,6 +116,8 @@ class Predictor:
         return np.concatenate(chunks)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class ids (classification), 0/1 (binary, multilabel), values in the targets' units
+        (regression) or embeddings (N, D) (a metric-learning run)."""
         out = self.outputs(x)
         task = self.info.task
         if task == "classification":
@@ -116,7 +147,7 @@ class Predictor:
         if self.info.task in ("binary", "multilabel"):
             p = torch.sigmoid(out).numpy()
             return np.concatenate([1 - p, p], axis=1) if self.info.task == "binary" else p
-        raise DataError("predict_proba is for classification runs; this run is a regression")
+        raise DataError(f"predict_proba is for classification runs; this run is a {self.info.task} task")
 
 
 def read_inputs(path: str | Path, info: DataInfo) -> np.ndarray:
@@ -124,9 +155,12 @@ def read_inputs(path: str | Path, info: DataInfo) -> np.ndarray:
 
     A CSV (UTF-8, or UTF-8/16/32 with a byte-order mark) whose header names the run's feature
     columns in any order (other columns are ignored), or that has no header (every column, in
-    training order); or an .npz with an array `x`. DataError for a missing or unreadable file,
-    duplicate column names, missing columns, no rows, cells that are not numbers and values that
-    are not finite in float32.
+    training order); or an .npz with an array `x`. For a run with categorical or imputed columns
+    (`info.tabular`) the CSV needs a header naming the raw training columns; its cells are encoded
+    by the run's `TabularEncoder` (an unseen category is unknown, a missing number the training
+    median plus its indicator), and an .npz holds the encoded features. DataError for a missing or
+    unreadable file, duplicate column names, missing columns, no rows, cells that are not numbers
+    (in numeric columns) and values that are not finite in float32.
     """
     path = Path(path)
     if not path.exists():
@@ -137,14 +171,18 @@ def read_inputs(path: str | Path, info: DataInfo) -> np.ndarray:
             raise DataError(f"{path}: needs an array named 'x', found {', '.join(held) or 'none'}")
         x = arrays["x"]
         check_rows(x, str(path), "'x'")
+    elif info.tabular:
+        encoder = TabularEncoder.from_dict(info.tabular)
+        x = encoder.transform(_csv_inputs(path, list(encoder.columns), raw=True), str(path))
     else:
         x = _csv_inputs(path, info.feature_names)
     check_features(x, str(path))  # before the float32 cast, which would turn 1e308 into inf
     return x.astype(np.float32)
 
 
-def _csv_inputs(path: Path, names: list[str] | None) -> np.ndarray:
-    """The feature columns `names` of a CSV, float64 (N, len(names)); all columns when it has no header."""
+def _csv_inputs(path: Path, names: list[str] | None, raw: bool = False) -> np.ndarray:
+    """The feature columns `names` of a CSV, float64 (N, len(names)); all columns when it has no header.
+    `raw`: the cells as text, object (N, len(names)), for a `TabularEncoder` (a header is then required)."""
     rows = [r for r in csv_rows(path) if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: empty file")
@@ -152,13 +190,18 @@ def _csv_inputs(path: Path, names: list[str] | None) -> np.ndarray:
     if names and all(n in header for n in names):
         header, body = csv_header(rows[0], path), rows[1:]
         cols = [header.index(n) for n in names]
-    elif all(_is_float(h) for h in header):
+    elif not raw and all(_is_float(h) for h in header):
         cols, body = list(range(len(header))), rows
     else:
         missing = [n for n in (names or []) if n not in header]
         raise DataError(f"{path}: feature columns missing: {', '.join(missing[:5])}" if missing else f"{path}: cannot match columns to the model's features")
     if not body:
         raise DataError(f"{path}: no data rows below the header; give one row per sample")
+    if raw:
+        short = next((i for i, row in enumerate(body) if len(row) <= max(cols)), None)
+        if short is not None:
+            raise DataError(f"{path}: row {short} has {len(body[short])} fields, the header {len(header)}; fix the ragged row")
+        return np.asarray([[row[c] for c in cols] for row in body], dtype=object).reshape(len(body), len(cols))
     out = []
     for i, row in enumerate(body):
         try:

@@ -44,7 +44,16 @@ from steepest.training.trainer import TrainerOptions, step_budget
 # Seed offsets of a run's own generators (fixed: they are part of what makes a run repeat).
 MIXUP_SEED, AUGMENT_SEED = 7919, 104729
 
-DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "binary": "bce_with_logits", "multilabel": "bce_with_logits"}
+DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "binary": "bce_with_logits", "multilabel": "bce_with_logits",
+                "metric": "triplet"}
+EMBEDDING_DIM = 32  # the embedding width of a metric-learning run unless model.embedding_dim says
+
+
+def metric_learning(recipe: Recipe) -> bool:
+    """Whether the recipe's loss is a metric-learning one (contrastive, triplet): the model then
+    outputs embeddings of `model.embedding_dim` and the run's task is "metric" (recall@k)."""
+    name = recipe.loss.name
+    return bool(name and name in LOSSES and LOSSES.get(name).flags.get("task") == "metric")
 
 
 def component_target(section: Component, registry: Registry, key: str) -> tuple[Callable[..., Any], dict[str, Any]]:
@@ -141,6 +150,7 @@ def build_loss(recipe: Recipe, task: str, class_weights: torch.Tensor | None = N
         if "any" not in fits and task not in fits:
             raise ConfigError(f"loss.name: '{name}' is a {'/'.join(fits)} loss but the data is a {task} task; use {DEFAULT_LOSS[task]}")
         target, weight_arg = record.target, record.flags.get("class_weight")
+        kwargs = {**record.defaults, **kwargs}
     if class_weights is not None:
         kwargs = {**kwargs, **_class_weight_kwargs(section, weight_arg, kwargs, class_weights, task)}
     try:

@@ -37,7 +37,9 @@ R("dice", M.Dice, task=("binary", "multilabel", "classification"), summary="Soft
 R("bce_dice", M.BCEDice, task=("binary", "multilabel"), summary="Weighted BCE + Dice for masks.")
 R("kl_distillation", M.KLDistillation, task="distillation",
   summary="Knowledge distillation: T^2 KL of temperature-softened distributions (targets = teacher logits).")
-R("contrastive", M.Contrastive, task="pairs", summary="Contrastive loss with a margin (Hadsell et al. 2006).")
-R("triplet", M.Triplet, task="pairs", summary="Triplet loss with a margin; batch-hard mining option.")
+R("contrastive", M.Contrastive, task="metric", defaults={"batch_pairs": True},
+  summary="Contrastive loss with a margin (Hadsell et al. 2006); in recipes over every pair of a batch (embeddings, labels).")
+R("triplet", M.Triplet, task="metric", defaults={"batch_hard": True},
+  summary="Triplet loss with a margin (Schroff et al. 2015); in recipes batch-hard mining (Hermans et al. 2017).")
 R("bradley_terry", M.BradleyTerry, task="preference", summary="Reward-model preference loss -log sigma(r_c - r_r).")
 R("dpo", M.DPO, task="preference", summary="Direct preference optimization (Rafailov et al. 2023).")

@@ -156,14 +156,19 @@ class KLDistillation(_Loss):
 
 
 class Contrastive(_Loss):
-    """forward(a, b, similar)."""
+    """forward(a, b, similar), or with `batch_pairs=True` forward(embeddings (B, D), labels (B,)):
+    the mean over every pair i < j of the batch, similar when the labels match."""
 
-    def __init__(self, margin: float = 1.0):
+    def __init__(self, margin: float = 1.0, batch_pairs: bool = False):
         super().__init__()
-        self.margin = margin
+        self.margin, self.batch_pairs = margin, batch_pairs
 
-    def forward(self, a: Tensor, b: Tensor, similar: Tensor) -> Tensor:
-        return L.contrastive(a, b, similar, self.margin)
+    def forward(self, *args: Tensor) -> Tensor:
+        if not self.batch_pairs:
+            return L.contrastive(*args, margin=self.margin)
+        embeddings, labels = args
+        i, j = torch.triu_indices(len(labels), len(labels), offset=1, device=labels.device)
+        return L.contrastive(embeddings[i], embeddings[j], labels[i] == labels[j], self.margin)
 
 
 class Triplet(_Loss):

@@ -14,7 +14,7 @@ from steepest.nn.init import initialize
 from steepest.registry import accepted_arguments, import_object
 from steepest.regularize import apply_dropconnect
 
-RESERVED = ("init", "dropconnect", "output_bias", "activation_checkpointing")  # handled here, not passed to the model class
+RESERVED = ("init", "dropconnect", "output_bias", "activation_checkpointing", "embedding_dim")  # handled here, not passed to the model class
 INJECTED = ("input_shape", "num_outputs")  # filled from the data when the model class takes them
 
 
@@ -33,6 +33,7 @@ def build_model(name: str | None, kwargs: dict[str, Any], input_shape: tuple[int
     init = kwargs.pop("init", None)
     dropconnect = kwargs.pop("dropconnect", None)
     kwargs.pop("output_bias", None)
+    kwargs.pop("embedding_dim", None)  # the output width of a metric-learning run (steepest.run.build)
     checkpointing = kwargs.pop("activation_checkpointing", None)
     if component is not None:
         target = import_object(component, "model.component")

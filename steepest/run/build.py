@@ -12,6 +12,7 @@ is not edited afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,12 @@ import torch
 from torch import nn
 
 from steepest.config import Recipe, recipe_to_dict
-from steepest.config.build import build_components, build_model_from_recipe
+from steepest.config.build import (
+    EMBEDDING_DIM,
+    build_components,
+    build_model_from_recipe,
+    metric_learning,
+)
 from steepest.config.validate import validate_recipe
 from steepest.data import DataBundle, load_data
 from steepest.data.augment import expand_bundle, for_data
@@ -137,6 +143,11 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     validate_recipe(recipe)
     runtime = setup_runtime(recipe)
     data, augment = load_run_data(recipe, runtime, data)
+    if metric_learning(recipe):  # labels say which samples belong together; the model outputs embeddings
+        if data.info.task != "classification":
+            raise ConfigError(f"loss.name: '{recipe.loss.name}' learns embeddings from class labels; the data is a {data.info.task} task")
+        width = int(recipe.model.kwargs().get("embedding_dim", EMBEDDING_DIM))
+        data = dataclasses.replace(data, info=dataclasses.replace(data.info, task="metric", num_outputs=width))
     plan = []
     if recipe.finetune is not None and recipe.finetune.plan == "auto":  # a choice that needs the data's size
         section, note = plan_finetune(recipe.finetune, split_size(data.train) or 0, data.info.num_classes)

@@ -8,7 +8,7 @@ import torch
 
 from steepest.data.imbalance import average_precision
 
-MAXIMIZED = ("accuracy", "f1", "r2", "auc")  # metric names containing one of these: higher is better
+MAXIMIZED = ("accuracy", "f1", "r2", "auc", "recall")  # metric names containing one of these: higher is better
 
 
 def metric_mode(metric: str, mode: str = "auto") -> str:
@@ -148,6 +148,46 @@ class MultilabelMeter:
         }
 
 
+class RetrievalMeter:
+    """Loss and recall@k of embeddings (metric learning): the fraction of samples whose k nearest
+    other samples of the split (Euclidean) include one of the same label (the retrieval measure of
+    Oh Song et al. 2016 and Hermans et al. 2017). The split's embeddings are kept on the device and
+    compared in chunks at `compute`."""
+
+    def __init__(self, device: torch.device, ks: tuple[int, ...] = (1, 5)):
+        self.ks = ks
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+        self.embeddings: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def update(self, loss_sum: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.loss_sum += loss_sum.double()
+        self.count += len(targets)
+        self.embeddings.append(outputs.detach().float().reshape(len(outputs), -1))
+        self.labels.append(targets.detach().reshape(-1))
+
+    def compute(self, chunk: int = 1024) -> dict[str, float]:
+        out = {"loss": float(self.loss_sum) / max(self.count, 1)}
+        if not self.embeddings:
+            return out
+        e, y = torch.cat(self.embeddings), torch.cat(self.labels)
+        k_max = min(max(self.ks), len(e) - 1)
+        if k_max < 1:
+            return out
+        hits = {k: torch.zeros((), dtype=torch.long, device=e.device) for k in self.ks}
+        for start in range(0, len(e), chunk):
+            d = torch.cdist(e[start:start + chunk], e)
+            rows = torch.arange(start, min(start + chunk, len(e)), device=e.device)
+            d[rows - start, rows] = float("inf")  # not its own neighbour
+            nearest = d.topk(k_max, largest=False).indices
+            same = y[nearest] == y[rows, None]
+            for k in self.ks:
+                hits[k] += same[:, :min(k, k_max)].any(dim=1).sum()
+        out.update({f"recall_at_{k}": float(hits[k]) / len(e) for k in self.ks})
+        return out
+
+
 class LossMeter:
     """The mean loss only (tasks without a metric of their own, or no data info)."""
 
@@ -170,6 +210,8 @@ def meter_for(info, device: torch.device):
         return ClassificationMeter(info.num_classes or 2, device)
     if task == "multilabel":
         return MultilabelMeter(device)
+    if task == "metric":
+        return RetrievalMeter(device)
     if task == "regression":
         y_norm = info.y_norm
         mean = torch.tensor(y_norm["mean"], dtype=torch.float64, device=device) if y_norm else None

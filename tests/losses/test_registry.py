@@ -19,7 +19,7 @@ from steepest.losses import (
 )
 
 N, K = 6, 4
-TASKS = {"classification", "regression", "binary", "multilabel", "any", "pairs", "preference", "distillation"}
+TASKS = {"classification", "regression", "binary", "multilabel", "any", "metric", "preference", "distillation"}
 
 
 def rnd(*shape):
@@ -39,10 +39,8 @@ def call(name, loss, task):
         return loss(rnd(N, K), torch.randint(0, 2, (N, K)).double())
     if task == "distillation":
         return loss(rnd(N, K), torch.randn(N, K, dtype=torch.float64))
-    if task == "pairs":
-        if name == "contrastive":
-            return loss(rnd(N, 3), rnd(N, 3), torch.randint(0, 2, (N,)))
-        return loss(rnd(N, 3), rnd(N, 3), rnd(N, 3))
+    if task == "metric":  # as recipes build them: (embeddings, labels) of a batch
+        return loss(rnd(N, 3), torch.randint(0, 3, (N,)))
     if name == "bradley_terry":
         return loss(rnd(N), rnd(N))
     return loss(rnd(N), rnd(N), rnd(N), rnd(N))[0]
