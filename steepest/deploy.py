@@ -13,6 +13,10 @@ inputs; the largest difference is reported, and a mismatch is an error.
 
 The model is rebuilt from the run's config.yaml, and a recipe with `component:` paths is code:
 such a run is refused unless you pass --trust-code (`trust_code=True`), for runs whose author you trust.
+
+A run trained on categorical or imputed CSV columns (`DataInfo.tabular`) is refused: its inputs
+are table rows with text cells, which a tensor graph cannot take, so its encoder (categories,
+medians, indicator columns) runs in `steepest predict` / `Predictor` instead.
 """
 
 from __future__ import annotations
@@ -86,10 +90,14 @@ def export_run(run_dir: str | Path, fmt: str = "export", out: str | Path | None 
                trust_code: bool = False) -> tuple[Path, float]:
     """Write the run's inference artifact; returns (path, largest difference from the run's predictor).
     The model is rebuilt by `Predictor.load`: a run whose recipe names user code (`component:`
-    paths) is refused unless `trust_code` (`steepest export --trust-code`)."""
+    paths) is refused unless `trust_code` (`steepest export --trust-code`). SteepestError for a run
+    with categorical or imputed columns (`steepest predict` encodes its raw rows)."""
     if fmt not in FORMATS:
         raise SteepestError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     predictor = Predictor.load(run_dir, trust_code=trust_code)
+    if predictor.info.tabular:
+        raise SteepestError(f"{run_dir}: this run encodes categorical or missing CSV cells (text in, data_info.json 'tabular'), which an "
+                            f"exported tensor graph cannot take; use `steepest predict {run_dir} rows.csv` (or steepest.predict.Predictor)")
     module = InferenceModule(predictor.model, predictor.info).eval()
     path = Path(out) if out else Path(run_dir) / FORMATS[fmt]
     example = example_inputs(predictor.info, 4)

@@ -26,6 +26,7 @@ from steepest.data.raw import RawData
 from steepest.data.sources import from_dataset_object, read_csv, read_npz
 from steepest.data.splits import default_fractions, split_indices
 from steepest.data.stream import EpochIndexed
+from steepest.data.tabular import TabularEncoder
 from steepest.data.text import read_text_folder_data
 from steepest.errors import DataError
 from steepest.registry import import_object
@@ -269,8 +270,14 @@ def load_dataset_component(cfg) -> DataBundle:
 
 
 def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
-    """Check, split, normalize and tensorize data already in memory (what load_data does after reading)."""
+    """Check, split, normalize and tensorize data already in memory (what load_data does after reading).
+
+    Tabular rows with categorical or missing cells (`raw.meta["tabular"]`, from `read_csv`) are
+    encoded after the split by a `TabularEncoder` fitted on the training rows only (categories,
+    medians, indicator columns; steepest.data.tabular), and standardization then scales the
+    numeric value columns only; the encoder is saved as `DataInfo.tabular`."""
     x, y = np.asarray(raw.x), np.asarray(raw.y)
+    spec = raw.meta.get("tabular")
     check_lengths(x, y, source)
     x_test, y_test = (None, None) if raw.x_test is None else (np.asarray(raw.x_test), np.asarray(raw.y_test))
     if x_test is not None:
@@ -287,7 +294,8 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         num_classes = num_classes or int(np.max(all_y)) + 1
     else:
         check_targets(all_y, task, None, f"{source} targets")
-    check_features(x, f"{source} features")
+    if spec is None:  # a tabular table's cells were checked by its reader; numbers are checked after encoding
+        check_features(x, f"{source} features")
     if x.ndim == 1:
         x = x[:, None]
     class_names = raw.class_names
@@ -297,7 +305,8 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
 
     labels = y if task in ("classification", "binary") and cfg.stratify else None
     if x_test is not None:
-        check_features(x_test, f"{source} test features")
+        if spec is None:
+            check_features(x_test, f"{source} test features")
         n_total = len(x) + len(x_test)
         fr = cfg.split or default_fractions(n_total)
         val_share = fr[1] / max(fr[0] + fr[1], 1e-12)
@@ -319,9 +328,21 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         keep = np.sort(np.random.default_rng(cfg.split_seed).permutation(len(parts["train"][0]))[: cfg.subset])
         parts["train"] = (parts["train"][0][keep], parts["train"][1][keep])
 
+    encoder = None
+    if spec is not None:  # categories and medians from the training rows only, then every split encoded
+        features = raw.feature_names or [f"x{j}" for j in range(x.shape[1])]
+        encoder = TabularEncoder.fit(parts["train"][0], features, spec.get("categorical", ()), spec.get("encoding", "onehot"),
+                                     spec.get("fill_missing", False), f"{source} training rows")
+        parts = {k: (encoder.transform(v[0], f"{source} {_SPLITS[k]} rows"), v[1]) for k, v in parts.items()}
+        for k, v in parts.items():
+            check_features(v[0], f"{source} {_SPLITS[k]} rows (encoded)")
+        x = parts["train"][0]
+
     per_channel = raw.kind == "image"
     standardize = cfg.normalize == "standard" and raw.kind != "text"  # token ids are never scaled
-    x_norm = Standardizer.fit(parts["train"][0], per_channel) if standardize else None
+    x_norm = None
+    if standardize:
+        x_norm = encoder.fit_standardizer(parts["train"][0]) if encoder else Standardizer.fit(parts["train"][0], per_channel)
     y_norm = None
     if task == "regression" and cfg.normalize_targets:
         y_norm = Standardizer.fit(_targets_array(parts["train"][1], task))
@@ -348,13 +369,14 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
         num_outputs=int(num_outputs),
         num_classes=num_classes,
         class_names=class_names,
-        feature_names=raw.feature_names,
+        feature_names=encoder.feature_names if encoder else raw.feature_names,
         kind=raw.kind,
         sizes={k: len(v) for k, v in splits.items()},
         fractions=tuple(float(f) for f in fr),
         x_norm=x_norm.to_dict() if x_norm else None,
         y_norm=y_norm.to_dict() if y_norm else None,
         text=raw.meta.get("text"),
+        tabular=encoder.to_dict() if encoder else None,
     )
     return DataBundle(splits["train"], splits["val"], splits["test"], info,
                       sample_weights=balanced.sample_weights if balanced else None,

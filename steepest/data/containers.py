@@ -34,6 +34,7 @@ class DataInfo:
     y_norm: dict | None = None
     text: dict | None = None  # {tokenizer, max_length} of token-id inputs (steepest.data.text)
     images: dict | None = None  # {image_size, channels, mean, std} of image files (steepest.data.images)
+    tabular: dict | None = None  # the TabularEncoder of categorical / imputed CSV columns (steepest.data.tabular)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

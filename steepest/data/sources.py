@@ -8,13 +8,14 @@ import io
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from steepest.data.checks import check_features, check_lengths
 from steepest.data.idx import load_idx_dataset
 from steepest.data.raw import RawData
+from steepest.data.tabular import MISSING, is_missing
 from steepest.errors import DataError, did_you_mean
 from steepest.registry import import_object
 
@@ -57,7 +58,7 @@ def idx_set(name: str, data_dir: str | None = None) -> RawData:
 
 def _parse_number(text: str) -> float:
     text = text.strip()
-    if text == "" or text.lower() in ("na", "nan", "null", "none", "?"):
+    if text.lower() in MISSING:
         return float("nan")
     return float(text)
 
@@ -115,12 +116,18 @@ def csv_rows(path: Path, delimiter: str = ",") -> list[list[str]]:
         raise DataError(f"{path}: not a readable CSV ({exc})") from None
 
 
-def read_csv(path: str | Path, target: str, delimiter: str = ",") -> RawData:
+def read_csv(path: str | Path, target: str, delimiter: str = ",", categorical: list[str] | None = None,
+             categorical_encoding: Literal["onehot", "index"] = "onehot", fill_missing: bool = False) -> RawData:
     """A CSV with a header row; `target` names the label column. String labels become class ids.
 
-    x: (N, columns - 1) float32; y: (N,) class ids or float64 targets. DataError for a missing
-    file, an encoding other than UTF-8/16/32, duplicate column names, no data rows, ragged or
-    non-numeric rows, and feature values beyond float32 range.
+    x: (N, columns - 1) float32; y: (N,) class ids or float64 targets. A column of text (or one
+    named in `categorical`) is categorical, and `fill_missing` imputes missing numbers: then x is
+    an object array (N, columns - 1) of raw cells (floats, NaN where missing, and stripped text)
+    and `meta["tabular"]` holds what `steepest.data.tabular.TabularEncoder` is fitted with on the
+    training split (`categorical`, `encoding`, `fill_missing`). DataError for a missing file, an
+    encoding other than UTF-8/16/32, duplicate column names, no data rows, ragged rows, a row
+    with no target, a column mixing numbers and text, missing numbers without `fill_missing`,
+    and feature values beyond float32 range.
     """
     path = Path(path)
     if not path.exists():
@@ -132,42 +139,97 @@ def read_csv(path: str | Path, target: str, delimiter: str = ",") -> RawData:
     if target not in header:
         raise DataError(f"data.target: column '{target}' not in {path};{did_you_mean(target, header)} columns: {', '.join(header)}")
     t = header.index(target)
-    rows, labels = [], []
+    features = [h for j, h in enumerate(header) if j != t]
+    named = _categorical_names(categorical, header, target, path)
+    cells, labels, row_ids = [], [], []
     for i, row in enumerate(body):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
             raise DataError(f"{path}: row {i} (line {i + 2}) has {len(row)} fields but the header has {len(header)}; fix the ragged row")
+        if is_missing(row[t]):
+            what = repr(row[t].strip()) if row[t].strip() else "empty"
+            raise DataError(f"{path}: row {i} (line {i + 2}) has no target: column '{target}' is {what}; "
+                            "drop that row or fill in its label")
         labels.append(row[t].strip())
-        try:
-            rows.append([_parse_number(c) for j, c in enumerate(row) if j != t])
-        except ValueError:
-            bad = next(c for j, c in enumerate(row) if j != t and not _is_number(c))
-            raise DataError(f"{path}: row {i} (line {i + 2}) has non-numeric value {bad!r}; encode categorical columns as numbers") from None
-    if not rows:
+        cells.append([c for j, c in enumerate(row) if j != t])
+        row_ids.append(i)
+    if not cells:
         raise DataError(f"{path}: no data rows below the header; a CSV needs its header line and one row per sample")
-    x = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header) - 1)
-    check_features(x, f"{path} features")  # before the float32 cast, which would turn 1e308 into inf
-    x = x.astype(np.float32)
-    features = [h for j, h in enumerate(header) if j != t]
+    x, text = _feature_columns(cells, features, named, path, row_ids)
+    missing = np.isnan(x)
+    missing[:, text] = False  # categorical cells are not numbers (their missing cells are category 0)
+    if not fill_missing and missing.any():
+        bad = missing | np.isinf(x)
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        if missing[row].any():
+            column = features[int(np.flatnonzero(missing[row])[0])]
+            raise DataError(f"{path} features: row {row} contains NaN (column '{column}' is empty or missing); drop that row, or set "
+                            "data.options.fill_missing: true to impute it (training median plus a missing-indicator column)")
+    numeric = np.where(np.isnan(x), 0.0, x) if text or fill_missing else x
+    check_features(numeric, f"{path} features")  # before the float32 cast, which would turn 1e308 into inf
+    meta = {}
+    if text or fill_missing:
+        cats = [features[j] for j in text]
+        table = x.astype(object)
+        for j in text:
+            table[:, j] = [cells[r][j].strip() for r in range(len(cells))]
+        x = table
+        meta["tabular"] = {"categorical": cats, "encoding": categorical_encoding, "fill_missing": bool(fill_missing)}
+    else:
+        x = x.astype(np.float32)
     try:
         y = np.asarray([_parse_number(v) for v in labels], dtype=np.float64)
-        if np.isnan(y).any():
-            raise DataError(f"{path}: row {int(np.flatnonzero(np.isnan(y))[0])} has an empty or NaN target; drop that row")
-        return RawData(x=x, y=y, feature_names=features)
+        return RawData(x=x, y=y, feature_names=features, meta=meta)
     except ValueError:
         names = sorted(set(labels))
         lookup = {n: i for i, n in enumerate(names)}
         return RawData(x=x, y=np.asarray([lookup[v] for v in labels], np.int64), task="classification",
-                       class_names=names, feature_names=features, num_classes=len(names))
+                       class_names=names, feature_names=features, num_classes=len(names), meta=meta)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        _parse_number(text)
-        return True
-    except ValueError:
-        return False
+def _categorical_names(categorical: list[str] | None, header: list[str], target: str, path: Path) -> list[str]:
+    """`data.options.categorical` checked against the header: every name a feature column."""
+    names = [str(c).strip() for c in (categorical or [])]
+    for name in names:
+        if name == target:
+            raise DataError(f"data.options.categorical: '{name}' is the target column; list feature columns only")
+        if name not in header:
+            raise DataError(f"data.options.categorical: column '{name}' not in {path};{did_you_mean(name, header)} "
+                            f"columns: {', '.join(header)}")
+    return names
+
+
+def _feature_columns(cells: list[list[str]], features: list[str], named: list[str], path: Path,
+                     row_ids: list[int]) -> tuple[np.ndarray, list[int]]:
+    """The feature cells as float64 (N, F), NaN where missing and in categorical columns, and the
+    positions of the categorical columns: those `named`, and columns of text. A column mixing
+    numbers and text is a DataError naming its first text cell."""
+    x = np.empty((len(cells), len(features)), np.float64)
+    text = []
+    for j, name in enumerate(features):
+        if name in named:
+            x[:, j] = np.nan
+            text.append(j)
+            continue
+        words = None
+        for r, row in enumerate(cells):
+            try:
+                x[r, j] = _parse_number(row[j])
+            except ValueError:
+                words = r if words is None else words
+                x[r, j] = np.nan
+        if words is None:
+            continue
+        numbers = [r for r in range(len(cells)) if not np.isnan(x[r, j])]
+        if numbers:
+            i = row_ids[words]
+            raise DataError(f"{path}: row {i} (line {i + 2}) has non-numeric value {cells[words][j]!r} in column '{name}', whose "
+                            f"other cells are numbers (row {row_ids[numbers[0]]}: {cells[numbers[0]][j].strip()!r}); fix the cell, "
+                            f"or list '{name}' in data.options.categorical to treat the column as categories")
+        x[:, j] = np.nan
+        text.append(j)
+    return x, text
 
 
 def load_npz(path: Path, keys: Iterable[str]) -> tuple[dict[str, np.ndarray], list[str]]:
