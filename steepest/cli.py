@@ -47,6 +47,8 @@ _command("batch-size", DIAGNOSE, "batch_size", "batch_size_arguments", "gradient
 _command("sharpness", DIAGNOSE, "sharpness", "sharpness_arguments", "top Hessian eigenvalue, Hessian trace and the edge-of-stability ratio")
 _command("baseline", DIAGNOSE, "baseline", "baseline_arguments",
          "fit scikit-learn baselines (constant, linear, gradient boosting) on the recipe's split and print them beside the run")
+_command("prune", "steepest.compress.commands", "prune", "prune_arguments",
+         "prune a finished run (magnitude or structured) and fine-tune it in rounds, into a new run directory")
 _command("align", "steepest.align.commands", "align", "align_arguments",
          "instruction tuning (sft), reward model, DPO and generation for a causal LM "
          "(a small byte-level one, or a pretrained Hugging Face model with --model)")
