@@ -115,7 +115,10 @@ def label_noise(ctx, folds: int = 5, limit: int = 5000):
     k = int(counts.numel())
     if int(counts[counts > 0].min()) < folds:
         return skip("label_noise", f"a class has fewer than {folds} training samples")
-    probs = torch.from_numpy(cross_val_predict(LogisticRegression(max_iter=1000), xs, ys, cv=folds, method="predict_proba"))
+    from threadpoolctl import threadpool_limits  # one BLAS/OpenMP thread: no spin-waiting beside torch's pool
+
+    with threadpool_limits(limits=1):
+        probs = torch.from_numpy(cross_val_predict(LogisticRegression(max_iter=1000), xs, ys, cv=folds, method="predict_proba"))
     labels = torch.from_numpy(ys)
     thresholds = torch.stack([probs[labels == j, j].mean() if (labels == j).any() else torch.tensor(1.0, dtype=torch.float64)
                               for j in range(k)])
