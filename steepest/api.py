@@ -32,7 +32,7 @@ from steepest.config import Recipe, load_recipe
 from steepest.config.build import DEFAULT_LOSS
 from steepest.data import DataInfo, DeviceLoader, Split
 from steepest.data.checks import batch_checker
-from steepest.data.stream import IterableLoader, SampleLoader, to_device
+from steepest.data.stream import IterableLoader, SampleLoader, step_groups, to_device
 from steepest.errors import ConfigError, DataError
 from steepest.losses import LOSSES
 from steepest.optim import OPTIMIZERS, defaults_of
@@ -104,14 +104,7 @@ class _ReadyLoader:
                 yield to_device(batch, self.device)
 
     def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0):
-        group = []
-        for batch in self.batches(epoch, start_step * accumulate):
-            group.append(batch)
-            if len(group) == accumulate:
-                yield group
-                group = []
-        if group:
-            yield group
+        return step_groups(self.batches(epoch, start_step * accumulate), accumulate)
 
     def eval_batches(self, batch_size: int | None = None):
         return self.batches(0)

@@ -6,6 +6,13 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # tests run in 2 worker processes on 2 cores: one thread each, here and
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # in the processes they start (torch's pool beside another is slower)
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_report_after_every_train():
     """`steepest train` writes report.html at the end (a few seconds of plotting); the tests that

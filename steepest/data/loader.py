@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-from steepest.data.stream import epoch_order
+from steepest.data.stream import epoch_order, step_groups
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -64,14 +64,7 @@ class DeviceLoader:
 
     def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Batch]]:
         """Groups of `accumulate` micro-batches, one per optimizer step (the last may be shorter)."""
-        group: list[Batch] = []
-        for batch in self.batches(epoch, start_step * accumulate):
-            group.append(batch)
-            if len(group) == accumulate:
-                yield group
-                group = []
-        if group:
-            yield group
+        return step_groups(self.batches(epoch, start_step * accumulate), accumulate)
 
 
 def eval_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterator[Batch]:

@@ -22,7 +22,7 @@ order and every random draw a function of (seed, epoch, position):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -107,6 +107,19 @@ class _Positions:
         return max(self.count - self.start, 0)
 
 
+def step_groups(batches: Iterable[Any], accumulate: int) -> Iterator[list[Any]]:
+    """Consecutive micro-batches in groups of `accumulate`, one group per optimizer step (the last
+    may be shorter): how every loader's `steps` serves the Trainer."""
+    group: list[Any] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == accumulate:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Tensors of a batch (tuples, lists, dicts, nested) moved to `device`; other values unchanged."""
     if isinstance(batch, torch.Tensor):
@@ -189,14 +202,7 @@ class SampleLoader:
 
     def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Any]]:
         """Groups of `accumulate` micro-batches, one per optimizer step (the last may be shorter)."""
-        group: list[Any] = []
-        for batch in self.batches(epoch, start_step * accumulate):
-            group.append(batch)
-            if len(group) == accumulate:
-                yield group
-                group = []
-        if group:
-            yield group
+        return step_groups(self.batches(epoch, start_step * accumulate), accumulate)
 
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Any]:
         """Every sample once, in order, untransformed by randomness (epoch 0's draws when the
@@ -352,14 +358,8 @@ class IterableLoader:
             yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
 
     def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Any]]:
-        group: list[Any] = []
-        for batch in self.batches(epoch, start_step * accumulate):
-            group.append(batch)
-            if len(group) == accumulate:
-                yield group
-                group = []
-        if group:
-            yield group
+        """Groups of `accumulate` micro-batches, one per optimizer step (the last may be shorter)."""
+        return step_groups(self.batches(epoch, start_step * accumulate), accumulate)
 
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Any]:
         """Every sample once, in stream order, on this process (no sharding, no transform)."""

@@ -115,9 +115,9 @@ def label_noise(ctx, folds: int = 5, limit: int = 5000):
     k = int(counts.numel())
     if int(counts[counts > 0].min()) < folds:
         return skip("label_noise", f"a class has fewer than {folds} training samples")
-    from threadpoolctl import threadpool_limits  # one BLAS/OpenMP thread: no spin-waiting beside torch's pool
+    from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1):  # one BLAS/OpenMP thread: no spin-waiting beside torch's pool
         probs = torch.from_numpy(cross_val_predict(LogisticRegression(max_iter=1000), xs, ys, cv=folds, method="predict_proba"))
     labels = torch.from_numpy(ys)
     thresholds = torch.stack([probs[labels == j, j].mean() if (labels == j).any() else torch.tensor(1.0, dtype=torch.float64)
