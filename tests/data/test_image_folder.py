@@ -39,6 +39,7 @@ data:
   transforms: {{random_resized_crop: {{scale: [0.8, 1.0], ratio: [0.9, 1.1]}}, rotate_degrees: 5}}
 model: {{name: cnn, channels: [16, 32]}}
 optimizer: {{name: adamw, lr: 5.0e-3}}
+schedule: {{name: cosine}}
 trainer: {{max_epochs: 12, seed: 0}}
 checkpoint: {{enabled: false}}
 """
@@ -49,7 +50,10 @@ def test_image_folder_recipe_trains_with_per_sample_augmentation_in_workers(digi
     recipe.write_text(RECIPE.format(path=digit_folder))
     assert main(["train", str(recipe), "--run-dir", str(tmp_path / "run"), "-q"]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["test_accuracy"] >= 0.85, summary  # 900 digits, 10 classes
+    # 135 test images of 900, 10 classes (chance 0.1). At a constant lr 5e-3 the last steps decided where
+    # it ended: trainer seeds 0-4 gave 0.800-0.956 (3 of 5 below 0.85); annealed by the cosine schedule
+    # (same 240 steps), seeds 0-4: 0.889-0.933 (mean 0.913)
+    assert summary["test_accuracy"] >= 0.85, summary
     info = json.loads((tmp_path / "run" / "data_info.json").read_text())
     assert info["input_shape"] == [3, 16, 16] and info["num_classes"] == 10 and len(info["images"]["mean"]) == 3
 
