@@ -13,11 +13,13 @@ def test_ensemble_at_least_as_good_as_its_mean_member():
     data = load_data(recipe.data)
     models, rep = train_ensemble(recipe, members=3, data=data)
     assert len(models) == 3 and len({round(s, 6) for s in rep.member_scores}) > 1
-    # "at least as good" is a theorem for the squared error (the Brier score), not for accuracy: the
-    # ensemble's accuracy fell below the mean member's for 2 of 10 seed triples (by up to 1 test digit),
-    # so accuracy is held only to the worst member (at least 4 digits above it in those 10)
+    # "at least as good" is a theorem for the squared error (the Brier score), not for accuracy. Over 30
+    # member-seed triples (0-89; 270 test digits) the ensemble minus the mean member was -1.7 to +6.0
+    # digits (mean +2.0; below it for 5 of 30), and minus the worst member +1 to +10 (+1 for 2 of 30: a
+    # bound at the worst member held by one digit's rounding), so accuracy is held to the mean member
+    # less 0.02 (5.4 digits)
     assert rep.ensemble_loss < rep.mean_member_loss
-    assert rep.ensemble_score >= min(rep.member_scores)
+    assert rep.ensemble_score > rep.mean_member - 0.02, rep.summary()
     # the loss removed by averaging is exactly the members' prediction variance
     assert rep.ensemble_loss == pytest.approx(rep.mean_member_loss - rep.prediction_variance, rel=1e-4)
     assert 0 < rep.variance_reduction < 1
