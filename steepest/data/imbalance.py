@@ -85,6 +85,14 @@ def smote(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.G
     """SMOTE (Chawla et al. 2002): new minority samples x_i + u (x_nn - x_i), u ~ U(0, 1), with x_nn
     one of the k nearest neighbours of x_i within its class: every new sample lies on a segment
     between two real same-class samples."""
+    return _interpolate(x, y, num_classes, generator, k,
+                        lambda c, n, need, dev: torch.randint(n, (need,), generator=generator).to(dev))
+
+
+def _interpolate(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.Generator, k: int,
+                 seeds) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grow every smaller class to the largest class's count by SMOTE's interpolation; `seeds(c, n_c,
+    need, device)` gives the (need,) positions within class c of the samples each new one starts from."""
     counts = class_counts(y, num_classes)
     target = int(counts.max())
     new_x, new_y = [x], [y]
@@ -94,12 +102,12 @@ def smote(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.G
         need = target - len(idx)
         if need <= 0 or len(idx) < 2:
             continue
+        base = seeds(c, len(idx), need, idx.device)
         members = flat[idx]
         d = torch.cdist(members, members)
         d.fill_diagonal_(float("inf"))
         kk = min(k, len(idx) - 1)
         neighbours = d.topk(kk, largest=False).indices  # (n_c, kk)
-        base = torch.randint(len(idx), (need,), generator=generator).to(idx.device)
         pick = neighbours[base, torch.randint(kk, (need,), generator=generator).to(idx.device)]
         u = torch.rand(need, 1, generator=generator).to(flat)
         made = members[base] + u * (members[pick] - members[base])
@@ -136,28 +144,8 @@ def adasyn(x: torch.Tensor, y: torch.Tensor, num_classes: int, generator: torch.
     with SMOTE's interpolation x_i + u (x_nn - x_i), u ~ U(0, 1), x_nn one of the k nearest
     same-class neighbours of x_i, but sample i seeds `adasyn_counts` of them: more where the
     neighbourhood is of other classes (the samples hard to learn), none where it is all its own."""
-    counts = class_counts(y, num_classes)
-    target = int(counts.max())
-    new_x, new_y = [x], [y]
-    flat = x.reshape(len(x), -1)
-    for c in range(num_classes):
-        idx = torch.nonzero(y.reshape(-1) == c).reshape(-1)
-        need = target - len(idx)
-        if need <= 0 or len(idx) < 2:
-            continue
-        per_sample = adasyn_counts(x, y, c, need, k).to(idx.device)
-        members = flat[idx]
-        d = torch.cdist(members, members)
-        d.fill_diagonal_(float("inf"))
-        kk = min(k, len(idx) - 1)
-        neighbours = d.topk(kk, largest=False).indices
-        base = torch.repeat_interleave(torch.arange(len(idx), device=idx.device), per_sample)
-        pick = neighbours[base, torch.randint(kk, (need,), generator=generator).to(idx.device)]
-        u = torch.rand(need, 1, generator=generator).to(flat)
-        made = members[base] + u * (members[pick] - members[base])
-        new_x.append(made.reshape(need, *x.shape[1:]))
-        new_y.append(torch.full((need,), c, dtype=y.dtype, device=y.device).reshape(need, *y.shape[1:]))
-    return torch.cat(new_x), torch.cat(new_y)
+    return _interpolate(x, y, num_classes, generator, k, lambda c, n, need, dev: torch.repeat_interleave(
+        torch.arange(n, device=dev), adasyn_counts(x, y, c, need, k).to(dev)))
 
 
 def undersample_hard(x: torch.Tensor, y: torch.Tensor, num_classes: int, ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
