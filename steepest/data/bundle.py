@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from steepest.data.containers import (
     DataInfo,
     DatasetSplit,
     Split,
+    split_size,
     task_from_labels,
 )
 from steepest.data.hf import load_hf_dataset
@@ -229,12 +231,13 @@ def load_dataset_component(cfg) -> DataBundle:
     factory = import_object(cfg.component, "data.component")
     made = factory(**cfg.options) if callable(factory) and not isinstance(factory, Dataset) else factory
     parts = made if isinstance(made, dict) else {"all": made}
-    for name, part in parts.items():
+    for part in parts.values():
         if isinstance(part, IterableDataset):
-            raise DataError(f"data.component: '{cfg.component}' gave an IterableDataset ({name}); recipes take map-style Datasets "
-                            "(__len__ and __getitem__); train a stream with steepest.fit(model, stream, max_steps=...)")
+            continue
         if not isinstance(part, Dataset) and not (hasattr(part, "__len__") and hasattr(part, "__getitem__")):
             raise DataError(f"data.component: '{cfg.component}' gave a {type(part).__name__}; return a torch Dataset or a dict of them")
+    if any(isinstance(part, IterableDataset) for part in parts.values()):
+        return _stream_component(cfg, parts)
     if "all" in parts:
         dataset = parts["all"]
         y = _labels_of(dataset, cfg.component)
@@ -267,6 +270,75 @@ def load_dataset_component(cfg) -> DataBundle:
                     kind="image" if len(input_shape) == 3 else "tabular", sizes={k: len(v[1]) for k, v in splits.items()})
     as_tensor = lambda ys: torch.from_numpy(_targets_array(ys, task))  # noqa: E731
     return DataBundle(*(DatasetSplit(splits[k][0], as_tensor(splits[k][1])) for k in ("train", "val", "test")), info)
+
+
+PEEK_SAMPLES = 10_000  # samples read first from a stream to infer its task, classes and input shape
+
+
+def _peek_labels(stream: IterableDataset, source: str, name: str) -> tuple[np.ndarray, Any]:
+    """The labels of a stream's first PEEK_SAMPLES samples (read in this process) and its first input."""
+    out, first = [], None
+    for i, sample in enumerate(stream):
+        if i == PEEK_SAMPLES:
+            break
+        x, target = (sample[0], sample[1]) if isinstance(sample, (tuple, list)) and len(sample) >= 2 else (None, None)
+        if isinstance(sample, dict):
+            target = sample.get("labels")
+        if target is None:
+            raise DataError(f"data.component: sample {i} of the {name} stream of '{source}' is a {type(sample).__name__}; "
+                            "yield (x, y) pairs or dicts with 'labels'")
+        first = x if first is None else first
+        out.append(np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target))
+    if not out:
+        raise DataError(f"data.component: the {name} stream of '{source}' is empty")
+    return np.stack(out), first
+
+
+def _stream_component(cfg, parts: dict[str, Any]) -> DataBundle:
+    """`data.component` giving IterableDatasets (streams, read in order and never indexed): a dict
+    with "train" and "val" (and optionally "test"; it falls back to "val"), each a stream or a
+    map-style Dataset. Task, classes and input shape come from the first PEEK_SAMPLES training
+    samples (declare `data.num_classes` when later samples hold classes the first ones lack; a label
+    out of range stops the run naming its sample). Streams know no length unless they define
+    `__len__`: then give `trainer.max_steps`."""
+    source = cfg.component
+    if "all" in parts:
+        raise DataError(f"data.component: '{source}' gave one IterableDataset; a stream cannot be split by index: return "
+                        "{'train': ..., 'val': ..., 'test': ...} (the test split is optional)")
+    missing = {"train", "val"} - set(parts)
+    if missing:
+        raise DataError(f"data.component: the dict from '{source}' needs 'train' and 'val' (missing {', '.join(sorted(missing))})")
+    for key in ("classes", "subset"):
+        if getattr(cfg, key, None) is not None:
+            raise DataError(f"data.{key} needs the samples indexed; with a stream, filter it in the component")
+    if cfg.balance not in ("none", "class_weights"):
+        raise DataError(f"data.balance: {cfg.balance} needs the samples indexed; with a stream use class_weights (from the first samples)")
+    labels, firsts = {}, {}
+    for key in ("train", "val", "test"):
+        part = parts.get(key, parts["val"])
+        if isinstance(part, IterableDataset):
+            labels[key], firsts[key] = _peek_labels(part, source, key)
+        else:
+            labels[key], firsts[key] = _labels_of(part, source), None
+    y_train = labels["train"]
+    task = infer_task(RawData(x=np.zeros((len(y_train), 1)), y=y_train), cfg.task)
+    num_classes = None
+    if task in ("classification", "binary"):
+        num_classes = cfg.num_classes or (2 if task == "binary" else None)
+        check_targets(np.concatenate(list(labels.values())), task, num_classes, f"{source} labels")
+        num_classes = num_classes or int(np.max(np.concatenate(list(labels.values())))) + 1
+    x0 = firsts["train"]
+    input_shape = tuple(np.shape(np.asarray(x0))) if x0 is not None else ()
+    num_outputs = num_classes if task == "classification" else 1 if task == "binary" or y_train.ndim == 1 else int(y_train.shape[1])
+    splits = {k: DatasetSplit(parts.get(k, parts["val"]), torch.from_numpy(_targets_array(labels[k], task))) for k in ("train", "val", "test")}
+    sizes = {k: size for k, v in splits.items() if (size := split_size(v)) is not None}
+    class_weights = None
+    if cfg.balance == "class_weights" and task in ("classification", "binary"):
+        class_weights = balance(torch.empty(0), splits["train"].y, "class_weights", num_classes or 2,
+                                torch.Generator().manual_seed(cfg.split_seed)).class_weights
+    info = DataInfo(source=source, task=task, input_shape=input_shape, num_outputs=int(num_outputs), num_classes=num_classes,
+                    kind="image" if len(input_shape) == 3 else "tabular", sizes=sizes)
+    return DataBundle(splits["train"], splits["val"], splits["test"], info, None, class_weights)
 
 
 def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:

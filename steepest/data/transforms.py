@@ -114,12 +114,10 @@ def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     key = 0
     for value in (seed, epoch, index):  # a chain of splitmix64 mixes: bijective per step, avalanche in every bit
         key = _mix64((key ^ int(value)) + 0x9E37_79B9_7F4A_7C15 & _MASK64)
-    key = np.uint64(key)
     g = torch.Generator()
-    g.manual_seed(int(key))  # initial_seed(), and clears any cached normal sample
+    g.manual_seed(key)  # initial_seed(), and clears any cached normal sample
     if _FULL_STATE:
-        with np.errstate(over="ignore"):
-            state = _splitmix64(key + _STEPS) & np.uint64(0xFFFF_FFFF)
+        state = _splitmix64(np.uint64(key) + _STEPS) & np.uint64(0xFFFF_FFFF)  # array ops wrap silently
         if not state.any():
             state[0] = 0x8000_0000  # an all-zero state is MT's one degenerate case (as numpy guards)
         if _TEMPLATE is None:
@@ -238,6 +236,25 @@ def to_tensor(image) -> Tensor:
     return t.clamp_(0.0, 1.0)
 
 
+# Where Pillow's `getexif` finds an orientation: EXIF bytes (JPEG, PNG eXIf, WebP), ImageMagick's PNG
+# text chunk, TIFF tags, and XMP's tiff:Orientation. An image with none of them has orientation 1.
+_ORIENTATION_INFO = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+# EXIF orientation -> the Pillow transpose that shows the image upright (ImageOps.exif_transpose's table)
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+            7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _orientation(image) -> int:
+    """The EXIF orientation tag (1: upright) of an opened Pillow image (a TIFF's before `load`, which
+    closes the file its tags are read from). Parsing EXIF costs about a quarter of decoding a small
+    PNG, so an image that carries none of the places it can live in is upright without parsing."""
+    if not hasattr(image, "tag_v2") and not any(key in image.info for key in _ORIENTATION_INFO):
+        return 1
+    return image.getexif().get(0x0112, 1)
+
+
 def load_image(path: str | Path, channels: int = 3) -> Tensor:
     """Read an image file -> a float32 tensor (channels, H, W) in [0, 1], the EXIF orientation
     applied (a photo shows upright, as a viewer displays it).
@@ -248,12 +265,14 @@ def load_image(path: str | Path, channels: int = 3) -> Tensor:
     """
     if channels not in (1, 3):
         raise ValueError(f"load_image: channels must be 1 (grey) or 3 (RGB), got {channels!r}")
-    Image, ImageOps = _pillow()
+    Image, _ = _pillow()
     try:
         with Image.open(path) as opened:
+            tiff = _orientation(opened) if hasattr(opened, "tag_v2") else None  # TIFF tags are read from the open file
             opened.load()  # decode now: a truncated or corrupt file fails here, not later
             # transposed only when the file says so (most images carry no orientation: no copy)
-            image = ImageOps.exif_transpose(opened) if opened.getexif().get(0x0112, 1) != 1 else opened
+            method = _UPRIGHT.get(tiff or _orientation(opened))
+            image = opened if method is None else opened.transpose(Image.Transpose[method])
             if image.mode.startswith("I;16") or image.mode in ("I", "F"):
                 t = to_tensor(image)  # grey at full precision
                 return t.expand(channels, -1, -1).contiguous()

@@ -2,6 +2,8 @@
 path, per-sample randomness from (seed, epoch, index) whatever the number of workers, and a
 mid-epoch position that reads nothing before it."""
 
+import json
+
 import pytest
 import torch
 from torch.utils.data import Dataset, TensorDataset
@@ -126,3 +128,49 @@ def test_shuffle_once_keeps_one_permutation_for_every_epoch():
     from steepest.config import load_recipe
 
     assert load_recipe("digits_mlp", ["data.shuffle=once"]).data.shuffle == "once"
+
+
+STREAMS = '''
+import torch
+from torch.utils.data import IterableDataset
+
+
+class Blobs(IterableDataset):
+    """Three Gaussian blobs in 8 dimensions, drawn in order from a fixed seed; no __len__."""
+
+    def __init__(self, n, seed):
+        self.n, self.seed = n, seed
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed)
+        centres = torch.eye(8)[:3] * 4
+        for i in range(self.n):
+            y = i % 3
+            yield centres[y] + torch.randn(8, generator=g), y
+
+
+def make(n_train=1200):
+    return {"train": Blobs(n_train, 0), "val": Blobs(300, 1), "test": Blobs(300, 2)}
+
+
+def one():
+    return Blobs(100, 0)
+'''
+
+
+def test_a_recipe_component_may_give_streams(tmp_path, monkeypatch):
+    """`data: {component: ..., stream: true}` returning IterableDatasets: the task and classes come from
+    the first samples, training runs for trainer.max_steps, and held-out splits are read in order."""
+    import steepest
+    from steepest.errors import DataError
+
+    (tmp_path / "blobs.py").write_text(STREAMS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sets = ["data={component: 'blobs:make', stream: true, batch_size: 50}", "model={name: mlp, hidden: [16]}",
+            "trainer.max_epochs=null", "trainer.max_steps=60", "trainer.early_stopping=null", "optimizer.lr=0.01"]
+    summary = steepest.train("digits_mlp", sets, tmp_path / "run", console=False)
+    assert summary["test_accuracy"] >= 0.95, summary  # the blobs are 4 standard deviations apart
+    info = json.loads((tmp_path / "run" / "data_info.json").read_text())
+    assert info["num_classes"] == 3 and info["input_shape"] == [8] and summary["steps"] == 60
+    with pytest.raises(DataError, match="cannot be split by index"):
+        steepest.train("digits_mlp", ["data={component: 'blobs:one', stream: true}"], tmp_path / "one", console=False)

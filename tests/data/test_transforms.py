@@ -339,6 +339,23 @@ def test_load_image_applies_exif_orientation(tmp_path):
     image.save(tmp_path / "turned.png", exif=exif)
     out = load_image(tmp_path / "turned.png", channels=1)
     assert torch.equal(out[0], torch.from_numpy(np.rot90(pixels, -1).copy()).float() / 255)
+    # every place Pillow reads an orientation from: EXIF in a JPEG and a TIFF's tags, XMP in a PNG
+    image.save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    image.save(tmp_path / "turned.tif", exif=exif)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    image.save(tmp_path / "xmp.png", pnginfo=_png_text("XML:com.adobe.xmp", xmp.decode()))
+    for name in ("turned.jpg", "turned.tif", "xmp.png"):
+        assert load_image(tmp_path / name, channels=1).shape == (1, 3, 2), name
+    image.save(tmp_path / "upright.png")
+    assert load_image(tmp_path / "upright.png", channels=1).shape == (1, 2, 3)
+
+
+def _png_text(key: str, value: str):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(key, value)
+    return info
 
 
 def test_load_image_bad_files_raise_data_error_naming_them(tmp_path):
