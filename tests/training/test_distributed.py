@@ -52,16 +52,16 @@ def test_two_rank_fsdp_matches_single_process_and_resumes(tmp_path):
     """FSDP2 on gloo: sharded parameters, gradients and optimizer state give the single-process result
     (batch 2b, accumulation skipping the reduce-scatter on the first micro-batch); a run stopped after
     2 epochs and resumed from its full-state checkpoint ends where an uninterrupted one does."""
-    fsdp = [*COMMON, "--set", "trainer.strategy=fsdp", "--set", "schedule={name: constant}"]
-    sharded = torchrun_train([*fsdp, "--set", "data.batch_size=32", "--set", "trainer.accumulate=2"], tmp_path / "fsdp")
+    fsdp = [*COMMON, "--set", "trainer.strategy=fsdp", "--set", "schedule={name: constant}", "--set", "data.batch_size=32",
+            "--set", "trainer.accumulate=2"]
+    whole = torchrun_train(fsdp, tmp_path / "fsdp")
     single = torchrun_train([*COMMON, "--set", "schedule={name: constant}", "--set", "data.batch_size=64", "--set", "trainer.accumulate=2"],
                             tmp_path / "one", nproc=1)
     for key in single:
-        assert (sharded[key] - single[key]).abs().max() < 2e-5, key
-    first_part = torchrun_train([*fsdp, "--set", "data.batch_size=32", "--set", "trainer.max_epochs=2"], tmp_path / "parts")
+        assert (whole[key] - single[key]).abs().max() < 2e-5, key
+    first_part = torchrun_train([*fsdp, "--set", "trainer.max_epochs=2"], tmp_path / "parts")
     assert list((tmp_path / "parts" / "checkpoints").glob("step-*"))
-    resumed = torchrun_train([*fsdp, "--set", "data.batch_size=32", "--set", "trainer.max_epochs=3", "--resume"], tmp_path / "parts")
-    whole = torchrun_train([*fsdp, "--set", "data.batch_size=32"], tmp_path / "whole")
+    resumed = torchrun_train([*fsdp, "--set", "trainer.max_epochs=3", "--resume"], tmp_path / "parts")
     for key in whole:
         assert (resumed[key] - whole[key]).abs().max() < 1e-6, key
     assert any((first_part[key] - whole[key]).abs().max() > 1e-4 for key in whole)  # the third epoch did train

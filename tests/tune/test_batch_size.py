@@ -138,7 +138,9 @@ def test_noise_scale_monitor_logs_during_training(tmp_path):
 
 def test_finite_training_set_correction():
     """Big batches drawn without replacement from N samples vary less than tr(Sigma)/B: the estimator
-    corrects by (N - B) / (N - 1). Exact G and Sigma from the per-sample gradients of the set."""
+    corrects by (N - B) / (N - 1). Exact G and Sigma from the per-sample gradients of the set.
+    Measured over data seeds 0-7 (ratio to the exact value, corrected / naive): 100 iterations
+    0.945-1.066 / 1.237-1.437, 400 iterations 0.974-1.012 / 1.282-1.413; 300 here."""
     from steepest.tune.batch_size import sampler_from
 
     gen = torch.Generator().manual_seed(3)
@@ -147,10 +149,10 @@ def test_finite_training_set_correction():
     per_sample = (x @ (W_STAR + DELTA) - y[:, 0])[:, None] * x  # gradient of 0.5 (w.x - y)^2 per sample
     g = per_sample.mean(0)
     exact = float((per_sample - g).pow(2).sum(1).mean() / g.pow(2).sum())
-    corrected = estimate_noise_scale(model, half_mse, sampler_from(x, y), b_small=32, b_big=400, iterations=100, beta=0.99)
+    corrected = estimate_noise_scale(model, half_mse, sampler_from(x, y), b_small=32, b_big=400, iterations=300, beta=0.99)
     assert corrected.b_simple == pytest.approx(exact, rel=0.1)
     draw = sampler_from(x, y)
-    naive = estimate_noise_scale(model, half_mse, lambda n, gen: draw(n, gen), b_small=32, b_big=400, iterations=100, beta=0.99)
+    naive = estimate_noise_scale(model, half_mse, lambda n, gen: draw(n, gen), b_small=32, b_big=400, iterations=300, beta=0.99)
     assert naive.b_simple > 1.2 * exact  # uncorrected, the too-clean big batch inflates tr(Sigma) and shrinks |G|^2
 
 
