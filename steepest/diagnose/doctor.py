@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,7 +158,9 @@ def log_verdicts(run_dir: str | Path, report: Report) -> list[str]:
     """Write a doctor report into a run's record: scalars `doctor/<check>` (0 ok, 1 warning,
     2 failure) at the run's last step in `metrics.db` (hence `steepest runs`, the report and
     metrics.csv readers), and, when the run logs to TensorBoard, the same scalars plus the table as
-    text in a new event file under `tensorboard/`. Returns the places written."""
+    text in a new event file under `tensorboard/`; when it logs to MLflow, the scalars as metrics of
+    its MLflow run and the table as its `doctor` tag (W&B's offline runs are not appended to).
+    Returns the places written."""
     run_dir = Path(run_dir)
     values = {f"doctor/{r.name}": VERDICT_CODE[r.verdict] for r in report.results if r.verdict in VERDICT_CODE}
     written: list[str] = []
@@ -183,4 +186,26 @@ def log_verdicts(run_dir: str | Path, report: Report) -> list[str]:
         writer.add_text("doctor", "\n".join(f"    {line}" for line in report.table().splitlines()), step)
         writer.close()
         written.append(str(run_dir / "tensorboard"))
+    if (run_dir / "mlflow.db").exists():
+        written += _log_to_mlflow(run_dir, values, step, report)
     return written
+
+
+def _log_to_mlflow(run_dir: Path, values: dict[str, float], step: int, report: Report) -> list[str]:
+    """The verdicts as metrics of the run's MLflow run (the latest in its store's "steepest"
+    experiment, as `MLflowLogger.for_run` writes it) and the table as its `doctor` tag."""
+    try:
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+    except ImportError:  # the mlflow extra is gone since the run: metrics.db still has the verdicts
+        return []
+    store = run_dir / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{store.resolve()}")
+    experiment = client.get_experiment_by_name("steepest")
+    found = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1) if experiment else []
+    if not found:
+        return []
+    run_id, now = found[0].info.run_id, int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(name, float(value), now, step) for name, value in values.items()])
+    client.set_tag(run_id, "doctor", report.table()[:5000])  # MLflow caps a tag at 5000 characters
+    return [str(store)]

@@ -25,3 +25,18 @@ def test_doctor_verdicts_go_to_the_runs_metrics_and_tensorboard(tmp_path, capsys
     events = EventAccumulator(str(run / "tensorboard")).Reload()
     assert "doctor/initial_loss" in events.Tags()["scalars"]
     assert "doctor/text_summary" in events.Tags()["tensors"]
+
+
+def test_doctor_verdicts_go_to_the_runs_mlflow_run(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    run = tmp_path / "run"
+    assert main(["train", "digits_mlp", "-q", "--run-dir", str(run), "--set", "trainer.max_epochs=1",
+                 "--set", "trainer.loggers=[mlflow]"]) == 0
+    assert main(["doctor", "--run-dir", str(run), "--checks", "forward_shape,nonfinite"]) == 0
+    assert "mlflow.db" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=f"sqlite:///{(run / 'mlflow.db').resolve()}")
+    (found,) = client.search_runs([client.get_experiment_by_name("steepest").experiment_id])
+    assert found.data.metrics["doctor/forward_shape"] == 0.0 and found.data.metrics["doctor/nonfinite"] == 0.0
+    assert "forward_shape" in found.data.tags["doctor"]
