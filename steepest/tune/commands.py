@@ -1,4 +1,5 @@
-"""`steepest find-lr`, `steepest compare` and `steepest search`: each a pair of functions, the
+"""`steepest find-lr`, `steepest compare` and `steepest search` (the Optuna search, or with
+`--procedure` the staged tuning of `steepest.tune.procedure`): each a pair of functions, the
 arguments and the command (see `steepest.cli.COMMANDS`); torch is imported when a command runs."""
 
 from __future__ import annotations
@@ -64,12 +65,52 @@ def search(args: argparse.Namespace) -> int:
     from steepest.tune.search import best_recipe_path, format_trials, refuse_distributed, run_search
 
     refuse_distributed()  # before anything is written
+    if args.procedure:
+        return procedure(args)
+    stray = next((flag for flag in PROCEDURE_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None), None)
+    if stray:
+        raise ConfigError(f"search {stray} belongs to the tuning procedure; add --procedure new or --procedure established")
     recipe = recipe_from_arguments(args)
     out = _out_dir(args, "search", recipe)
     study = run_search(recipe, out, storage=args.storage, study_name=args.study, n_trials=args.trials, console=True)
     print(format_trials(study))
     print(f"best {recipe.search.metric}: {study.best_value:.4g} with " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in study.best_params.items()))
     print(f"best recipe: {best_recipe_path(out, study)}")
+    return 0
+
+
+PROCEDURE_FLAGS = ("--trial-epochs", "--max-steps", "--metric", "--tolerance", "--lr-steps", "--weight-decays", "--schedules")
+
+
+def _floats(flag: str, text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"search {flag}: '{text}' is not a comma-separated list of numbers") from None
+
+
+def procedure(args: argparse.Namespace) -> int:
+    """`steepest search RECIPE --procedure new|established`: the staged tuning of
+    `steepest.tune.procedure`; prints each stage's table and the final recipe as YAML."""
+    given = [flag for flag, value in (("--trials", args.trials), ("--storage", args.storage), ("--study", args.study)) if value]
+    if given:
+        raise ConfigError(f"search --procedure runs its own stages; {given[0]} belongs to the Optuna search (leave it out)")
+    from steepest.tune.procedure import Settings, format_report, run_procedure
+
+    given = {k: v for k, v in (("metric", args.metric), ("tolerance", args.tolerance), ("lr_steps", args.lr_steps)) if v is not None}
+    if args.weight_decays is not None:
+        given["weight_decays"] = _floats("--weight-decays", args.weight_decays)
+    if args.schedules is not None:
+        given["schedules"] = tuple(n.strip() for n in args.schedules.split(",") if n.strip())
+    settings = Settings(trial_epochs=args.trial_epochs, max_steps=args.max_steps, console=True, **given)
+    settings.check()  # before the recipe's data is read
+    recipe = recipe_from_arguments(args)
+    out = _out_dir(args, f"procedure-{args.procedure}", recipe)
+    report = run_procedure(recipe, args.procedure, out, settings)
+    print(format_report(report))
+    print(f"\nreport: {out / 'procedure.md'}, {out / 'procedure.json'}")
+    print(f"final recipe ({report['final_recipe']}; steepest train {report['final_recipe']}):\n")
+    print((out / "final_recipe.yaml").read_text(), end="")
     return 0
 
 
@@ -97,4 +138,18 @@ def search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, help="number of trials (default: search.n_trials)")
     p.add_argument("--storage", help="Optuna RDB URL shared by parallel workers, one process each (default sqlite:///OUT/study.db)")
     p.add_argument("--study", help="study name (default: the recipe name)")
-    p.add_argument("--out", help="output folder; trials go to OUT/<study>/trial-<number> (default runs/search-<recipe>-<time>)")
+    p.add_argument("--out", help="output folder; trials go to OUT/<study>/trial-<number> (default runs/search-<recipe>-<time>; "
+                                 "with --procedure runs/procedure-<kind>-<recipe>-<time>)")
+    g = p.add_argument_group("tuning procedure (Deep Learning Systems 4.5.4; instead of the Optuna search)")
+    g.add_argument("--procedure", choices=["new", "established"],
+                   help="new: batch 32 -> LR range test -> weight decay -> schedule (constant vs lr/10 on plateau); "
+                        "established: critical batch (noise scale, lr scaled) -> schedule (warmup + polynomial decay) -> weight decay")
+    g.add_argument("--trial-epochs", type=int, help="epochs per trial run (default: a quarter of the recipe's budget)")
+    g.add_argument("--max-steps", type=int, help="at most this many steps per trial run")
+    g.add_argument("--metric", help="validation metric the trials are judged by (default val_loss)")
+    g.add_argument("--tolerance", type=float,
+                   help="a candidate replaces the recipe's value only when better by more than this fraction (default 0.01)")
+    g.add_argument("--lr-steps", type=int, help="steps of the LR range test (default 100)")
+    g.add_argument("--weight-decays", help="weight decays tried besides none and the recipe's (default 1e-6,1e-5,1e-4,1e-3)")
+    g.add_argument("--schedules", help="schedule candidates (default all: recipe,constant,plateau for new; "
+                                       "recipe,warmup_poly1,warmup_poly2 for established)")

@@ -1,0 +1,125 @@
+"""`steepest search RECIPE --procedure new|established`: the staged tuning of Deep Learning Systems
+§4.5.4, run end to end on a tiny recipe; each stage trains from the recipe the previous stage wrote
+its choice into (asserted on the written report and on the config.yaml of every trial run)."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from steepest.cli import main
+from steepest.config import load_recipe
+from steepest.tune.procedure import PROCEDURES
+
+TINY = """\
+name: tiny
+data: {name: digits, batch_size: 64, subset: 300}
+model: {name: mlp, hidden: [32]}
+optimizer: {name: adamw, lr: 3.0e-3, weight_decay: 0.0}
+schedule: {name: cosine}
+trainer: {max_epochs: 3, seed: 0}
+"""
+SMALL = ["--max-steps", "20", "--lr-steps", "30", "--weight-decays", "1e-3"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread, as the suite's worker processes run (tests/conftest.py): the trials' small
+    ops lose more to thread hand-offs than they gain, badly so on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("recipe") / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def _trained_with(row: dict) -> dict:
+    """What a trial actually trained: its run directory's resolved recipe."""
+    recipe = load_recipe(str(Path(row["run_dir"]) / "config.yaml"))
+    return {"data.batch_size": recipe.data.batch_size, "optimizer.lr": recipe.optimizer.lr,
+            "optimizer.weight_decay": recipe.optimizer.weight_decay, "steps": json.loads((Path(row["run_dir"]) / "summary.json").read_text())["steps"]}
+
+
+def _run(args, out: Path, capsys) -> tuple[dict, str]:
+    assert main(["search", *args, "--out", str(out)]) == 0
+    report = json.loads((out / "procedure.json").read_text())
+    assert (out / "procedure.md").read_text().startswith("# Tuning procedure")
+    return report, capsys.readouterr().out
+
+
+def test_new_topology_stages_chain_and_the_final_recipe_trains(tiny, tmp_path, capsys):
+    report, printed = _run([str(tiny), "--procedure", "new", *SMALL, "--schedules", "recipe,plateau"], tmp_path / "new", capsys)
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert [s["stage"] for s in report["stages"]] == ["batch_size", "lr", "weight_decay", "schedule"]
+    assert stages["batch_size"]["chosen"] == 32  # the reference's relatively small batch
+    lr = stages["lr"]["chosen"]
+    assert stages["lr"]["starts_from"]["data.batch_size"] == 32 and 1e-5 < lr < 1.0
+    assert stages["weight_decay"]["starts_from"]["optimizer.lr"] == lr
+    assert [t["candidate"] for t in stages["weight_decay"]["tried"]] == ["wd-0", "wd-0.001"]
+    for row in stages["weight_decay"]["tried"]:  # stage 3 trains at the batch of stage 1 and the lr of stage 2
+        used = _trained_with(row)
+        assert used["data.batch_size"] == 32 and used["optimizer.lr"] == lr and 0 < used["steps"] <= 20
+        assert math.isfinite(row["val_loss"])
+    wd = stages["weight_decay"]["chosen"]
+    assert stages["schedule"]["starts_from"]["optimizer.weight_decay"] == wd
+    for row in stages["schedule"]["tried"]:
+        assert _trained_with(row)["optimizer.weight_decay"] == wd and _trained_with(row)["optimizer.lr"] == lr
+    final = load_recipe(report["final_recipe"])
+    assert (final.data.batch_size, final.optimizer.lr, final.optimizer.weight_decay) == (32, lr, wd)
+    assert final.trainer.max_epochs == 3 and final.checkpoint.enabled  # the recipe's own budget, not the trials'
+    assert printed.rstrip().endswith(Path(report["final_recipe"]).read_text().rstrip())  # ends with the YAML
+    assert main(["train", report["final_recipe"], "--run-dir", str(tmp_path / "final")]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_established_topology_takes_the_reference_s_other_order(tiny, tmp_path, capsys):
+    report, _ = _run([str(tiny), "--procedure", "established", *SMALL, "--schedules", "recipe,warmup_poly1"], tmp_path / "est", capsys)
+    order = [s["stage"] for s in report["stages"]]
+    assert order == ["batch_size", "schedule", "weight_decay"]  # no lr test; the batch from the noise scale first
+    assert order != [name for name, _ in PROCEDURES["new"]]
+    stages = {s["stage"]: s for s in report["stages"]}
+    batch, details = stages["batch_size"]["chosen"], stages["batch_size"]["details"]
+    assert batch == 2 ** round(math.log2(batch)) and batch <= 300 and details["b_simple"] > 0
+    lr = stages["batch_size"]["sets"]["optimizer.lr"]
+    assert lr == pytest.approx(3e-3 * batch / 64, rel=5e-3)  # linear scaling in the perfect-scaling regime
+    for row in stages["schedule"]["tried"]:
+        used = _trained_with(row)
+        assert used["data.batch_size"] == batch and used["optimizer.lr"] == lr
+    assert [t["candidate"] for t in stages["schedule"]["tried"]] == ["recipe", "warmup_poly1"]
+    chosen_schedule = stages["schedule"]["sets"]["schedule"]
+    for row in stages["weight_decay"]["tried"]:
+        assert load_recipe(str(Path(row["run_dir"]) / "config.yaml")).schedule.model_dump() == chosen_schedule
+    final = load_recipe(report["final_recipe"])
+    assert final.data.batch_size == batch and final.optimizer.lr == lr
+
+
+def test_procedure_flags_without_a_procedure_are_refused(capsys):
+    assert main(["search", "digits_search", "--max-steps", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-steps belongs to the tuning procedure" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-steps", "0"], "--max-steps"),
+    (["--weight-decays", "1e-4,x"], "--weight-decays"),
+    (["--weight-decays", "-1"], "--weight-decays"),
+    (["--schedules", "recipe,warmup_poly1"], "unknown candidate 'warmup_poly1'"),
+    (["--lr-steps", "5"], "--lr-steps"),
+    (["--tolerance", "1.5"], "--tolerance"),
+    (["--metric", "train_loss"], "validation metric"),
+    (["--trials", "3"], "--trials"),
+])
+def test_bad_input_is_one_line_before_anything_trains(tiny, tmp_path, capsys, args, message):
+    code = main(["search", str(tiny), "--procedure", "new", *args, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "1-batch_size").exists() and not (tmp_path / "out" / "2-lr").exists()
