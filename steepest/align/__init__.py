@@ -1,5 +1,5 @@
-"""Instruction tuning, reward models and DPO for causal LMs, on the Trainer (the InstructGPT
-pipeline, Ouyang et al. 2022; DPO, Rafailov et al. 2023). Names load on first use (`steepest.lazy`)."""
+"""Instruction tuning, reward models, DPO and PPO for causal LMs (the InstructGPT pipeline, Ouyang et al. 2022;
+DPO, Rafailov et al. 2023; PPO, Schulman et al. 2017). Names load on first use (`steepest.lazy`)."""
 
 from steepest.lazy import lazy_exports
 
@@ -9,6 +9,7 @@ _EXPORTS = {
     "response_logprobs": "steepest.align.objectives", "response_nll": "steepest.align.objectives",
     "fit_dpo": "steepest.align.pipeline", "fit_reward_model": "steepest.align.pipeline", "fit_sft": "steepest.align.pipeline",
     "generate": "steepest.align.pipeline", "ByteTokenizer": "steepest.data.tokens",
+    "PPOConfig": "steepest.align.ppo", "evaluate_policy": "steepest.align.ppo", "fit_ppo": "steepest.align.ppo",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -1,8 +1,9 @@
-"""`steepest align`: instruction tuning, reward models and DPO from JSONL files.
+"""`steepest align`: instruction tuning, reward models, DPO and PPO from JSONL files.
 
     steepest align sft instructions.jsonl --run-dir runs/sft          # {"instruction", "input"?, "output"} per line
     steepest align dpo pairs.jsonl --from runs/sft --run-dir runs/dpo  # {"prompt" | "instruction"+"input"?, "chosen", "rejected"}
     steepest align reward pairs.jsonl --from runs/sft --run-dir runs/rm
+    steepest align ppo prompts.jsonl --from runs/sft --reward runs/rm --run-dir runs/ppo   # {"prompt" | "instruction"+"input"?}
     steepest align generate runs/dpo "Is the review positive?" --input "good fine nice"
     steepest align demo-data data/                                     # a small sentiment task to try it on
     steepest align eval heldout.jsonl --from runs/dpo                  # exact-match accuracy of greedy answers
@@ -15,7 +16,7 @@ LoRA adapters merged into the saved weights at the end of each stage:
     steepest align sft data/bbc/instructions.jsonl --model SmolLM2-135M-Instruct --lora 16 --lr 1e-3 --run-dir runs/smol
 
 A run directory holds `lm.safetensors` and `lm.json` (the architecture), so a later stage starts
-from it with --from; the reward model adds `reward_head.safetensors`.
+from it with --from; the reward model adds `reward_head.safetensors`, PPO `ppo_log.csv` (one row per step).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from pathlib import Path
 from steepest.errors import ConfigError, DataError, SteepestError
 
 LR = 2e-3
+PPO_LR = 3e-4  # PPO takes ppo_epochs x (batch / minibatch) optimizer steps per rollout
+PPO_BETA = 1.0  # in reward units: the demo's reward model scores about +-6; at 0.5 the policy found an answer the
+# reward model overrates ('y', never in its pairs; KL 2-3 nats), at 1.0 it answers yes/no (measured, 4 seeds)
+DPO_BETA = 0.5
 DPO_LR = 1e-3  # lower: with Adam, DPO keeps taking full-size steps once the pairs are separated, and at 2e-3 that
 # soon pushes down the tokens after the first (greedy answers like "yyyy"; measured on the demo data, 10 seeds)
 
@@ -39,9 +44,19 @@ def _check_flags(args) -> None:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     if args.max_len is not None and args.max_len < 2:
         raise ConfigError(f"--max-len must be at least 2 (bos and one token), got {args.max_len}")
-    for flag, value in (("--lr", args.lr), ("--beta", args.beta)):
+    for flag, value in (("--lr", args.lr), ("--beta", args.beta), ("--target-kl", args.target_kl), ("--clip", args.clip),
+                        ("--value-clip", args.value_clip)):
         if value is not None and (not value > 0 or value == float("inf")):
             raise ConfigError(f"{flag} must be a positive number, got {value}")
+    for flag, value in (("--steps", args.steps), ("--ppo-epochs", args.ppo_epochs), ("--minibatch-size", args.minibatch_size),
+                        ("--kl-horizon", args.kl_horizon)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    for flag, value in (("--gamma", args.gamma), ("--lam", args.lam)):
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{flag} must be between 0 and 1, got {value}")
+    if not 0 <= args.vf_coef < float("inf"):
+        raise ConfigError(f"--vf-coef must be 0 or more, got {args.vf_coef}")
     if args.lora < 0:
         raise ConfigError(f"--lora must be a rank of 1 or more (0: no LoRA), got {args.lora}")
 
@@ -122,10 +137,13 @@ def align(args: argparse.Namespace) -> int:
                           f"give at most {arch['max_len']}")
     max_len = args.max_len or arch["max_len"]
     tok = tokenizer_for(arch)
-    lr = args.lr if args.lr is not None else (DPO_LR if args.stage == "dpo" else LR)
+    lr = args.lr if args.lr is not None else {"dpo": DPO_LR, "ppo": PPO_LR}.get(args.stage, LR)
+    beta = args.beta if args.beta is not None else (PPO_BETA if args.stage == "ppo" else DPO_BETA)
     fit = dict(max_len=max_len, lr=lr, max_epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     try:
-        if args.stage == "sft":
+        if args.stage == "ppo":
+            _ppo(args, lm, arch, tok, lr=lr, beta=beta, max_len=max_len)
+        elif args.stage == "sft":
             _add_lora(lm, args)
             trainer = fit_sft(lm, read_jsonl(args.data, ("instruction", "output")), tok, **fit)
             save_lm(lm, arch, args.run_dir, "sft", {"steps": trainer.state.step})
@@ -135,8 +153,8 @@ def align(args: argparse.Namespace) -> int:
             pairs = read_pairs(args.data, tok)
             reference = copy.deepcopy(lm).eval()  # the policy as it starts, without adapters: the frozen reference
             _add_lora(lm, args)
-            trainer = fit_dpo(lm, pairs, tok, reference=reference, beta=args.beta, **fit)
-            save_lm(lm, arch, args.run_dir, "dpo", {"steps": trainer.state.step, "beta": args.beta})
+            trainer = fit_dpo(lm, pairs, tok, reference=reference, beta=beta, **fit)
+            save_lm(lm, arch, args.run_dir, "dpo", {"steps": trainer.state.step, "beta": beta})
         else:
             pairs = read_pairs(args.data, tok)
             _add_lora(lm, args)
@@ -151,13 +169,63 @@ def align(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ppo(args, lm, arch: dict, tok, *, lr: float, beta: float, max_len: int) -> None:
+    """PPO against --reward's model from --from's (or --model's) policy; the policy as it starts is the reference."""
+    import csv
+
+    from steepest.align.files import hidden_size, load_reward_model, read_prompts, save_lm
+    from steepest.align.ppo import LOG_COLUMNS, PPOConfig, fit_ppo
+
+    if not args.source and not args.model:
+        raise SteepestError("steepest align ppo needs --from RUN_DIR (the SFT model, also the frozen reference) or --model NAME")
+    if not args.reward:
+        raise SteepestError("steepest align ppo needs --reward RUN_DIR (a run of steepest align reward)")
+    if Path(args.run_dir).resolve() == Path(args.reward).resolve():
+        raise SteepestError(f"--run-dir {args.run_dir} is the --reward run: the policy would replace the reward model; "
+                            "give another --run-dir")
+    prompts = read_prompts(args.data, tok)
+    reward_model, reward_arch = load_reward_model(args.reward)
+    if reward_arch.get("pretrained") != arch.get("pretrained"):
+        name = lambda a: a.get("pretrained") or "the byte-level tokenizer"  # noqa: E731
+        raise SteepestError(f"--reward {args.reward} reads {name(reward_arch)}'s tokens and the policy writes {name(arch)}'s; "
+                            "train the reward model from the same model family")
+    reference = copy.deepcopy(lm).eval()  # the policy as it starts, without adapters: the frozen reference
+    _add_lora(lm, args)
+    config = PPOConfig(lr=lr, beta=beta, target_kl=args.target_kl, kl_horizon=args.kl_horizon, gamma=args.gamma,
+                       lam=args.lam, clip=args.clip, value_clip=args.value_clip, vf_coef=args.vf_coef,
+                       ppo_epochs=args.ppo_epochs, minibatch_size=args.minibatch_size or max(1, args.batch_size // 2),
+                       max_new_tokens=args.max_new_tokens, max_len=max_len)
+    run = Path(args.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    total = args.steps or args.epochs * -(-len(prompts) // args.batch_size)
+    every = max(1, total // 10)
+    with open(run / "ppo_log.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, LOG_COLUMNS)
+        writer.writeheader()
+
+        def log(row: dict) -> None:
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+            f.flush()
+            if row["step"] % every == 0 or row["step"] in (1, total):
+                print(f"step {row['step']}/{total}: reward {row['reward']:.3f}  kl {row['kl']:.3f}  beta {row['beta']:.3g}  "
+                      f"policy loss {row['policy_loss']:.4f}  value loss {row['value_loss']:.4f}  "
+                      f"clip fraction {row['clip_fraction']:.3f}  ({row['seconds']:.0f} s)")
+
+        history = fit_ppo(lm, reward_model, prompts, tok, hidden=hidden_size(lm, arch), reference=reference, config=config,
+                          steps=total, batch_size=args.batch_size, seed=args.seed, log=log)
+    last = history[-1]
+    save_lm(lm, arch, run, "ppo", {"steps": len(history), "beta": last["beta"], "reward": last["reward"], "kl": last["kl"]})
+    print(f"mean reward of the rollouts {history[0]['reward']:.3f} at the first step, {last['reward']:.3f} at the last "
+          f"(KL to the reference {last['kl']:.3f}); per step in {run / 'ppo_log.csv'}")
+
+
 def align_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("stage", choices=["sft", "reward", "dpo", "eval", "generate", "demo-data"])
-    p.add_argument("data", help="JSONL file (sft/reward/dpo/eval), run directory (generate) or output folder (demo-data)")
+    p.add_argument("stage", choices=["sft", "reward", "dpo", "ppo", "eval", "generate", "demo-data"])
+    p.add_argument("data", help="JSONL file (sft/reward/dpo/ppo/eval), run directory (generate) or output folder (demo-data)")
     p.add_argument("prompt", nargs="?", default="", help="generate: the instruction (or the whole prompt with --raw)")
     p.add_argument("--input", default="", help="generate: the instruction's input")
     p.add_argument("--raw", action="store_true", help="generate: use the prompt as given, without the instruction template")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="generate/eval: the longest answer; ppo: the longest completion")
     p.add_argument("--source-data", default="sentiment", choices=["sentiment", "bbc_news"],
                    help="demo-data: a synthetic sentiment task, or topic questions on real BBC News articles")
     p.add_argument("--from", dest="source", help="start from the model in this run directory")
@@ -171,10 +239,25 @@ def align_arguments(p: argparse.ArgumentParser) -> None:
                         "projections of Llama-style models and of the byte-level model; the output layer stays frozen)")
     p.add_argument("--run-dir", help="where to write the trained model (a new folder, or --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace the alignment run already in --run-dir")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {LR:g}; {DPO_LR:g} for dpo)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--beta", type=float, default=0.5, help="dpo: the KL strength beta")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the data (ppo: over the prompts)")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {LR:g}; {DPO_LR:g} for dpo, {PPO_LR:g} for ppo)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per step (ppo: prompts per rollout)")
+    p.add_argument("--beta", type=float, default=None,
+                   help=f"dpo: the KL strength beta (default {DPO_BETA:g}); ppo: the per-token KL penalty's weight, in the reward "
+                        f"model's units (default {PPO_BETA:g}; the start value with --target-kl)")
+    ppo = p.add_argument_group("ppo", "PPO against a reward model, a KL penalty to the starting model (Ouyang et al. 2022)")
+    ppo.add_argument("--reward", help="the reward model's run directory (steepest align reward)")
+    ppo.add_argument("--steps", type=int, default=None, help="rollout-and-update steps (default: --epochs passes over the prompts)")
+    ppo.add_argument("--ppo-epochs", type=int, default=4, help="passes over each rollout batch (default 4)")
+    ppo.add_argument("--minibatch-size", type=int, default=None, help="completions per optimizer step (default half --batch-size)")
+    ppo.add_argument("--target-kl", type=float, default=None, help="adapt beta toward this KL per completion, in nats "
+                     "(Ziegler et al. 2019; default: beta stays)")
+    ppo.add_argument("--kl-horizon", type=int, default=10_000, help="completions over which the adaptive beta closes the gap (default 10000)")
+    ppo.add_argument("--gamma", type=float, default=1.0, help="discount (default 1)")
+    ppo.add_argument("--lam", type=float, default=0.95, help="GAE lambda (default 0.95)")
+    ppo.add_argument("--clip", type=float, default=0.2, help="the probability ratio's clip range (default 0.2)")
+    ppo.add_argument("--value-clip", type=float, default=0.2, help="the value update's clip range (default 0.2)")
+    ppo.add_argument("--vf-coef", type=float, default=0.1, help="the value loss's weight (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--d-model", dest="d_model", type=int, default=64)
     p.add_argument("--heads", type=int, default=2)

@@ -3,6 +3,8 @@
 
     RUN_DIR/lm.safetensors     the model (tied embeddings stored once, LoRA merged)
     RUN_DIR/lm.json            {d_model, heads, layers, ff, max_len} or {pretrained, max_len}; stage; metrics
+    RUN_DIR/reward_head.safetensors   a reward model's scalar head (stage reward)
+    RUN_DIR/ppo_log.csv        one row per PPO step (stage ppo)
 
 The architecture, from the flags or from lm.json, is checked before anything is allocated: positive whole
 numbers, heads dividing d_model, and at most MAX_PARAMETERS parameters (a hand-edited or corrupt lm.json
@@ -18,9 +20,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 
 from steepest.align.data import pair_tensors, prompt_text
+from steepest.align.objectives import RewardModel
 from steepest.align.pipeline import generate
 from steepest.align.pretrained import PretrainedCausalLM, PretrainedTokenizer
 from steepest.data.text import read_text_folder
@@ -65,18 +68,23 @@ def read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict]:
     return rows
 
 
+def _prompt(row: dict, tokenizer, path, number: int) -> str:
+    """A row's prompt: its 'prompt' as written, or its 'instruction' (+ 'input') in the model's prompt format."""
+    if isinstance(row.get("prompt"), str):
+        return row["prompt"]
+    if isinstance(row.get("instruction"), str):
+        return prompt_text(row, tokenizer)
+    raise DataError(f"{path}: sample {number} needs a 'prompt' or an 'instruction'")
+
+
 def read_pairs(path: str | Path, tokenizer) -> list[tuple[str, str, str]]:
     rows = read_jsonl(path, ("chosen", "rejected"))
-    pairs = []
-    for number, row in enumerate(rows, 1):
-        if isinstance(row.get("prompt"), str):
-            prompt = row["prompt"]
-        elif isinstance(row.get("instruction"), str):
-            prompt = prompt_text(row, tokenizer)
-        else:
-            raise DataError(f"{path}: sample {number} needs a 'prompt' or an 'instruction'")
-        pairs.append((prompt, row["chosen"], row["rejected"]))
-    return pairs
+    return [(_prompt(row, tokenizer, path, number), row["chosen"], row["rejected"]) for number, row in enumerate(rows, 1)]
+
+
+def read_prompts(path: str | Path, tokenizer) -> list[str]:
+    """PPO's prompts: {"prompt"} or {"instruction", "input"?} per line (other fields, such as an output, ignored)."""
+    return [_prompt(row, tokenizer, path, number) for number, row in enumerate(read_jsonl(path, ()), 1)]
 
 
 def causal_lm_parameters(d_model: int, heads: int, layers: int, ff: int, max_len: int) -> int:
@@ -132,6 +140,21 @@ def hidden_size(lm, arch: dict) -> int:
     return int(getattr(lm, "hidden_size", 0) or arch["d_model"])
 
 
+def load_reward_model(run_dir: str | Path):
+    """The reward model of a `steepest align reward` run: its backbone (lm.safetensors) and head; (model, arch)."""
+    run = Path(run_dir)
+    head = run / "reward_head.safetensors"
+    lm, arch = load_lm(run)
+    if not head.exists():
+        raise CheckpointError(f"{run} has no reward_head.safetensors; give a run directory written by steepest align reward")
+    model = RewardModel(lm, hidden_size(lm, arch), tokenizer_for(arch).pad_id)
+    try:
+        model.score.load_state_dict(load_file(str(head)))
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{head} does not load ({str(exc).splitlines()[0][:160]})") from None
+    return model, arch
+
+
 def load_lm(run_dir: str | Path):
     run = Path(run_dir)
     if not (run / "lm.json").exists() or not (run / "lm.safetensors").exists():
@@ -182,8 +205,9 @@ NEGATIVE = ["bad", "awful", "sad", "poor", "hate", "ugly", "dull", "cold"]
 
 
 def write_demo_data(folder: str | Path, n: int = 300, seed: int = 0) -> str:
-    """instructions.jsonl (answers half wrong, as if labelled carelessly) and pairs.jsonl (correct
-    preferences): SFT then DPO on them shows DPO repairing a model trained on noisy labels."""
+    """instructions.jsonl (answers half wrong, as if labelled carelessly), pairs.jsonl (correct preferences) and
+    prompts.jsonl (other reviews, no answers): SFT then DPO on them shows DPO repairing a model trained on noisy
+    labels; SFT, a reward model on the pairs, then PPO on the prompts, the RLHF pipeline doing the same."""
     rng = random.Random(seed)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,9 +219,16 @@ def write_demo_data(folder: str | Path, n: int = 300, seed: int = 0) -> str:
         row = {"instruction": "Is the review positive?", "input": text}
         instructions.append({**row, "output": right if rng.random() < 0.5 else wrong})
         pairs.append({**row, "chosen": right, "rejected": wrong})
-    (out / "instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in instructions))
-    (out / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
-    return f"wrote {out / 'instructions.jsonl'} and {out / 'pairs.jsonl'} ({n} samples each)"
+    other = random.Random(seed + 1)  # a generator of its own: the two files above stay as they were
+    prompts = [{"instruction": "Is the review positive?", "input": review(other)} for _ in range(n)]
+    for name, rows in (("instructions", instructions), ("pairs", pairs), ("prompts", prompts)):
+        (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return f"wrote {out / 'instructions.jsonl'}, {out / 'pairs.jsonl'} and {out / 'prompts.jsonl'} (other reviews, for ppo; {n} samples each)"
+
+
+def review(rng: random.Random) -> str:
+    """Three words of one sentiment (positive or negative with equal odds)."""
+    return " ".join(rng.choice(POSITIVE if rng.random() < 0.5 else NEGATIVE) for _ in range(3))
 
 
 TOPIC_QUESTION = "Which topic is this news article about? Answer with one word: business, entertainment, politics, sports or tech."

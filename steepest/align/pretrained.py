@@ -2,7 +2,7 @@
 alignment pipeline, behind the same two small interfaces as the byte-level model:
 
     tokenizer: encode(text, bos, eos) / decode(ids) / pad_id, bos_id, eos_id, vocab_size / chat_prompt(sample)
-    network:   forward(ids) -> logits (N, T, V),  features(ids) -> last hidden states (N, T, d), context_length
+    network:   forward(ids) -> logits (N, T, V),  features(ids) -> last hidden states (N, T, d), head, context_length
 
 Sequences are right-padded, so with causal attention no real position ever sees a pad: the model
 runs without an attention mask and the results at real positions are exact. An instruction-tuned
@@ -68,6 +68,30 @@ class PretrainedCausalLM(nn.Module):
 
     def features(self, ids: torch.Tensor) -> torch.Tensor:
         return self.net.base_model(input_ids=ids.long(), use_cache=False).last_hidden_state
+
+    @property
+    def head(self) -> nn.Module:
+        """The output layer: head(features(ids)) = forward(ids) (a value head shares the features, see align.ppo)."""
+        return self.net.get_output_embeddings()
+
+    @torch.no_grad()
+    def sample(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int) -> list[list[int]]:
+        """A continuation of each prompt sampled at temperature 1 from the full distribution (no top-k/top-p, whatever
+        the model's generation config says), all prompts at once: left-padded, with an attention mask (the model
+        numbers positions from it) and the key/value cache. The new ids of each, eos included when it came."""
+        device = next(self.parameters()).device
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+        mask = torch.zeros_like(ids)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p):] = torch.tensor(p, device=device)
+            mask[row, width - len(p):] = 1
+        out = self.net.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=True,
+                                temperature=1.0, top_p=1.0, top_k=0, min_p=None, eos_token_id=eos_id, pad_token_id=eos_id)
+        completions = []
+        for new in out[:, width:].tolist():
+            completions.append(new[: new.index(eos_id) + 1] if eos_id in new else new)
+        return completions
 
     @torch.no_grad()
     def greedy(self, ids: torch.Tensor, max_new_tokens: int, eos_id: int) -> list[int]:

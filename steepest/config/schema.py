@@ -16,11 +16,13 @@ Every number in a recipe is finite: typed fields refuse inf and nan (`allow_inf_
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from steepest.errors import ConfigError
+from steepest.errors import ConfigError, did_you_mean
+from steepest.hub import PRETRAINED, VisionWeights, vision_weights
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -252,9 +254,15 @@ class LoRAConfig(Section):
 
 
 class FinetuneConfig(Section):
-    """Transfer learning (steepest.finetune): start from pretrained weights, then choose what trains."""
+    """Transfer learning (steepest.finetune): start from pretrained weights, then choose what trains.
 
-    pretrained: str | None = None  # a finished run directory or a .safetensors file
+    From a registered vision model (`pretrained: efficientnet-lite0`, steepest.hub) on image files,
+    `preprocessing: source` (the default) gives the data section the model's own input size and
+    normalization wherever the recipe leaves `data.image_size` / `data.normalize` out: the weights
+    see inputs like those they were trained on. An explicit `data.normalize` (`standard` refits on the
+    target images) or `data.image_size` wins; `preprocessing: data` keeps the data section's defaults."""
+
+    pretrained: str | None = None  # a finished run directory, a .safetensors file, or a registered vision model (efficientnet-lite0)
     skip: list[str] = []  # parameter-name prefixes not to load
     freeze: Literal["all_but_head"] | list[str] | None = None  # feature extraction, or module-name prefixes/patterns
     lora: LoRAConfig | None = None
@@ -263,6 +271,13 @@ class FinetuneConfig(Section):
     backbone_lr: Annotated[float, Field(gt=0, le=1)] | None = None  # every layer but the head at this fraction of the lr (0.1-0.01)
     plan: Literal["auto"] | None = None  # choose freezing and backbone_lr from the data size and `similarity` (printed)
     similarity: Literal["similar", "different"] = "similar"  # the target task against the pretraining one (for plan: auto)
+    preprocessing: Literal["source", "data"] = "source"  # a vision model's input size and normalization for image files, or the data's
+    _inputs: str | None = PrivateAttr(default=None)  # what the image inputs ended up as (set by Recipe; the run prints it)
+
+    @property
+    def inputs_note(self) -> str | None:
+        """One line on the image preprocessing against the pretrained vision model's (None when no such model)."""
+        return self._inputs
 
 
 class CheckpointConfig(Section):
@@ -309,6 +324,63 @@ class SearchConfig(Section):
     timeout_seconds: PositiveFloat | None = None
 
 
+IMAGE_FORMATS = ("image_folder", "image_csv")
+
+
+def _channel_stats(weights: VisionWeights, channels: Any) -> tuple[list[float], list[float]]:
+    """The source's mean and std for `channels` inputs (gray: the average over RGB)."""
+    if channels == 1:
+        return [sum(weights.mean) / len(weights.mean)], [sum(weights.std) / len(weights.std)]
+    return list(weights.mean), list(weights.std)
+
+
+def source_preprocessing(data: Any) -> Any:
+    """A raw recipe (dict) with `data.normalize` and `data.image_size` filled from the pretrained
+    vision model's preprocessing where the recipe leaves them out (finetune.preprocessing: source,
+    image files); anything else is returned as it is. A misspelt registered name is a ConfigError."""
+    if not isinstance(data, dict) or not isinstance(data.get("finetune"), dict) or not isinstance(data.get("data"), dict):
+        return data
+    finetune, section = data["finetune"], dict(data["data"])
+    pretrained = finetune.get("pretrained")
+    weights = vision_weights(pretrained)
+    if weights is None and isinstance(pretrained, str) and not Path(pretrained).expanduser().exists():
+        hint = did_you_mean(pretrained, [n for n in PRETRAINED.names() if vision_weights(n) is not None])
+        if hint:  # a misspelt registered name would otherwise surface later as a missing file
+            raise ConfigError(f"finetune.pretrained: '{pretrained}' is neither a file, a run directory nor a registered model;{hint}")
+    if weights is None or finetune.get("preprocessing") == "data" or section.get("format") not in IMAGE_FORMATS:
+        return data
+    if section.get("normalize") is None:
+        mean, std = _channel_stats(weights, section.get("channels", 3))
+        section["normalize"] = {"mean": mean, "std": std}
+    if section.get("image_size") is None:
+        section["image_size"] = weights.image_size
+    return {**data, "data": section}
+
+
+def _numbers(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def inputs_note(data: DataConfig, name: str, weights: VisionWeights) -> str:
+    """What the image inputs of a run fine-tuned from `name` are, against what it was trained on."""
+    mean, std = _channel_stats(weights, data.channels)
+    stats = f"mean {_numbers(mean)}, std {_numbers(std)}"
+    if data.format not in IMAGE_FORMATS:
+        return f"inputs: not image files (data.format image_folder / image_csv): {name}'s preprocessing ({weights.image_size} px, {stats}) is not applied"
+    norm = data.normalize
+    same_size = data.image_size == weights.image_size
+    if isinstance(norm, NormalizeStats) and norm.mean == mean and norm.std == std:
+        if same_size:
+            return f"inputs: {name}'s preprocessing, {data.image_size} px, {stats}"
+        return f"inputs: {name}'s normalization ({stats}) at {data.image_size} px (data.image_size; {name} was trained on {weights.image_size} px)"
+    if isinstance(norm, NormalizeStats):
+        how = f"data.normalize from the recipe (mean {_numbers(norm.mean)}, std {_numbers(norm.std)})"
+    else:
+        how = {"standard": "statistics fitted on the training images (data.normalize: standard)",
+               "none": "no normalization (data.normalize: none)"}[norm]
+    return f"inputs: {how} at {data.image_size} px ({name} was trained on {weights.image_size} px, {stats})"
+
+
 class Recipe(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -324,6 +396,18 @@ class Recipe(Section):
     search: SearchConfig | None = None
     name: str | None = None
     description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_preprocessing(cls, data: Any) -> Any:
+        return source_preprocessing(data)
+
+    @model_validator(mode="after")
+    def _inputs_note(self):
+        weights = vision_weights(self.finetune.pretrained) if self.finetune is not None else None
+        if weights is not None:
+            self.finetune._inputs = inputs_note(self.data, self.finetune.pretrained, weights)
+        return self
 
     def component_paths(self) -> list[tuple[str, str]]:
         """Every import path the recipe names, as (dotted key, path), e.g. ("model.component",

