@@ -208,7 +208,10 @@ def finetune_accuracies(fashion, weights, seed: int) -> dict[str, float]:
     """TUNE_STEPS AdamW steps on TUNE_TRAIN images, every layer training, from the ImageNet weights and
     from scratch (same seed, batches and optimizer); test accuracy of each. BatchNorm momentum 0.1: in 10
     steps TF's 0.01 would move the running statistics 10 % of the way to the new images, and evaluation
-    would see ImageNet's (with 12 steps, seed 0: 0.29 instead of 0.44 for the pretrained arm)."""
+    would see ImageNet's (with 12 steps, seed 0: 0.29 instead of 0.44 for the pretrained arm). The scratch
+    arm's running statistics lag its activations too (benchmarks/transfer_efficientnet.py: after 36 steps
+    at 96 px it predicts one class in eval mode, 0.48 once they are recomputed), so its figure here is
+    what evaluation of a briefly trained fresh network gives, not what it has learned."""
     pixels, labels = fashion
     train, test = _sample(labels, TUNE_TRAIN // 10, PROBE_TEST, seed)
     x_train, x_test = _images(pixels[train], TUNE_SIZE), _images(pixels[test], TUNE_SIZE)
