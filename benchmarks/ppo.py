@@ -110,7 +110,7 @@ def demo(args, work: Path) -> list[str]:
     spread = lambda xs: f"{min(xs):.2f} / {statistics.mean(xs):.2f} / {max(xs):.2f}"  # noqa: E731
     return [f"## Byte-level sentiment demo, {len(args.seeds)} seeds", "", header(torch.device("cpu")), "",
             f"SFT 6 epochs and a reward model 6 epochs (d_model 48, 1 layer, lr 3e-3), then `steepest align ppo` for "
-            f"{args.steps} steps of 32 prompts (beta {args.beta}, lr 3e-4, 4 PPO epochs of minibatches of 16, at most 8 new tokens). "
+            f"{args.steps} steps of 32 prompts (beta {args.beta}, lr 3e-4, 2 PPO epochs of minibatches of 16, at most 8 new tokens: the CLI defaults but the last). "
             f"Held out: 100 other reviews, 4 completions each; accuracy: greedy answers equal to the right yes/no.", "",
             "| seed | reward before | reward after | rise | KL to SFT (nats) | length before / after | accuracy before / after | "
             "SFT + RM s | PPO s |", "|---|---|---|---|---|---|---|---|---|", *table, "",
@@ -159,7 +159,8 @@ def smollm2(args, work: Path) -> list[str]:
             f"300 pairs (right answer chosen). " +
             ("" if args.no_sft else f"SFT: `steepest align sft instructions.jsonl --model {MODEL} {fit}` ({seconds['sft']:.0f} s) "
              f"on the demo's 300 instructions, half of their answers wrong. ") +
-            f"PPO: `steepest align {' '.join(ppo[:2])} {' '.join(start)} --reward RM {' '.join(ppo[2 + len(start) + 2:])}`"
+            f"PPO: `steepest align ppo prompts.jsonl {'--model ' + MODEL if args.no_sft else '--from SFT'} --reward RM "
+            f"{' '.join(ppo[2 + len(start) + 2:])}`"
             f" ({t_ppo:.0f} s); policy and reference {starting}. Held out: {len(rows)} other reviews, 2 completions each at "
             f"temperature 1, and greedy answers ({before['seconds']:.0f} s to evaluate).", "",
             f"| | mean reward | KL to {starting} (nats) | completion length (tokens) | greedy answer right (yes/no) |",

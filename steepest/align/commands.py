@@ -248,7 +248,7 @@ def align_arguments(p: argparse.ArgumentParser) -> None:
     ppo = p.add_argument_group("ppo", "PPO against a reward model, a KL penalty to the starting model (Ouyang et al. 2022)")
     ppo.add_argument("--reward", help="the reward model's run directory (steepest align reward)")
     ppo.add_argument("--steps", type=int, default=None, help="rollout-and-update steps (default: --epochs passes over the prompts)")
-    ppo.add_argument("--ppo-epochs", type=int, default=4, help="passes over each rollout batch (default 4)")
+    ppo.add_argument("--ppo-epochs", type=int, default=2, help="passes over each rollout batch (default 2)")
     ppo.add_argument("--minibatch-size", type=int, default=None, help="completions per optimizer step (default half --batch-size)")
     ppo.add_argument("--target-kl", type=float, default=None, help="adapt beta toward this KL per completion, in nats "
                      "(Ziegler et al. 2019; default: beta stays)")

@@ -227,8 +227,13 @@ def write_demo_data(folder: str | Path, n: int = 300, seed: int = 0) -> str:
 
 
 def review(rng: random.Random) -> str:
-    """Three words of one sentiment (positive or negative with equal odds)."""
-    return " ".join(rng.choice(POSITIVE if rng.random() < 0.5 else NEGATIVE) for _ in range(3))
+    """Three words of one sentiment, positive or negative with equal odds (as the reviews above).
+
+    >>> review(random.Random(0))
+    'dull bad hate'
+    """
+    words = POSITIVE if rng.random() < 0.5 else NEGATIVE
+    return " ".join(rng.choice(words) for _ in range(3))
 
 
 TOPIC_QUESTION = "Which topic is this news article about? Answer with one word: business, entertainment, politics, sports or tech."

@@ -204,10 +204,10 @@ def ppo_outcome(runs, seed=0):
 
 
 def test_ppo_raises_the_reward_models_score_within_a_kl_bound(demo):
-    """20 PPO steps of 32 prompts (beta 1, lr 3e-4). Measured over seeds 0-19, the whole pipeline seeded (SFT, reward
-    model, PPO), one thread: held-out reward rise 0.59 / 1.60 / 3.36 and KL to the SFT model 0.21 / 0.51 / 1.14 nats
-    (min / mean / max), against the bounds 0.3 and 2.0. The reward model scores right answers about +3 to +6 and
-    wrong ones as far below; 20 steps move the sampled answers from 0.43-0.53 right to 0.60-0.76 (4 seeds)."""
+    """20 PPO steps of 32 prompts (beta 1, lr 3e-4, 2 PPO epochs). Measured over seeds 0-19, the whole pipeline seeded
+    (SFT, reward model, PPO), one thread: held-out reward rise 0.82 / 1.77 / 3.28 and KL to the SFT model 0.11 / 0.40 /
+    0.88 nats (min / mean / max), against the bounds 0.3 and 2.0. The reward model scores right answers about +2 to +6
+    and wrong ones as far below. With 4 PPO epochs one seed of the 20 degenerated at step 20 ("yees", "yeees": KL 3.1)."""
     before, after, log = ppo_outcome(demo)
     assert before["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy is the reference at the start
     assert after["reward"] >= before["reward"] + RISE, (before, after)
