@@ -117,13 +117,23 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """True when every value of float tensor `t` is finite, in one reduction: a NaN or an inf makes
+    the sum non-finite, so a finite sum proves the tensor is (about 10x cheaper than
+    `isfinite(t).all()`, which writes a mask first). A finite tensor whose sum overflows reads as
+    False, and the caller's exact per-element check then finds nothing."""
+    total = t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32)
+    return bool(torch.isfinite(total))
+
+
 def batch_checker(task: str | None, num_classes: int | None, target_key: str = "labels", where: str = "training data"):
     """The row checks of `check_features`/`check_targets`, per batch, for data read sample by sample
     (Datasets, streams): `check(batch, indices)` raises a one-line DataError naming the stream or
     Dataset index of the first bad sample (NaN/inf inputs, labels outside [0, K), a batch with no
     tensor). Batches are (x, y), (x1, ..., y) or dicts with the target under `target_key`; token
     labels equal to -100 (ignored by cross entropy) are not checked. Cost: one reduction per
-    tensor per batch, on the loader's (CPU) side."""
+    tensor per batch (a sum, a min/max), on the loader's (CPU) side; the bad row is searched for
+    only when that reduction says there is one."""
 
     def rows(mask: torch.Tensor) -> int:
         return int(mask.reshape(mask.shape[0], -1).any(dim=1).nonzero()[0, 0])
@@ -144,7 +154,7 @@ def batch_checker(task: str | None, num_classes: int | None, target_key: str = "
             raise DataError(f"{where}: {first} gave no tensor inputs (got {', '.join(map(_kind, inputs)) or 'nothing'}); "
                             "return tensors (or numbers/arrays) from the Dataset, or give a collate_fn that makes them")
         for t in tensors:
-            if t.is_floating_point() and t.ndim >= 1 and len(t):
+            if t.is_floating_point() and t.ndim >= 1 and len(t) and not _all_finite(t):
                 bad = ~torch.isfinite(t)
                 if bool(bad.any()):
                     row = rows(bad)
@@ -155,13 +165,16 @@ def batch_checker(task: str | None, num_classes: int | None, target_key: str = "
         if task in ("classification", "binary") and not target.is_floating_point():
             k = num_classes if num_classes is not None else 2 if task == "binary" else None
             labels = target if target.ndim == 1 else target.masked_fill(target == -100, 0)
-            low, high = labels < 0, (labels >= k) if k is not None else torch.zeros_like(labels, dtype=torch.bool)
-            if bool(low.any()) or bool(high.any()):
+            if not labels.numel():
+                return
+            lowest, highest = (int(v) for v in torch.aminmax(labels))  # one pass; rows are located only when a label is out
+            if lowest < 0 or (k is not None and highest >= k):
+                low, high = labels < 0, (labels >= k) if k is not None else torch.zeros_like(labels, dtype=torch.bool)
                 row = rows(low | high)
                 value = int(target[row].flatten()[(low | high)[row].flatten()][0])
                 fix = f"relabel to 0..{k - 1} or raise data.num_classes" if k is not None else "labels must be 0..K-1"
                 raise DataError(f"{where}: {name(row)} has label {value}, outside [0, {k or 'K'}); {fix}")
-        elif target.is_floating_point() and target.ndim >= 1:
+        elif target.is_floating_point() and target.ndim >= 1 and not _all_finite(target):
             bad = ~torch.isfinite(target)
             if bool(bad.any()):
                 raise DataError(f"{where}: {name(rows(bad))} has a non-finite target; drop or impute it")

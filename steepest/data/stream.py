@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
-from steepest.data.transforms import sample_generator
+from steepest.data.transforms import sample_generator, sample_generators
 from steepest.errors import DataError
 
 SampleTransform = Callable[[Any, torch.Generator], Any]
@@ -72,19 +72,23 @@ class EpochIndexed(Dataset):
         sample = self.dataset[index]
         if self.transform is None:
             return sample
-        generator = sample_generator(self.seed, epoch, index)
-        if isinstance(sample, dict):
-            return {**sample, self.input_key: self.transform(sample[self.input_key], generator)}
-        return (self.transform(sample[0], generator), *sample[1:])
+        return _transform_sample(sample, self.transform, sample_generator(self.seed, epoch, index), self.input_key)
 
     def __getitems__(self, keys: list[tuple[int, int]]) -> list[Any]:
         """A whole micro-batch at once: one `dataset.__getitems__(indices)` call (a memory-mapped
-        array reads its rows in one gather) when the dataset has it and no transform runs; else
-        sample by sample. torch's DataLoader fetcher calls this when it exists."""
+        array reads its rows in one gather) when the dataset has it, else sample by sample; with a
+        transform, the micro-batch's generators are made together (`sample_generators`: the same
+        streams as one by one, a fraction of the cost). torch's DataLoader fetcher calls this."""
+        indices = [index for _, index in keys]
         getitems = getattr(self.dataset, "__getitems__", None)
-        if getitems is not None and self.transform is None:
-            return getitems([index for _, index in keys])
-        return [self[key] for key in keys]
+        samples = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
+        if self.transform is None:
+            return samples
+        epochs = {epoch for epoch, _ in keys}
+        if len(epochs) != 1:  # never from SampleLoader's sampler (one epoch per micro-batch); kept exact anyway
+            return [self[key] for key in keys]
+        generators = sample_generators(self.seed, epochs.pop(), indices)
+        return [_transform_sample(sample, self.transform, g, self.input_key) for sample, g in zip(samples, generators)]
 
 
 class _Positions:

@@ -25,6 +25,7 @@ from steepest.data.transforms import (
     load_image,
     rgb_to_hsv,
     sample_generator,
+    sample_generators,
     to_tensor,
 )
 from steepest.errors import DataError
@@ -67,6 +68,18 @@ def test_sample_generator_same_triple_same_stream_any_change_differs():
     for bad in [(-1, 0, 0), (0, 2**64, 0), (0, 0, 1.5), (True, 0, 0)]:
         with pytest.raises(ValueError):
             sample_generator(*bad)
+
+
+def test_a_micro_batch_of_generators_gives_the_one_by_one_streams():
+    indices = [0, 1, 7, 123_456, 2**63 + 11, 2**64 - 1]
+    together = sample_generators(5, 3, indices)
+    for i, g in zip(indices, together):
+        one = sample_generator(5, 3, i)
+        assert g.initial_seed() == one.initial_seed()
+        assert torch.equal(torch.rand(700, generator=g), torch.rand(700, generator=one))  # past one MT regeneration (624 words)
+    assert len({g.initial_seed() for g in together}) == len(indices)
+    with pytest.raises(ValueError, match="index"):
+        sample_generators(0, 0, [1, -1])
 
 
 def test_sample_generator_sets_more_than_the_32_bit_seed():
