@@ -68,7 +68,7 @@ class Predictor:
                 raise CheckpointError(f"{run} has no {needed}; predict needs a finished run directory (steepest train --run-dir ...)")
         recipe = load_run_recipe(run / "config.yaml", trust_code=trust_code)  # before anything is imported or read
         info = read_data_info(run / "data_info.json")
-        model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs)
+        model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs, info.tabular)
         try:
             state = load_file(str(run / "model.safetensors"))
         except (SafetensorError, OSError) as exc:

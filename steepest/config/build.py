@@ -77,10 +77,12 @@ def batch_size_for(recipe: Recipe, n_train: int | None) -> int:
     return n_train
 
 
-def build_model_from_recipe(recipe: Recipe, input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    """The recipe's model for data of `input_shape` with `num_outputs` outputs (steepest.models.build_model)."""
+def build_model_from_recipe(recipe: Recipe, input_shape: tuple[int, ...], num_outputs: int,
+                            tabular: dict[str, Any] | None = None) -> nn.Module:
+    """The recipe's model for data of `input_shape` with `num_outputs` outputs and the CSV encoder
+    `tabular` (`DataInfo.tabular`, for a model that embeds categorical columns) (steepest.models.build_model)."""
     section = recipe.model
-    return build_model(section.name, section.kwargs(), input_shape, num_outputs, component=section.component)
+    return build_model(section.name, section.kwargs(), input_shape, num_outputs, component=section.component, tabular=tabular)
 
 
 # -- optimizer --------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def context_from_recipe(recipe, data=None) -> DoctorContext:
     info = data.info
     class_weights = data.class_weights.to(device) if data.class_weights is not None else None
     return DoctorContext(
-        make_model=lambda: build_model_from_recipe(recipe, info.input_shape, info.num_outputs),
+        make_model=lambda: build_model_from_recipe(recipe, info.input_shape, info.num_outputs, info.tabular),
         data=data,
         loss_fn=build_loss(recipe, info.task, class_weights),
         make_optimizer=lambda model: build_optimizer(recipe, model),

@@ -18,3 +18,4 @@ R("gru", "steepest.models.rnn:GRUModel")
 R("transformer_encoder", "steepest.models.transformer:TransformerEncoderModel")
 R("causal_lm", "steepest.models.transformer:CausalLM")
 R("hf_encoder", "steepest.models.hf:PretrainedEncoder")
+R("tabular", "steepest.models.tabular:TabularModel")  # fastai's: entity embeddings of the index-encoded CSV columns

@@ -15,14 +15,17 @@ from steepest.registry import accepted_arguments, import_object
 from steepest.regularize import apply_dropconnect
 
 RESERVED = ("init", "dropconnect", "output_bias", "activation_checkpointing", "embedding_dim")  # handled here, not passed to the model class
-INJECTED = ("input_shape", "num_outputs")  # filled from the data when the model class takes them
+INJECTED = ("input_shape", "num_outputs", "tabular")  # filled from the data when the model class takes them
 
 
 def build_model(name: str | None, kwargs: dict[str, Any], input_shape: tuple[int, ...], num_outputs: int, *,
-                component: str | None = None) -> nn.Module:
+                component: str | None = None, tabular: dict[str, Any] | None = None) -> nn.Module:
     """A registered model `name` (or the class at the import path `component`) built with `kwargs`.
 
-    A user's class receives `input_shape` / `num_outputs` only if its signature asks for them.
+    A user's class receives `input_shape` / `num_outputs` only if its signature asks for them (or
+    takes **kwargs), and `tabular` (the run's TabularEncoder as a dict, `DataInfo.tabular`: which
+    feature columns are categorical indices, their cardinalities; None for other data) only if it
+    names it, as `tabular` (TabularModel) does.
     Reserved keys: `init` (a scheme name, or {scheme: ..., gain/mode/..., relu_bias: 0.01}) re-initializes
     Linear/Conv weights (relu_bias: the layers feeding a ReLU start with that positive bias); `dropconnect: p` swaps hidden Linear layers for DropConnectLinear; `output_bias: auto`
     is applied by the run from the training targets (steepest.nn.init_output_bias);
@@ -47,6 +50,8 @@ def build_model(name: str | None, kwargs: dict[str, Any], input_shape: tuple[int
     for key, value in sizes.items():
         if key in params or var_kw:
             kwargs.setdefault(key, value)
+    if "tabular" in params:  # named only: a **kwargs class forwarding its keys is not handed a dict it never asked for
+        kwargs.setdefault("tabular", tabular)
     try:
         model = target(**kwargs)
     except (TypeError, ValueError) as exc:

@@ -98,7 +98,7 @@ def build_run_model(recipe: Recipe, data: DataBundle, runtime: Runtime) -> tuple
     """The model (initialized, output bias, finetune applied), the module the loop calls (DDP-wrapped,
     FSDP-sharded and/or compiled) and the notes of what finetune did."""
     t, info = recipe.trainer, data.info
-    model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs).to(runtime.device)
+    model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs, info.tabular).to(runtime.device)
     if recipe.model.kwargs().get("output_bias") == "auto":
         init_output_bias(model, data.train.y, info.task)
     notes = [f"finetune: {n}" for n in apply_finetune(model, recipe.finetune)] if recipe.finetune is not None else []
