@@ -117,14 +117,15 @@ class OneCycleMomentum:
 
 @dataclass(frozen=True)
 class Cyclic:
-    """Cyclical learning rates: triangles between base_ratio and 1 (torch's CyclicLR).
+    """Cyclical learning rates: triangles between base_ratio and peak_ratio (torch's CyclicLR, whose
+    base_lr and max_lr are base_ratio and peak_ratio times the optimizer's lr; Smith 2017).
 
         cycle = floor(1 + t / (up + down)),  x = 1 + t / (up + down) - cycle
         h = x / rho if x <= rho else (x - 1) / (rho - 1),   rho = up / (up + down)
-        m(t) = base_ratio + (1 - base_ratio) h s,  s = 1 | 1 / 2^(cycle - 1) | gamma^t
+        m(t) = base_ratio + (peak_ratio - base_ratio) h s,  s = 1 | 1 / 2^(cycle - 1) | gamma^t
 
     for modes triangular, triangular2 and exp_range. The registry default cycle is 10% of training
-    up, 10% down.
+    up, 10% down; peak_ratio defaults to 1 (the optimizer's lr is the peak).
 
     >>> s = Cyclic(step_size_up=10, base_ratio=0.1)
     >>> s(0), s(5), s(10), s(20)
@@ -136,14 +137,17 @@ class Cyclic:
     base_ratio: float = 0.1
     mode: str = "triangular"
     gamma: float = 1.0
+    peak_ratio: float = 1.0
 
     def __post_init__(self):
         if self.mode not in ("triangular", "triangular2", "exp_range"):
             raise ValueError("mode must be triangular, triangular2 or exp_range")
         if self.step_size_up < 1 or (self.step_size_down is not None and self.step_size_down < 0):
             raise ValueError("step_size_up must be >= 1 and step_size_down >= 0")
-        if not 0 <= self.base_ratio <= 1:
-            raise ValueError("base_ratio must be in [0, 1]")
+        if not 0 < self.peak_ratio or not math.isfinite(self.peak_ratio):
+            raise ValueError("peak_ratio must be a finite number > 0")
+        if not 0 <= self.base_ratio <= self.peak_ratio:
+            raise ValueError(f"base_ratio must be in [0, peak_ratio] = [0, {self.peak_ratio:g}]")
 
     def height(self, step: int) -> float:
         """The fraction of the way from the base to the peak at `step`, mode scaling included."""
@@ -160,7 +164,7 @@ class Cyclic:
         return scale
 
     def __call__(self, step: int) -> float:
-        return self.base_ratio + (1 - self.base_ratio) * self.height(step)
+        return self.base_ratio + (self.peak_ratio - self.base_ratio) * self.height(step)
 
 
 @dataclass(frozen=True)

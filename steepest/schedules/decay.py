@@ -76,23 +76,33 @@ class Exponential:
 
 @dataclass(frozen=True)
 class Polynomial:
-    """Polynomial decay eta_0 (1 - t/T)^p (the "poly" policy of DeepLab, Chen et al. 2017):  m(t) = (1 - min(t, T) / T)^power
-    (torch's PolynomialLR with total_iters = T; power 1 is linear decay to 0).
+    """Polynomial decay eta_0 (1 - t/T)^p (the "poly" policy of DeepLab, Chen et al. 2017), down to
+    `end_ratio` (Keras' PolynomialDecay's end_learning_rate / eta_0):
+
+        m(t) = end_ratio + (1 - end_ratio) (1 - min(t, T) / T)^power
+
+    (with end_ratio 0, torch's PolynomialLR with total_iters = T; power 1 is linear decay to 0).
 
     >>> s = Polynomial(total_steps=100, power=2.0)
     >>> s(0), s(50), s(100)
     (1.0, 0.25, 0.0)
+    >>> Polynomial(total_steps=100, power=1.0, end_ratio=0.2)(100)
+    0.2
     """
 
     total_steps: int
     power: float = 1.0
+    end_ratio: float = 0.0
 
     def __post_init__(self):
         if self.total_steps < 1 or self.power < 0:
             raise ValueError("total_steps must be >= 1 and power >= 0")
+        if not 0 <= self.end_ratio <= 1:
+            raise ValueError("end_ratio must be in [0, 1]")
 
     def __call__(self, step: int) -> float:
-        return (1 - min(step, self.total_steps) / self.total_steps) ** self.power
+        decayed = (1 - min(step, self.total_steps) / self.total_steps) ** self.power
+        return decayed if not self.end_ratio else self.end_ratio + (1 - self.end_ratio) * decayed
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def search(args: argparse.Namespace) -> int:
     refuse_distributed()  # before anything is written
     if args.procedure:
         return procedure(args)
-    stray = next((flag for flag in PROCEDURE_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None), None)
+    stray = next((flag for flag in PROCEDURE_FLAGS if getattr(args, _dest(flag)) is not None), None)
     if stray:
         raise ConfigError(f"search {stray} belongs to the tuning procedure; add --procedure new or --procedure established")
     recipe = recipe_from_arguments(args)
@@ -79,7 +79,13 @@ def search(args: argparse.Namespace) -> int:
     return 0
 
 
-PROCEDURE_FLAGS = ("--trial-epochs", "--max-steps", "--metric", "--tolerance", "--lr-steps", "--weight-decays", "--schedules")
+PROCEDURE_FLAGS = ("--trial-epochs", "--max-steps", "--metric", "--tolerance", "--lr-steps", "--weight-decays", "--schedules",
+                   "--optimizers")
+
+
+def _dest(flag: str) -> str:
+    """The argparse attribute of a procedure flag (--optimizers is stored apart from compare's)."""
+    return "procedure_optimizers" if flag == "--optimizers" else flag[2:].replace("-", "_")
 
 
 def _floats(flag: str, text: str) -> tuple[float, ...]:
@@ -102,6 +108,8 @@ def procedure(args: argparse.Namespace) -> int:
         given["weight_decays"] = _floats("--weight-decays", args.weight_decays)
     if args.schedules is not None:
         given["schedules"] = tuple(n.strip() for n in args.schedules.split(",") if n.strip())
+    if args.procedure_optimizers is not None:
+        given["optimizers"] = tuple(n.strip() for n in args.procedure_optimizers.split(",") if n.strip())
     settings = Settings(trial_epochs=args.trial_epochs, max_steps=args.max_steps, console=True, **given)
     settings.check()  # before the recipe's data is read
     recipe = recipe_from_arguments(args)
@@ -142,8 +150,9 @@ def search_arguments(p: argparse.ArgumentParser) -> None:
                                  "with --procedure runs/procedure-<kind>-<recipe>-<time>)")
     g = p.add_argument_group("tuning procedure (Deep Learning Systems 4.5.4; instead of the Optuna search)")
     g.add_argument("--procedure", choices=["new", "established"],
-                   help="new: batch 32 -> LR range test -> weight decay -> schedule (constant vs lr/10 on plateau); "
-                        "established: critical batch (noise scale, lr scaled) -> schedule (warmup + polynomial decay) -> weight decay")
+                   help="new: batch 32 -> LR range test -> weight decay -> schedule (constant, lr/10 on plateau, a cyclic tail) "
+                        "-> optimizer (Ranger/RangerLARS); established: critical batch (noise scale, lr scaled) -> optimizer -> "
+                        "schedule (warmup + polynomial decay, with or without a cyclic tail) -> weight decay")
     g.add_argument("--trial-epochs", type=int, help="epochs per trial run (default: a quarter of the recipe's budget)")
     g.add_argument("--max-steps", type=int, help="at most this many steps per trial run")
     g.add_argument("--metric", help="validation metric the trials are judged by (default val_loss)")
@@ -151,5 +160,8 @@ def search_arguments(p: argparse.ArgumentParser) -> None:
                    help="a candidate replaces the recipe's value only when better by more than this fraction (default 0.01)")
     g.add_argument("--lr-steps", type=int, help="steps of the LR range test (default 100)")
     g.add_argument("--weight-decays", help="weight decays tried besides none and the recipe's (default 1e-6,1e-5,1e-4,1e-3)")
-    g.add_argument("--schedules", help="schedule candidates (default all: recipe,constant,plateau for new; "
-                                       "recipe,warmup_poly1,warmup_poly2 for established)")
+    g.add_argument("--schedules", help="schedule candidates (default all: recipe,constant,plateau,constant_cyclic for new; "
+                                       "recipe,warmup_poly1,warmup_poly2,warmup_poly1_cyclic,warmup_poly2_cyclic for established)")
+    g.add_argument("--optimizers", dest="procedure_optimizers",
+                   help="optimizer candidates (default recipe,auto: the recipe's own and Ranger, or RangerLARS from batch "
+                        "1024 on; or registered names)")

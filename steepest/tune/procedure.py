@@ -7,12 +7,18 @@ A new topology (goal: a low validation error):
                   (the "valley" of `lr_finder.range_test`, the one-run form of testing 10^{-5..0})
     weight_decay  lambda in 10^{-6, -5, -4, -3}, none, and the recipe's own
     schedule      a constant lr against "train until flat, then lr / 10, again" (reduce_on_plateau,
-                  factor 0.1), and the recipe's own schedule
+                  factor 0.1), a constant lr switching to a cyclic lr for the last 20% (the
+                  method's option), and the recipe's own schedule
+    optimizer     once the design is set, the method's optimizer against the recipe's: Ranger
+                  (RAdam + Lookahead) for small and medium batches, RangerLARS from batch 1024
 An established topology (goal: less training time at its known validation error):
     batch_size    the largest batch of the perfect-scaling regime, estimated by the gradient noise
                   scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018), the lr scaled linearly
+    optimizer     as above, at that batch
     schedule      warmup from lr/20 over the first 10% of training, then polynomial decay
-                  lr (1 - t/T)^p (p = 1, 2), against the recipe's own schedule
+                  lr (1 - t/T)^p (p = 1, 2), with or without a cyclic lr over the last 20% (two
+                  triangles between a tenth of the lr reached there and that lr), against the
+                  recipe's own schedule
     weight_decay  as above
 
 Each stage starts from the recipe the previous one wrote its choice into. Stages that compare
@@ -24,7 +30,7 @@ OUT gets procedure.json, procedure.md and final_recipe.yaml (the recipe's own bu
 values: what `steepest train` takes).
 
     >>> [stage for stage, _ in PROCEDURES["established"]]
-    ['batch_size', 'schedule', 'weight_decay']
+    ['batch_size', 'optimizer', 'schedule', 'weight_decay']
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ class Settings:
     lr_steps: int = 100  # steps of the LR range test
     weight_decays: tuple[float, ...] = REFERENCE_DECAYS
     schedules: tuple[str, ...] | None = None  # candidate names (None: all of the procedure's)
+    optimizers: tuple[str, ...] | None = None  # "recipe", "auto" (Ranger or RangerLARS by the batch) or optimizer names
     console: bool = False  # a line per trial on stderr
 
     def check(self) -> None:
@@ -84,6 +91,13 @@ class Settings:
             raise ConfigError(f"search --metric {self.metric}: give a validation metric (val_loss, val_accuracy, ...)")
         if not (0 <= self.tolerance < 1):
             raise ConfigError(f"search --tolerance: give a fraction in [0, 1) (got {self.tolerance})")
+        if self.optimizers is not None:
+            from steepest.optim import OPTIMIZERS
+
+            unknown = [n for n in self.optimizers if n not in ("recipe", "auto") and n not in OPTIMIZERS]
+            if unknown or not self.optimizers:
+                raise ConfigError(f"search --optimizers: unknown optimizer '{unknown[0] if unknown else ''}'; "
+                                  "give recipe, auto (Ranger or RangerLARS by the batch) or registered names (steepest list optimizers)")
         if not self.weight_decays or any(not (math.isfinite(w) and w >= 0) for w in self.weight_decays):
             raise ConfigError(f"search --weight-decays: give finite values >= 0 (got {', '.join(map(str, self.weight_decays)) or 'none'})")
 
@@ -155,8 +169,9 @@ def trial_recipe(recipe: Recipe, settings: Settings) -> Recipe:
 
 def settings_of(recipe: Recipe) -> dict[str, Any]:
     """The values the stages choose, as the recipe holds them (each stage's starting point)."""
-    return {"data.batch_size": recipe.data.batch_size, "optimizer.lr": recipe.optimizer.lr,
-            "optimizer.weight_decay": recipe.optimizer.weight_decay, "schedule": schedule_label(recipe)}
+    return {"data.batch_size": recipe.data.batch_size, "optimizer": recipe.optimizer.name or recipe.optimizer.component,
+            "optimizer.lr": recipe.optimizer.lr, "optimizer.weight_decay": recipe.optimizer.weight_decay,
+            "schedule": schedule_label(recipe)}
 
 
 def schedule_label(recipe: Recipe) -> str:
@@ -198,9 +213,38 @@ def warmup_then_polynomial(power: float) -> dict:
             "boundaries": [0.1]}
 
 
+TAIL = 0.2  # the last fifth of training: where the method suggests a cyclic lr
+TAIL_CYCLES = 2  # triangles in the tail, each between a tenth of the lr reached there and that lr
+
+
+def cyclic_tail(peak: float) -> dict:
+    """The tail's cyclic lr (Smith 2017): triangles between peak/10 and `peak` (multipliers of the
+    optimizer's lr), TAIL_CYCLES of them over the tail's span."""
+    half = 1 / (2 * TAIL_CYCLES)
+    return {"name": "cyclic", "base_ratio": peak / 10, "peak_ratio": peak, "step_size_up": half, "step_size_down": half}
+
+
+def constant_then_cyclic() -> dict:
+    """The new-topology method's option: a constant lr, then for the last TAIL of training a cyclic lr."""
+    return {"name": "join", "parts": [{"name": "constant"}, cyclic_tail(1.0)], "boundaries": [1 - TAIL]}
+
+
+def warmup_polynomial_then_cyclic(power: float) -> dict:
+    """The established-topology schedule with a cyclic tail (§4.5.4: a cyclic lr over the last ~20%
+    of the epochs): warmup over 10%, polynomial decay to the lr `warmup_then_polynomial(power)`
+    reaches at 1 - TAIL of training ((1 - 0.7/0.9)^power of the peak), then triangles below it."""
+    reached = (1 - (1 - TAIL - 0.1) / 0.9) ** power
+    return {"name": "join", "boundaries": [0.1, 1 - TAIL],
+            "parts": [{"name": "warmup", "warmup_fraction": 1.0}, {"name": "polynomial", "power": power, "end_ratio": reached},
+                      cyclic_tail(reached)]}
+
+
 SCHEDULE_CANDIDATES = {
-    "new": {"constant": ({"name": "constant"}, False), "plateau": ({"name": "constant"}, True)},
-    "established": {"warmup_poly1": (warmup_then_polynomial(1.0), False), "warmup_poly2": (warmup_then_polynomial(2.0), False)},
+    "new": {"constant": ({"name": "constant"}, False), "plateau": ({"name": "constant"}, True),
+            "constant_cyclic": (constant_then_cyclic(), False)},
+    "established": {"warmup_poly1": (warmup_then_polynomial(1.0), False), "warmup_poly2": (warmup_then_polynomial(2.0), False),
+                    "warmup_poly1_cyclic": (warmup_polynomial_then_cyclic(1.0), False),
+                    "warmup_poly2_cyclic": (warmup_polynomial_then_cyclic(2.0), False)},
 }
 
 
@@ -266,7 +310,7 @@ def compare(recipes: dict[str, Recipe], settings: Settings, folder: Path) -> tup
 # -- stages -----------------------------------------------------------------------------------------
 def has_batchnorm(recipe: Recipe) -> bool:
     data = load_data(recipe.data, recipe.trainer.seed)
-    model = build_model_from_recipe(recipe, data.info.input_shape, data.info.num_outputs)
+    model = build_model_from_recipe(recipe, data.info.input_shape, data.info.num_outputs, data.info.tabular)
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
@@ -368,9 +412,53 @@ def schedule_stage(kind: str) -> Callable[[Recipe, Settings, Path], Stage]:
     return stage
 
 
+LARGE_BATCH = 1024  # from here on the method's optimizer is RangerLARS (LARS' regime: You et al. 2017 train at 1k-32k)
+ADAPTIVE = frozenset({"adam", "adamw", "radam", "nadam", "amsgrad", "ranger", "rangerlars", "lamb",
+                      "novograd"})  # optimizers whose lr is on Ranger's scale (a step of about lr per weight)
+
+
+def method_optimizer(batch: int | str) -> str:
+    """§4.5.4's recommendation: Ranger (RAdam + Lookahead) for small and medium batches, RangerLARS
+    (with the LARS trust ratio) for large ones (Wright 2019)."""
+    return "rangerlars" if batch == "full" or int(batch) >= LARGE_BATCH else "ranger"
+
+
+def optimizer_candidates(recipe: Recipe, settings: Settings) -> dict[str, Recipe]:
+    """The recipe's own optimizer (the incumbent) and the method's ("auto": Ranger or RangerLARS by
+    the batch; or the names in `settings.optimizers`). A candidate keeps the recipe's lr when the
+    recipe's optimizer is adaptive (its lr is on the same scale), else takes the candidate's own
+    default; the weight decay carries over."""
+    own = recipe.optimizer
+    names = settings.optimizers or ("recipe", "auto")
+    out: dict[str, Recipe] = {}
+    for name in names:
+        if name == "recipe":
+            out["recipe"] = recipe
+            continue
+        chosen = method_optimizer(recipe.data.batch_size) if name == "auto" else name
+        section: dict[str, Any] = {"name": chosen, "weight_decay": own.weight_decay, "scale_lr": own.scale_lr,
+                                   "decay_1d": own.decay_1d}
+        if own.name in ADAPTIVE and own.lr is not None:
+            section["lr"] = own.lr
+        out.setdefault(chosen, edited(recipe, lambda d, section=section: d.update(optimizer=section)))
+    return out
+
+
+def optimizer_stage(recipe: Recipe, settings: Settings, folder: Path) -> Stage:
+    """The optimizer, explored once the rest is set (§4.5.4: advanced optimizers after the design):
+    the recipe's own against Ranger (batch < LARGE_BATCH) or RangerLARS."""
+    recipes = optimizer_candidates(recipe, settings)
+    name, tried, why = compare(recipes, settings, folder)
+    chosen = recipes[name]
+    section = recipe_to_dict(chosen)["optimizer"]
+    return Stage("optimizer", chosen, chosen.optimizer.name, {"optimizer": section}, why, tried)
+
+
 PROCEDURES: dict[str, tuple[tuple[str, Callable[[Recipe, Settings, Path], Stage]], ...]] = {
-    "new": (("batch_size", small_batch), ("lr", lr_range_test), ("weight_decay", weight_decay), ("schedule", schedule_stage("new"))),
-    "established": (("batch_size", critical_batch), ("schedule", schedule_stage("established")), ("weight_decay", weight_decay)),
+    "new": (("batch_size", small_batch), ("lr", lr_range_test), ("weight_decay", weight_decay), ("schedule", schedule_stage("new")),
+            ("optimizer", optimizer_stage)),
+    "established": (("batch_size", critical_batch), ("optimizer", optimizer_stage), ("schedule", schedule_stage("established")),
+                    ("weight_decay", weight_decay)),
 }
 
 
@@ -440,7 +528,8 @@ def format_report(report: dict) -> str:
              f"the incumbent stays within {report['tolerance']:.0%}. Total {report['seconds']:.1f} s.", "",
              "| stage | chose | sets | seconds |", "|---|---|---|---|"]
     for s in report["stages"]:
-        sets = ", ".join(f"{k}={_cell(v)}" for k, v in s["sets"].items() if k not in ("schedule", "callbacks")) or f"schedule: {s['chosen']}"
+        sets = (", ".join(f"{k}={_cell(v)}" for k, v in s["sets"].items() if k not in ("schedule", "callbacks", "optimizer"))
+                or f"{s['stage']}: {s['chosen']}")
         lines.append(f"| {s['index']}. {s['stage']} | {_cell(s['chosen'])} | {sets} | {s['seconds']:.1f} |")
     for s in report["stages"]:
         start = ", ".join(f"{k} {_cell(v)}" for k, v in s["starts_from"].items())

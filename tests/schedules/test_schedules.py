@@ -245,3 +245,15 @@ def test_recipe_validation_accepts_fractions_for_step_counts():
         ss.build_schedule(name, 200, **kwargs)
     with pytest.raises(ConfigError, match="step_size"):
         check_kwargs("schedule", ss.SCHEDULES.get("step").target, {"step_size": "often"}, ("total_steps",))
+
+
+@pytest.mark.parametrize("power, end", [(1.0, 0.2), (2.0, 0.05), (0.5, 1.0)])
+def test_polynomial_decays_to_its_end_ratio_as_keras_polynomial_decay(power, end):
+    """Keras' PolynomialDecay (cycle=False): (lr0 - end_lr) (1 - min(t, T)/T)^p + end_lr, divided by lr0."""
+    lr0, total = 0.4, 37
+    s = Polynomial(total_steps=total, power=power, end_ratio=end)
+    expected = [((lr0 - end * lr0) * (1 - min(t, total) / total) ** power + end * lr0) / lr0 for t in range(total + 5)]
+    assert [s(t) for t in range(total + 5)] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert s(0) == pytest.approx(1.0) and s(total + 3) == pytest.approx(end)
+    with pytest.raises(ValueError, match="end_ratio"):
+        Polynomial(total_steps=10, end_ratio=1.5)

@@ -52,6 +52,9 @@ CASES = [
      Cyclic(4, 7, 0.1, "triangular2"), 60),
     ("cyclic_exp", lambda o: L.CyclicLR(o, base_lr=0.1, max_lr=BASE, step_size_up=5, mode="exp_range", gamma=0.97, cycle_momentum=False),
      Cyclic(5, None, 0.2, "exp_range", 0.97), 60),
+    # a peak below the optimizer's lr (the tuning procedure's cyclic tail): torch's max_lr = peak_ratio * lr
+    ("cyclic_peak", lambda o: L.CyclicLR(o, base_lr=0.01, max_lr=0.15, step_size_up=3, step_size_down=5, cycle_momentum=False),
+     Cyclic(3, 5, 0.02, peak_ratio=0.3), 40),
 ]
 
 

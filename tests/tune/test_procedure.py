@@ -59,7 +59,7 @@ def _run(args, out: Path, capsys) -> tuple[dict, str]:
 def test_new_topology_stages_chain_and_the_final_recipe_trains(tiny, tmp_path, capsys):
     report, printed = _run([str(tiny), "--procedure", "new", *SMALL, "--schedules", "recipe,plateau"], tmp_path / "new", capsys)
     stages = {s["stage"]: s for s in report["stages"]}
-    assert [s["stage"] for s in report["stages"]] == ["batch_size", "lr", "weight_decay", "schedule"]
+    assert [s["stage"] for s in report["stages"]] == ["batch_size", "lr", "weight_decay", "schedule", "optimizer"]
     assert stages["batch_size"]["chosen"] == 32  # the reference's relatively small batch
     lr = stages["lr"]["chosen"]
     assert stages["lr"]["starts_from"]["data.batch_size"] == 32 and 1e-5 < lr < 1.0
@@ -73,8 +73,15 @@ def test_new_topology_stages_chain_and_the_final_recipe_trains(tiny, tmp_path, c
     assert stages["schedule"]["starts_from"]["optimizer.weight_decay"] == wd
     for row in stages["schedule"]["tried"]:
         assert _trained_with(row)["optimizer.weight_decay"] == wd and _trained_with(row)["optimizer.lr"] == lr
+    # last, the method's optimizer against the recipe's: Ranger at batch 32, at the lr and decay chosen so far
+    assert [t["candidate"] for t in stages["optimizer"]["tried"]] == ["recipe", "ranger"]
+    for row in stages["optimizer"]["tried"]:
+        ran = load_recipe(str(Path(row["run_dir"]) / "config.yaml"))
+        assert ran.optimizer.name == ("adamw" if row["candidate"] == "recipe" else "ranger")
+        assert (ran.optimizer.lr, ran.optimizer.weight_decay, ran.data.batch_size) == (lr, wd, 32)
     final = load_recipe(report["final_recipe"])
     assert (final.data.batch_size, final.optimizer.lr, final.optimizer.weight_decay) == (32, lr, wd)
+    assert final.optimizer.name == stages["optimizer"]["chosen"]
     assert final.trainer.max_epochs == 3 and final.checkpoint.enabled  # the recipe's own budget, not the trials'
     assert printed.rstrip().endswith(Path(report["final_recipe"]).read_text().rstrip())  # ends with the YAML
     assert main(["train", report["final_recipe"], "--run-dir", str(tmp_path / "final")]) == 0
@@ -82,19 +89,22 @@ def test_new_topology_stages_chain_and_the_final_recipe_trains(tiny, tmp_path, c
 
 
 def test_established_topology_takes_the_reference_s_other_order(tiny, tmp_path, capsys):
-    report, _ = _run([str(tiny), "--procedure", "established", *SMALL, "--schedules", "recipe,warmup_poly1"], tmp_path / "est", capsys)
+    report, _ = _run([str(tiny), "--procedure", "established", *SMALL, "--schedules", "recipe,warmup_poly1_cyclic"], tmp_path / "est", capsys)
     order = [s["stage"] for s in report["stages"]]
-    assert order == ["batch_size", "schedule", "weight_decay"]  # no lr test; the batch from the noise scale first
+    assert order == ["batch_size", "optimizer", "schedule", "weight_decay"]  # no lr test; the batch from the noise scale first
     assert order != [name for name, _ in PROCEDURES["new"]]
     stages = {s["stage"]: s for s in report["stages"]}
     batch, details = stages["batch_size"]["chosen"], stages["batch_size"]["details"]
     assert batch == 2 ** round(math.log2(batch)) and batch <= 300 and details["b_simple"] > 0
     lr = stages["batch_size"]["sets"]["optimizer.lr"]
     assert lr == pytest.approx(3e-3 * batch / 64, rel=5e-3)  # linear scaling in the perfect-scaling regime
+    assert stages["optimizer"]["starts_from"]["data.batch_size"] == batch
+    assert [t["candidate"] for t in stages["optimizer"]["tried"]][0] == "recipe"
     for row in stages["schedule"]["tried"]:
         used = _trained_with(row)
         assert used["data.batch_size"] == batch and used["optimizer.lr"] == lr
-    assert [t["candidate"] for t in stages["schedule"]["tried"]] == ["recipe", "warmup_poly1"]
+        assert load_recipe(str(Path(row["run_dir"]) / "config.yaml")).optimizer.name == stages["optimizer"]["chosen"]
+    assert [t["candidate"] for t in stages["schedule"]["tried"]] == ["recipe", "warmup_poly1_cyclic"]
     chosen_schedule = stages["schedule"]["sets"]["schedule"]
     for row in stages["weight_decay"]["tried"]:
         assert load_recipe(str(Path(row["run_dir"]) / "config.yaml")).schedule.model_dump() == chosen_schedule
@@ -114,6 +124,7 @@ def test_procedure_flags_without_a_procedure_are_refused(capsys):
     (["--weight-decays", "-1"], "--weight-decays"),
     (["--schedules", "recipe,warmup_poly1"], "unknown candidate 'warmup_poly1'"),
     (["--lr-steps", "5"], "--lr-steps"),
+    (["--optimizers", "recipe,nope"], "--optimizers: unknown optimizer 'nope'"),
     (["--tolerance", "1.5"], "--tolerance"),
     (["--metric", "train_loss"], "validation metric"),
     (["--trials", "3"], "--trials"),
@@ -123,3 +134,38 @@ def test_bad_input_is_one_line_before_anything_trains(tiny, tmp_path, capsys, ar
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "out" / "1-batch_size").exists() and not (tmp_path / "out" / "2-lr").exists()
+
+
+def test_the_cyclic_tails_follow_the_method():
+    """§4.5.4: a cyclic lr for the last ~20% of training. Written out: the established candidate
+    decays as warmup_poly does up to 80% of training (reaching (1 - 0.7/0.9)^p there), then cycles
+    between a tenth of that and that; the new one is constant, then cycles between lr/10 and lr."""
+    from steepest.schedules.base import build_schedule
+    from steepest.tune.procedure import constant_then_cyclic, warmup_polynomial_then_cyclic, warmup_then_polynomial
+
+    def built(spec, total=1000):
+        return build_schedule("join", total, **{k: v for k, v in spec.items() if k != "name"})
+
+    for p in (1.0, 2.0):
+        tail, plain = built(warmup_polynomial_then_cyclic(p)), built(warmup_then_polynomial(p))
+        reached = (1 - 0.7 / 0.9) ** p
+        assert plain(800) == pytest.approx(reached, rel=1e-2)
+        assert tail(799) == pytest.approx(reached, rel=2e-2) and tail(100) == pytest.approx(1.0)
+        values = [tail(t) for t in range(800, 1000)]
+        assert max(values) == pytest.approx(reached, rel=1e-9) and min(values) == pytest.approx(reached / 10, rel=1e-9)
+        assert sum(1 for a, b in zip(values, values[1:]) if a <= reached / 10 + 1e-12 < b) == 2  # two triangles
+    new = built(constant_then_cyclic())
+    assert all(new(t) == 1.0 for t in range(0, 800, 37))
+    assert min(new(t) for t in range(800, 1000)) == pytest.approx(0.1) and max(new(t) for t in range(800, 1000)) == pytest.approx(1.0)
+
+
+def test_the_method_s_optimizer_follows_the_batch():
+    from steepest.tune.procedure import LARGE_BATCH, Settings, method_optimizer, optimizer_candidates
+
+    assert method_optimizer(32) == method_optimizer(LARGE_BATCH - 1) == "ranger"
+    assert method_optimizer(LARGE_BATCH) == method_optimizer("full") == "rangerlars"
+    sgd = load_recipe("digits_mlp", ["optimizer={name: momentum, lr: 0.1, weight_decay: 1.0e-4}", "data.batch_size=2048"])
+    candidates = optimizer_candidates(sgd, Settings())
+    assert list(candidates) == ["recipe", "rangerlars"]
+    # plain SGD's lr is not on Ranger's scale: the candidate takes RangerLARS's own default; the decay carries over
+    assert candidates["rangerlars"].optimizer.lr == 1e-3 and candidates["rangerlars"].optimizer.weight_decay == 1e-4
