@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -58,6 +59,8 @@ def train(args: argparse.Namespace) -> int:
         print(f"test accuracy: {summary['test_accuracy']:.4f}  (micro-F1 {summary['test_micro_f1']:.4f})")
     elif task == "metric":
         print(f"test recall@1: {summary['test_recall_at_1']:.4f}  (recall@5 {summary['test_recall_at_5']:.4f}, {summary['steps']} steps)")
+    elif task == "language_modeling":
+        print(f"test loss: {summary['test_loss']:.4f} nats/token  (perplexity {math.exp(min(summary['test_loss'], 700)):.4g}, {summary['steps']} steps)")
     else:
         print(f"test r2: {summary['test_r2']:.4f}  (mse {summary['test_mse']:.4g}, mae {summary['test_mae']:.4g}, {summary['steps']} steps)")
     print(f"run directory: {summary['run_dir']}")
@@ -232,7 +235,8 @@ def data(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         print("\n".join(status_lines()))
-        print("\npretrained models (model: {name: hf_encoder, pretrained: NAME}; data.options.tokenizer: NAME)")
+        print("\npretrained models (sentence encoders: model: {name: hf_encoder, pretrained: NAME}, data.options.tokenizer: NAME; "
+              "causal LMs: steepest align ... --model NAME; vision: as its line says)")
         print("\n".join(model_lines()))
         return 0
     if not args.name:
