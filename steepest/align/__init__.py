@@ -10,6 +10,7 @@ _EXPORTS = {
     "fit_dpo": "steepest.align.pipeline", "fit_reward_model": "steepest.align.pipeline", "fit_sft": "steepest.align.pipeline",
     "generate": "steepest.align.pipeline", "ByteTokenizer": "steepest.data.tokens",
     "PPOConfig": "steepest.align.ppo", "evaluate_policy": "steepest.align.ppo", "fit_ppo": "steepest.align.ppo",
+    "PPOState": "steepest.align.ppo", "RewardNormalizer": "steepest.align.ppo",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -16,7 +16,10 @@ LoRA adapters merged into the saved weights at the end of each stage:
     steepest align sft data/bbc/instructions.jsonl --model SmolLM2-135M-Instruct --lora 16 --lr 1e-3 --run-dir runs/smol
 
 A run directory holds `lm.safetensors` and `lm.json` (the architecture), so a later stage starts
-from it with --from; the reward model adds `reward_head.safetensors`, PPO `ppo_log.csv` (one row per step).
+from it with --from; the reward model adds `reward_head.safetensors`, PPO `value_head.safetensors`, `ppo_log.csv`
+(one row per step) and, in lm.json, what a later PPO run continues (beta, the reward normalization's moments, the
+reference and reward runs): `steepest align ppo prompts.jsonl --from runs/ppo --reward runs/rm --run-dir runs/ppo2`
+continues that PPO run (value head, normalization, beta, the same frozen reference) rather than starting afresh.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import argparse
 import copy
 from pathlib import Path
 
-from steepest.errors import ConfigError, DataError, SteepestError
+from steepest.errors import CheckpointError, ConfigError, DataError, SteepestError
 
 LR = 2e-3
 PPO_LR = 3e-4  # PPO takes ppo_epochs x (batch / minibatch) optimizer steps per rollout
@@ -44,6 +47,8 @@ def _check_flags(args) -> None:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     if args.max_len is not None and args.max_len < 2:
         raise ConfigError(f"--max-len must be at least 2 (bos and one token), got {args.max_len}")
+    if args.reward_norm_samples < 2:
+        raise ConfigError(f"--reward-norm-samples must be at least 2 (a standard deviation), got {args.reward_norm_samples}")
     for flag, value in (("--lr", args.lr), ("--beta", args.beta), ("--target-kl", args.target_kl), ("--clip", args.clip),
                         ("--value-clip", args.value_clip)):
         if value is not None and (not value > 0 or value == float("inf")):
@@ -170,32 +175,77 @@ def align(args: argparse.Namespace) -> int:
 
 
 def _ppo(args, lm, arch: dict, tok, *, lr: float, beta: float, max_len: int) -> None:
-    """PPO against --reward's model from --from's (or --model's) policy; the policy as it starts is the reference."""
+    """PPO against --reward's model from --from's (or --model's) policy; the policy as it starts is the reference.
+    --from a PPO run continues it: its value head, beta (unless --beta), reward normalization (unless another
+    --reward-norm or --reward) and the reference it recorded (unless --reference)."""
     import csv
 
     from steepest.align.files import hidden_size, load_reward_model, read_prompts, save_lm
-    from steepest.align.ppo import LOG_COLUMNS, PPOConfig, fit_ppo
+    from steepest.align.ppo import (
+        LOG_COLUMNS,
+        VALUE_HEAD_FILE,
+        PPOConfig,
+        PPOState,
+        RewardNormalizer,
+        fit_ppo,
+        load_value_head,
+        new_value_head,
+        save_value_head,
+    )
 
     if not args.source and not args.model:
         raise SteepestError("steepest align ppo needs --from RUN_DIR (the SFT model, also the frozen reference) or --model NAME")
     if not args.reward:
         raise SteepestError("steepest align ppo needs --reward RUN_DIR (a run of steepest align reward)")
-    if Path(args.run_dir).resolve() == Path(args.reward).resolve():
-        raise SteepestError(f"--run-dir {args.run_dir} is the --reward run: the policy would replace the reward model; "
-                            "give another --run-dir")
+    run = Path(args.run_dir)
+    for flag, other, what in (("--reward", args.reward, "reward model"), ("--reference", args.reference, "reference")):
+        if other and run.resolve() == Path(other).resolve():
+            raise SteepestError(f"--run-dir {args.run_dir} is the {flag} run: the policy would replace the {what}; "
+                                "give another --run-dir")
+    previous = arch if args.source and arch.get("stage") == "ppo" else {}  # the PPO run this one continues
+    where = f"{Path(args.source or '.') / 'lm.json'}"
     prompts = read_prompts(args.data, tok)
     reward_model, reward_arch = load_reward_model(args.reward)
     if reward_arch.get("pretrained") != arch.get("pretrained"):
         name = lambda a: a.get("pretrained") or "the byte-level tokenizer"  # noqa: E731
         raise SteepestError(f"--reward {args.reward} reads {name(reward_arch)}'s tokens and the policy writes {name(arch)}'s; "
                             "train the reward model from the same model family")
-    reference = copy.deepcopy(lm).eval()  # the policy as it starts, without adapters: the frozen reference
+    reference, recorded = _ppo_reference(args, lm, arch, previous, where, run)
+    hidden = hidden_size(lm, arch)
+
+    # what a PPO run continues: the value head, beta and the reward normalization's moments
+    head_source = args.value_head or (args.source if previous else "new")
+    if head_source == "new":
+        value_head = new_value_head(lm, hidden)
+    else:
+        value_head = load_value_head(head_source, lm, hidden)
+        print(f"value head from {Path(head_source) / VALUE_HEAD_FILE if Path(head_source).is_dir() else head_source}")
+    if args.beta is None and previous:
+        beta = previous.get("beta")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < float("inf"):
+            raise CheckpointError(f"{where}: beta must be a positive number, got {beta!r}; give --beta")
+        print(f"beta {beta:.4g} from {where}")
+    saved_norm = RewardNormalizer.from_state_dict(previous["reward_norm"], where) if "reward_norm" in previous else None
+    mode = args.reward_norm or (saved_norm.mode if saved_norm else "none")
+    reward_run = str(Path(args.reward).resolve())
+    if saved_norm is not None and saved_norm.mode == mode and previous.get("reward_run") == reward_run:
+        normalizer = saved_norm
+        if mode != "none":
+            print(f"reward normalization '{mode}' continues from {where}: mean {normalizer.mean:.4g}, "
+                  f"std {normalizer.var ** 0.5:.4g} over {normalizer.count} scores")
+    else:
+        normalizer = RewardNormalizer(mode)
+        if saved_norm is not None and mode != "none" and saved_norm.mode == mode:
+            print(f"reward normalization '{mode}' starts afresh: {where} was normalized for another reward model")
+    fresh_initial = mode == "initial" and normalizer.count == 0
+    state = PPOState(value_head, normalizer, beta)
+
     _add_lora(lm, args)
     config = PPOConfig(lr=lr, beta=beta, target_kl=args.target_kl, kl_horizon=args.kl_horizon, gamma=args.gamma,
                        lam=args.lam, clip=args.clip, value_clip=args.value_clip, vf_coef=args.vf_coef,
                        ppo_epochs=args.ppo_epochs, minibatch_size=args.minibatch_size or max(1, args.batch_size // 2),
-                       max_new_tokens=args.max_new_tokens, max_len=max_len)
-    run = Path(args.run_dir)
+                       max_new_tokens=args.max_new_tokens, max_len=max_len, reward_norm=mode,
+                       reward_norm_samples=args.reward_norm_samples)
     run.mkdir(parents=True, exist_ok=True)
     total = args.steps or args.epochs * -(-len(prompts) // args.batch_size)
     every = max(1, total // 10)
@@ -206,17 +256,64 @@ def _ppo(args, lm, arch: dict, tok, *, lr: float, beta: float, max_len: int) -> 
         def log(row: dict) -> None:
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
             f.flush()
+            if row["step"] == 1 and fresh_initial:
+                print(f"reward normalization 'initial': mean {normalizer.mean:.4g}, std {normalizer.var ** 0.5:.4g} over "
+                      f"{normalizer.count} completions of the starting policy")
             if row["step"] % every == 0 or row["step"] in (1, total):
                 print(f"step {row['step']}/{total}: reward {row['reward']:.3f}  kl {row['kl']:.3f}  beta {row['beta']:.3g}  "
                       f"policy loss {row['policy_loss']:.4f}  value loss {row['value_loss']:.4f}  "
                       f"clip fraction {row['clip_fraction']:.3f}  ({row['seconds']:.0f} s)")
 
-        history = fit_ppo(lm, reward_model, prompts, tok, hidden=hidden_size(lm, arch), reference=reference, config=config,
-                          steps=total, batch_size=args.batch_size, seed=args.seed, log=log)
+        history = fit_ppo(lm, reward_model, prompts, tok, hidden=hidden, reference=reference, config=config,
+                          steps=total, batch_size=args.batch_size, seed=args.seed, state=state, log=log)
     last = history[-1]
-    save_lm(lm, arch, run, "ppo", {"steps": len(history), "beta": last["beta"], "reward": last["reward"], "kl": last["kl"]})
+    prior = previous.get("total_steps", previous.get("steps", 0))  # PPO steps of the runs this one continues
+    prior = prior if isinstance(prior, int) and not isinstance(prior, bool) and prior >= 0 else 0
+    save_value_head(state.value_head, run / VALUE_HEAD_FILE)
+    save_lm(lm, arch, run, "ppo", {"steps": len(history), "total_steps": prior + len(history),
+                                   "beta": state.beta, "reward": last["reward"], "kl": last["kl"],
+                                   "reward_norm": normalizer.state_dict(), "reward_run": reward_run, "reference": recorded})
     print(f"mean reward of the rollouts {history[0]['reward']:.3f} at the first step, {last['reward']:.3f} at the last "
           f"(KL to the reference {last['kl']:.3f}); per step in {run / 'ppo_log.csv'}")
+
+
+def _ppo_reference(args, lm, arch: dict, previous: dict, where: str, run: Path):
+    """The frozen reference and how lm.json records it ({"run": folder} or {"model": name}): --reference's run, else
+    the one the continued PPO run recorded, else the policy as it starts (before adapters)."""
+    from steepest.align.files import load_lm
+
+    recorded = previous.get("reference") if previous else None
+    if args.reference:
+        folder = args.reference
+    elif recorded is not None:
+        if not (isinstance(recorded, dict) and len(recorded) == 1 and isinstance(next(iter(recorded.values())), str)
+                and next(iter(recorded)) in ("run", "model")):
+            raise CheckpointError(f"{where}: reference must be {{\"run\": FOLDER}} or {{\"model\": NAME}}, got {recorded!r:.120}; "
+                                  "give --reference RUN_DIR")
+        if "model" in recorded:
+            if recorded["model"] != arch.get("pretrained"):
+                raise CheckpointError(f"{where}: the reference {recorded['model']} is not this policy's model "
+                                      f"{arch.get('pretrained')}; give --reference RUN_DIR")
+            from steepest.align.files import new_lm
+
+            print(f"reference: {recorded['model']} (recorded in {where})")
+            return new_lm(argparse.Namespace(model=recorded["model"], max_len=arch.get("max_len")))[0].eval(), recorded
+        folder = recorded["run"]
+        if not Path(folder).is_dir():
+            raise CheckpointError(f"{where}: the reference run {folder} it recorded does not exist; give --reference RUN_DIR "
+                                  "(the model the first PPO run started from)")
+        print(f"reference: {folder} (recorded in {where})")
+    else:
+        start = {"run": str(Path(args.source).resolve())} if args.source else {"model": args.model}
+        return copy.deepcopy(lm).eval(), start  # the policy as it starts, without adapters: the frozen reference
+    if run.resolve() == Path(folder).resolve():
+        raise SteepestError(f"--run-dir {args.run_dir} is the reference run: the policy would replace the reference; "
+                            "give another --run-dir")
+    reference, ref_arch = load_lm(folder)
+    if ref_arch.get("pretrained") != arch.get("pretrained") or any(ref_arch.get(k) != arch.get(k) for k in ("d_model", "heads", "layers", "ff")):
+        raise SteepestError(f"the reference {folder} is another model than the policy; give --reference the run the policy "
+                            "came from")
+    return reference.eval(), {"run": str(Path(folder).resolve())}
 
 
 def align_arguments(p: argparse.ArgumentParser) -> None:
@@ -258,6 +355,18 @@ def align_arguments(p: argparse.ArgumentParser) -> None:
     ppo.add_argument("--clip", type=float, default=0.2, help="the probability ratio's clip range (default 0.2)")
     ppo.add_argument("--value-clip", type=float, default=0.2, help="the value update's clip range (default 0.2)")
     ppo.add_argument("--vf-coef", type=float, default=0.1, help="the value loss's weight (default 0.1)")
+    ppo.add_argument("--reward-norm", choices=["none", "initial", "running"], default=None,
+                     help="the reward model's scores as they are (none, the default), normalized to mean 0 and std 1 over "
+                          "completions of the starting policy once (initial, Ziegler et al. 2019), or by running moments "
+                          "of every score so far (running); --from a PPO run: that run's, continued")
+    ppo.add_argument("--reward-norm-samples", type=int, default=256,
+                     help="initial: completions of the starting policy its mean and std come from (default 256)")
+    ppo.add_argument("--value-head", default=None, metavar="PATH|new",
+                     help="the value head to continue: a value_head.safetensors or a PPO run holding one (default: "
+                          "--from's when it is a PPO run, else a new one at zero; 'new': a new one)")
+    ppo.add_argument("--reference", default=None, metavar="RUN_DIR",
+                     help="the frozen reference of the KL penalty (default: the starting model; --from a PPO run: the "
+                          "reference that run recorded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--d-model", dest="d_model", type=int, default=64)
     p.add_argument("--heads", type=int, default=2)

@@ -5,6 +5,7 @@
     RUN_DIR/lm.json            {d_model, heads, layers, ff, max_len} or {pretrained, max_len}; stage; metrics
     RUN_DIR/reward_head.safetensors   a reward model's scalar head (stage reward)
     RUN_DIR/ppo_log.csv        one row per PPO step (stage ppo)
+    RUN_DIR/value_head.safetensors    PPO's value head (stage ppo; lm.json adds beta, reward_norm, reference, reward_run)
 
 The architecture, from the flags or from lm.json, is checked before anything is allocated: positive whole
 numbers, heads dividing d_model, and at most MAX_PARAMETERS parameters (a hand-edited or corrupt lm.json

@@ -12,6 +12,7 @@ V(s_t) of the state before it.
     clipped surrogate    L = -mean_t min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t),  rho_t = exp(log pi - log pi_old)
     clipped value loss   L_V = 1/2 mean_t max((V_t - R_t)^2, (V_old,t + clip(V_t - V_old,t, -eps_v, eps_v) - R_t)^2)
     adaptive KL          beta <- beta (1 + clip(KL / target - 1, -0.2, 0.2) n / horizon)   (Ziegler et al. 2019)
+    score moments        n, mean, var of all scores so far, merged with a batch's (Chan et al. 1979): see `merge_moments`
 
 GAE is Schulman et al. 2016, the clipped surrogate Schulman et al. 2017; the value clipping is the one of
 OpenAI's baselines and of InstructGPT's PPO. Means are over the masked tokens of the whole batch.
@@ -107,3 +108,26 @@ def adaptive_kl_beta(beta: float, kl: float, target: float, n_steps: int, horizo
     e = clip(KL / target - 1, -0.2, 0.2); n_steps is the number of completions since the last update."""
     error = min(max(kl / target - 1.0, -0.2), 0.2)
     return beta * (1.0 + error * n_steps / horizon)
+
+
+def merge_moments(count: int, mean: float, var: float, batch: torch.Tensor) -> tuple[int, float, float]:
+    """The count, mean and population variance (divided by n, not n - 1) of `count` earlier values with moments
+    (mean, var) and the values of `batch` (any shape) together, by Chan, Golub and LeVeque's parallel update (1979;
+    Welford's when the batch is one value), in float64 on the host:
+
+        n = n_a + n_b,  delta = mean_b - mean_a,  mean = mean_a + delta n_b / n,
+        var = (n_a var_a + n_b var_b + delta^2 n_a n_b / n) / n
+
+    One host read per call. An empty batch changes nothing; count 0 takes the batch's own moments.
+
+    >>> merge_moments(2, 1.0, 1.0, torch.tensor([3.0, 5.0]))   # the moments of 0, 2, 3, 5
+    (4, 2.5, 3.25)
+    """
+    values = batch.detach().reshape(-1).double()
+    n_b = values.numel()
+    if n_b == 0:
+        return count, mean, var
+    var_b, mean_b = torch.stack(torch.var_mean(values, correction=0)).tolist()
+    n = count + n_b
+    delta = mean_b - mean
+    return n, mean + delta * n_b / n, (count * var + n_b * var_b + delta * delta * count * n_b / n) / n
