@@ -45,7 +45,7 @@ from steepest.training.trainer import TrainerOptions, step_budget
 MIXUP_SEED, AUGMENT_SEED = 7919, 104729
 
 DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse", "binary": "bce_with_logits", "multilabel": "bce_with_logits",
-                "metric": "triplet"}
+                "metric": "triplet", "language_modeling": "next_token"}
 EMBEDDING_DIM = 32  # the embedding width of a metric-learning run unless model.embedding_dim says
 
 

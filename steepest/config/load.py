@@ -132,16 +132,22 @@ def load_recipe(recipe: str | Path | None = None, overrides: list[str] | None = 
     return result
 
 
+# steepest's own components that a bundled recipe names by import path; allowed from a run directory
+# like registry names (each only reads the files its options name, as a data set does)
+OWN_COMPONENTS = frozenset({"steepest.data.tokens:token_windows"})
+
+
 def load_run_recipe(path: str | Path, overrides: list[str] | None = None, *, trust_code: bool = False) -> Recipe:
     """The recipe stored in a run directory (`path`: its config.yaml), with `overrides` applied.
 
     A run directory may come from anyone, and a recipe's `component:` paths are code that building
     it imports and runs (`component: os:system` runs a shell command). Unless `trust_code` (the
     command line's --trust-code), a recipe with any such path is refused before anything is
-    imported: ConfigError naming the key, the path and the flag. Registry names are always allowed.
+    imported: ConfigError naming the key, the path and the flag. Registry names, and steepest's own
+    components in `OWN_COMPONENTS`, are always allowed.
     """
     recipe = load_recipe(path, overrides)
-    paths = recipe.component_paths()
+    paths = [(key, target) for key, target in recipe.component_paths() if target not in OWN_COMPONENTS]
     if paths and not trust_code:
         key, target = paths[0]
         raise ConfigError(f"{key}: '{target}' is code, and {path} comes from a run directory; steepest imports only "

@@ -92,7 +92,7 @@ class DataConfig(Section):
     component: str | None = None
     stream: bool = False  # component: read the Dataset sample by sample through DataLoader (never materialized)
     options: dict[str, Any] = Field(default_factory=dict)
-    task: Literal["auto", "classification", "regression", "binary", "multilabel"] = "auto"
+    task: Literal["auto", "classification", "regression", "binary", "multilabel", "language_modeling"] = "auto"  # language_modeling: next-token targets (N, T) (steepest.data.tokens)
     num_classes: PositiveInt | None = None
     split: tuple[Fraction, Fraction, Fraction] | None = None
     stratify: bool = True
@@ -226,11 +226,14 @@ class TrainerConfig(Section):
     log_every_n_steps: PositiveInt = 10
     early_stopping: EarlyStoppingConfig | None = None
     max_nonfinite_steps: PositiveInt = 5
-    skip_nonfinite: bool = True  # one host sync per step; false: no check (fp16's GradScaler still skips inf grads)
+    skip_nonfinite: bool = True  # skipped on the device, no host sync; false: no check (fp16's GradScaler still skips inf grads)
+    cuda_graphs: bool = False  # capture the training step in CUDA graphs (small models); refused where it cannot run
     progress: Literal["auto", "on", "off"] = "auto"
     loggers: list[str] = Field(default_factory=list)  # tensorboard, csv, mlflow, wandb: files in the run directory
     histograms_every_n_steps: PositiveInt | None = None  # weight and gradient histograms (tensorboard, wandb)
-    compile: bool = False
+    compile: bool = False  # torch.compile the model the loop calls (in place: its weights keep their names)
+    channels_last: bool = False  # image models: 4-D weights in NHWC memory format (faster convolutions on tensor cores)
+    tta: Literal["none", "hflip"] = "none"  # evaluation of image classifiers: average the softmax of each image and its mirror
     deterministic: bool = False
     strategy: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) parameters, grads, optimizer state
 
@@ -241,6 +244,25 @@ class TrainerConfig(Section):
         if self.clip_norm is not None and self.clip_value is not None:
             raise ValueError("set clip_norm or clip_value, not both")
         return self
+
+    @field_validator("cuda_graphs")
+    @classmethod
+    def _cuda_graphs(cls, value: bool, info) -> bool:
+        if value:
+            raise ValueError(cuda_graphs_refusal(str(info.data.get("device", "auto"))))
+        return value
+
+
+def cuda_graphs_refusal(device: str) -> str:
+    """Why `trainer.cuda_graphs: true` cannot run: no CUDA device, or (with one) not built yet."""
+    import torch  # only for a recipe that sets the key: reading recipes loads no torch otherwise
+
+    if not device.startswith(("auto", "cuda")):
+        return f"CUDA graph capture needs a CUDA device, and trainer.device is {device}; set trainer.cuda_graphs=false"
+    if not torch.cuda.is_available():
+        return "CUDA graph capture needs a CUDA device, and this machine has none; set trainer.cuda_graphs=false"
+    return ("CUDA graph capture of the training step is not implemented in this build; set trainer.cuda_graphs=false "
+            "(trainer.compile=true compiles the model)")
 
 
 class LoRAConfig(Section):

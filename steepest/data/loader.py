@@ -53,7 +53,7 @@ class DeviceLoader:
     def order(self, epoch: int) -> torch.Tensor:
         """This rank's sample indices for `epoch` (see `steepest.data.stream.epoch_order`)."""
         return epoch_order(len(self.x), epoch, self.seed, shuffle=self.shuffle, rank=self.rank, world_size=self.world_size,
-                           weights=self.weights).to(self.x.device)
+                           weights=self.weights).to(self.x.device, non_blocking=True)  # a plain copy to CUDA waits for the stream
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """Micro-batches of `epoch`, starting at micro-batch index `start`."""

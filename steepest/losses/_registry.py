@@ -35,6 +35,8 @@ R("focal", M.Focal, task=("classification", "binary", "multilabel"), class_weigh
   summary="Focal loss for class imbalance (Lin et al. 2017): softmax or sigmoid form.")
 R("dice", M.Dice, task=("binary", "multilabel", "classification"), summary="Soft Dice loss (segmentation overlap).")
 R("bce_dice", M.BCEDice, task=("binary", "multilabel"), summary="Weighted BCE + Dice for masks.")
+R("next_token", "steepest.losses.language:NextToken", task="language_modeling",
+  summary="Causal language modeling: cross-entropy of logits (N, T, V) against the next tokens (N, T), mean over tokens.")
 R("kl_distillation", M.KLDistillation, task="distillation",
   summary="Knowledge distillation: T^2 KL of temperature-softened distributions (targets = teacher logits).")
 R("contrastive", M.Contrastive, task="metric", defaults={"batch_pairs": True},

@@ -50,6 +50,7 @@ from steepest.training.events import Callback
 from steepest.training.precision import resolve_device
 from steepest.training.state import seed_everything
 from steepest.training.trainer import Trainer
+from steepest.training.tta import tta_forward
 
 
 @dataclass
@@ -99,6 +100,8 @@ def build_run_model(recipe: Recipe, data: DataBundle, runtime: Runtime) -> tuple
     FSDP-sharded and/or compiled) and the notes of what finetune did."""
     t, info = recipe.trainer, data.info
     model = build_model_from_recipe(recipe, info.input_shape, info.num_outputs, info.tabular).to(runtime.device)
+    if t.channels_last:  # NHWC weights: convolutions then run (and return activations) channels-last
+        model = model.to(memory_format=torch.channels_last)
     if recipe.model.kwargs().get("output_bias") == "auto":
         init_output_bias(model, data.train.y, info.task)
     notes = [f"finetune: {n}" for n in apply_finetune(model, recipe.finetune)] if recipe.finetune is not None else []
@@ -109,9 +112,25 @@ def build_run_model(recipe: Recipe, data: DataBundle, runtime: Runtime) -> tuple
         if unsupported:
             raise ConfigError(f"{', '.join(unsupported)} with trainer.strategy=fsdp is not supported yet; use strategy: ddp")
     wrapped = distributed.wrap_model(model, runtime.dist, runtime.device, t.strategy)  # before the optimizer: FSDP replaces the parameters
-    if t.compile:
-        wrapped = torch.compile(wrapped)
+    if t.compile:  # in place (nn.Module.compile): the module keeps its parameter names, so checkpoints and
+        wrapped.compile()  # model.safetensors read as those of an uncompiled run (torch.compile(m) would prefix _orig_mod.)
     return model, wrapped, notes
+
+
+def check_image_keys(recipe: Recipe, data: DataBundle) -> None:
+    """`trainer.channels_last` needs image inputs (C, H, W); `trainer.tta: hflip` needs image
+    classification (softmax over two or more classes) and batches weighted by their samples."""
+    t, info = recipe.trainer, data.info
+    shape = tuple(info.input_shape)
+    if t.channels_last and len(shape) != 3:
+        raise ConfigError(f"trainer.channels_last: needs image inputs (C, H, W); the data has shape {shape}")
+    if t.tta != "none":
+        if len(shape) != 3 or info.task != "classification" or (info.num_outputs or 0) < 2:
+            raise ConfigError(f"trainer.tta: {t.tta} averages the class probabilities of mirrored images; it needs image classification "
+                              f"(C, H, W inputs, two or more classes), the data is {info.task} with inputs of shape {shape}")
+        if recipe.data.balance == "class_weights" and t.accumulate > 1:
+            raise ConfigError("trainer.tta with data.balance: class_weights weights accumulated micro-batches by samples, "
+                              "not by class weight; use trainer.accumulate: 1 or data.balance: sampler")
 
 
 def build_run_callbacks(recipe: Recipe, run_dir: Path | None, store: MetricStore | None, console: bool) -> list[Callback]:
@@ -148,6 +167,7 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
             raise ConfigError(f"loss.name: '{recipe.loss.name}' learns embeddings from class labels; the data is a {data.info.task} task")
         width = int(recipe.model.kwargs().get("embedding_dim", EMBEDDING_DIM))
         data = dataclasses.replace(data, info=dataclasses.replace(data.info, task="metric", num_outputs=width))
+    check_image_keys(recipe, data)
     plan = []
     if recipe.finetune is not None and recipe.finetune.plan == "auto":  # a choice that needs the data's size
         section, note = plan_finetune(recipe.finetune, split_size(data.train) or 0, data.info.num_classes)
@@ -161,7 +181,7 @@ def build_run(recipe: Recipe, run_dir: str | Path | None = None, *, data: DataBu
     trainer = Trainer(wrapped, parts.optimizer, parts.loss_fn, parts.loader, options=parts.options,
                       eval_data=parts.eval_data, info=data.info, schedules=parts.schedules,
                       callbacks=callbacks, batch_transform=parts.batch_transform, rng=parts.rng, dist=runtime.dist,
-                      recipe=recipe_to_dict(recipe))
+                      recipe=recipe_to_dict(recipe), forward=tta_forward(recipe.trainer.tta))
     if runtime.dist.enabled:
         notes.append(global_batch_note(recipe, parts.loader, runtime.dist, parts.optimizer.param_groups[0]["lr"]))
     if console and runtime.dist.rank == 0:

@@ -9,6 +9,13 @@ micro-batches give the gradient of one batch of all their samples, as the Huggin
 `num_items_in_batch` does. A loss that declares a normalizer must stay finite, with finite
 gradients, when its count is 0 (a micro-batch with no response token): torch's cross entropy with
 every target ignored does; a hand-written mean should divide by `count.clamp_min(1)`.
+
+A step whose loss is NaN/inf is skipped on the device (`steepest.training.skip`): the flag
+`isfinite(loss)` stays a device tensor, the optimizer step runs and is undone where the flag is
+False, and `StepOutput.skipped` is that flag negated. Nothing in `train_step` waits for the device
+(GradScaler's own inf check under fp16 excepted): the host reads the flag only when it reads the
+losses, at log steps. On the CPU, where reading the flag costs nothing, a non-finite step is not
+run at all unless `skip_on_device=True`.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from steepest.training.batch import (
 )
 from steepest.training.distributed import DistContext
 from steepest.training.precision import autocast, grad_scaler
+from steepest.training.skip import DeviceSkip
 
 Batch = Any  # (x, y), (x1, ..., y) or a dict with the target under `target_key` (steepest.training.batch)
 
@@ -40,8 +48,8 @@ Batch = Any  # (x, y), (x1, ..., y) or a dict with the target under `target_key`
 @dataclass
 class StepOutput:
     loss: torch.Tensor  # mean loss over the step's samples (all ranks), detached, on the device
-    grad_norm: torch.Tensor | None  # global gradient norm before clipping (when measured)
-    skipped: bool  # True when the loss was non-finite and the optimizer step was skipped
+    grad_norm: torch.Tensor | None  # global gradient norm before clipping (when measured; not finite on a skipped step)
+    skipped: torch.Tensor | bool  # 0-d bool on the device: the loss was non-finite and the step changed nothing; False unchecked
 
 
 def loss_normalizer(loss_fn: Callable, targets: torch.Tensor) -> torch.Tensor | None:
@@ -59,9 +67,11 @@ class Engine:
     micro-batches (mixup, augmentation); `before_optimizer_step()` runs once the gradients are
     complete (accumulated, all-reduced, unscaled) and before clipping; `forward(model, batch,
     loss_fn) -> (outputs, loss)` replaces the rule by which a batch becomes a loss
-    (`steepest.training.batch.forward_batch`: tuples and dicts, a model's own loss). Under
-    torch.distributed (`dist`), the decision to skip a non-finite step is made from the loss of
-    all ranks together, so every replica skips the same steps.
+    (`steepest.training.batch.forward_batch`: tuples and dicts, a model's own loss). With
+    `check_finite`, a step whose loss is NaN/inf is skipped on the device (see the module
+    docstring); `before_optimizer_step` still runs on it (its gradients may then be non-finite).
+    Under torch.distributed (`dist`), the skip is decided from the loss of all ranks together, so
+    every replica skips the same steps.
     """
 
     def __init__(
@@ -76,6 +86,7 @@ class Engine:
         clip_value: float | None = None,
         create_graph: bool = False,
         check_finite: bool = True,
+        skip_on_device: bool | None = None,
         batch_transform: Callable[[torch.Tensor, torch.Tensor], Batch] | None = None,
         before_optimizer_step: Callable[[], None] | None = None,
         dist: DistContext | None = None,
@@ -90,6 +101,7 @@ class Engine:
         self.dist = dist or DistContext()
         self.forward, self.target_key = forward, target_key
         self.scaler = grad_scaler(device, precision)
+        self.skip = DeviceSkip(optimizer, self.scaler, on_device=skip_on_device) if check_finite else None
         if create_graph:  # gradients are set to None after every step, which breaks torch's reference cycle
             warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
 
@@ -163,22 +175,34 @@ class Engine:
             step_loss = weighted.detach() if step_loss is None else step_loss + weighted.detach()
         if self.dist.world_size > 1:  # every rank sees the global mean, and decides the skip from it
             step_loss = distributed.all_reduce_sum(step_loss) / self.dist.world_size
-        # A CPU-GPU sync point: skipping a step needs the answer on the host.
-        if self.check_finite and not bool(torch.isfinite(step_loss)):
-            self.optimizer.zero_grad(set_to_none=True)
-            return StepOutput(step_loss, None, skipped=True)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.before_optimizer_step is not None:
             self.before_optimizer_step()
         grad_norm = self._clip(measure_grad_norm)
+        if self.skip is None:
+            self._optimizer_step()
+            if self.scaler is not None:
+                self.scaler.update()
+            skipped = False
+        else:
+            ok = torch.isfinite(step_loss)  # stays on the device: no host sync
+            self.skip.step(ok, self._optimizer_step)
+            skipped = ~ok
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepOutput(step_loss, grad_norm, skipped)
+
+    def _optimizer_step(self) -> None:
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
-            self.scaler.update()
         else:
             self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return StepOutput(step_loss, grad_norm, skipped=False)
+
+    def settle(self) -> None:
+        """Finish the bookkeeping of a skipped step that waits for its flag on the host (see
+        `DeviceSkip.settle`): call before reading the optimizer's state (checkpoints)."""
+        if self.skip is not None:
+            self.skip.settle()
 
     def _clip(self, measure: bool) -> torch.Tensor | None:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]

@@ -6,7 +6,9 @@ Events fire in this order (`steepest events` prints the loop with them):
       on_epoch_start
         on_step_start            before the forward pass of an optimizer step (its micro-batches)
         on_before_optimizer_step gradients are complete (accumulated, all-reduced, unscaled), not yet clipped
-        on_step_end              after the optimizer step; `output` has loss, grad_norm, skipped
+                                 (on a step that will be skipped too: its gradients may be NaN/inf)
+        on_step_end              after the optimizer step; `output` has loss, grad_norm, skipped (device
+                                 tensors: reading one on the host is a sync, so read them at log steps)
         on_log                   scalars to record at a step (train loss, lr, val metrics, ...)
         on_eval_end              after an evaluation (val or test); `metrics` are plain floats
       on_epoch_end
@@ -17,7 +19,8 @@ The callback contract. A callback may read these attributes of the trainer it is
     model              the module the loop calls (DDP-wrapped or compiled when so configured)
     unwrapped_model    the user's module (parameters, state_dict, requires_grad)
     optimizer, loss_fn, loader (the training micro-batches), eval_data, info (the data's task),
-    options (TrainerOptions), schedules, rng (RandomState), state (TrainState), total_steps,
+    options (TrainerOptions), schedules, rng (RandomState), state (TrainState; its skipped-step
+    counters are device tensors between the reads at log steps and epoch ends), total_steps,
     steps_per_epoch, max_epochs, device, dist, rank, world_size, is_main_process, sharded, recipe
 and call evaluate(split), log(values), model_state_dict(), load_model_state_dict(state), state_dict().
 It may change only:

@@ -12,11 +12,15 @@ import torch
 
 @dataclass
 class TrainState:
-    step: int = 0  # optimizer steps taken
+    """The run's position. The skipped-step counters are counted on the device while training (0-d
+    int64 tensors, no host sync per step) and are plain ints once read (`read_nonfinite`: the
+    Trainer reads them at log steps, epoch ends, checkpoints and the end); `to_dict` reads them."""
+
+    step: int = 0  # optimizer steps taken (a skipped step counts: the schedules and the data order move on)
     epoch: int = 0  # completed epochs
     step_in_epoch: int = 0  # optimizer steps taken in the current epoch (the data-order position)
-    nonfinite_in_row: int = 0
-    nonfinite_total: int = 0
+    nonfinite_in_row: int | torch.Tensor = 0  # skipped steps ending at the current one
+    nonfinite_total: int | torch.Tensor = 0
     stop_reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)  # the latest evaluation
 
@@ -24,7 +28,30 @@ class TrainState:
         if not self.stop_reason:
             self.stop_reason = reason
 
+    def count_nonfinite(self, skipped: torch.Tensor) -> torch.Tensor:
+        """Count a step as skipped (a 0-d bool tensor True) or taken, on the device: no host sync,
+        no allocation after the first step. Returns the in-a-row count.
+
+            >>> s = TrainState(); _ = s.count_nonfinite(torch.tensor(True)); _ = s.count_nonfinite(torch.tensor(True))
+            >>> s.read_nonfinite(); (s.nonfinite_in_row, s.nonfinite_total)
+            (2, 2)
+            >>> _ = s.count_nonfinite(torch.tensor(False)); s.read_nonfinite(); (s.nonfinite_in_row, s.nonfinite_total)
+            (0, 2)
+        """
+        if not isinstance(self.nonfinite_total, torch.Tensor):  # a fill, not a copy from the host
+            self.nonfinite_in_row, self.nonfinite_total = (torch.full((), int(v), dtype=torch.int64, device=skipped.device)
+                                                           for v in (self.nonfinite_in_row, self.nonfinite_total))
+        self.nonfinite_in_row.add_(skipped).mul_(skipped)
+        self.nonfinite_total.add_(skipped)
+        return self.nonfinite_in_row
+
+    def read_nonfinite(self) -> None:
+        """The counters as ints (one host read when they are on the device)."""
+        if isinstance(self.nonfinite_total, torch.Tensor):  # counted together: both on the device
+            self.nonfinite_in_row, self.nonfinite_total = torch.stack([self.nonfinite_in_row, self.nonfinite_total]).tolist()
+
     def to_dict(self) -> dict[str, Any]:
+        self.read_nonfinite()
         return asdict(self)
 
     @classmethod

@@ -31,10 +31,15 @@ class TrainerOptions:
     """How the Trainer runs. The budget is `max_epochs` and/or `max_steps` (whichever ends first);
     `accumulate` micro-batches make one optimizer step; `precision` is fp32, bf16 or fp16 (autocast,
     with a GradScaler for fp16); at most one of `clip_norm` (global L2 norm) and `clip_value`;
-    `skip_nonfinite` skips a step whose loss is NaN/inf (one host sync per step), and
-    `max_nonfinite_steps` such steps in a row stop the run with a TrainingError; `create_graph`
-    keeps the backward graph (second-order optimizers); train scalars are logged every
-    `log_every_n_steps` steps; evaluation runs in batches of `eval_batch_size`."""
+    `skip_nonfinite` skips a step whose loss is NaN/inf on the device, with no host sync
+    (`steepest.training.skip`; the step still counts for the schedules and the data order;
+    `skip_on_device`: None selects on the device except on the CPU, where the host reads the flag
+    for free and does not run the step; True selects on the device there too), and
+    `max_nonfinite_steps` such steps in a row stop the run with a TrainingError, raised when the
+    counters are next read (log steps, epoch ends, checkpoints, the end: possibly some steps after
+    the limit was reached); `create_graph` keeps the backward graph (second-order optimizers);
+    train scalars are logged every `log_every_n_steps` steps; evaluation runs in batches of
+    `eval_batch_size`."""
 
     max_epochs: int | None = None
     max_steps: int | None = None
@@ -43,6 +48,7 @@ class TrainerOptions:
     clip_norm: float | None = None
     clip_value: float | None = None
     skip_nonfinite: bool = True
+    skip_on_device: bool | None = None
     max_nonfinite_steps: int = 5
     create_graph: bool = False
     log_every_n_steps: int = 10
@@ -121,13 +127,14 @@ class Trainer:
         self.sharded = distributed.is_sharded(self.unwrapped_model) if self.dist.enabled else False
         self.engine = Engine(model, optimizer, loss_fn, device=self.device, precision=options.precision,
                              clip_norm=options.clip_norm, clip_value=options.clip_value, create_graph=options.create_graph,
-                             check_finite=options.skip_nonfinite, batch_transform=batch_transform,
+                             check_finite=options.skip_nonfinite, skip_on_device=options.skip_on_device, batch_transform=batch_transform,
                              before_optimizer_step=lambda: self._fire("on_before_optimizer_step"), dist=self.dist,
                              forward=forward, target_key=target_key)
         self.steps_per_epoch = loader.steps_per_epoch(options.accumulate)
         self.total_steps = step_budget(self.steps_per_epoch, options)
         self.max_epochs = options.max_epochs or (math.ceil(self.total_steps / self.steps_per_epoch) if self.steps_per_epoch else None)
         self.state = TrainState()
+        self._longest_row: torch.Tensor | None = None  # the longest row of skipped steps so far (on the device)
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -144,6 +151,8 @@ class Trainer:
                     output = self.engine.train_step(batches, measure_grad_norm=(s.step + 1) % self.options.log_every_n_steps == 0)
                     s.step, s.step_in_epoch = s.step + 1, s.step_in_epoch + 1
                     self._count_nonfinite(output)
+                    if s.step % self.options.log_every_n_steps == 0:
+                        self._read_nonfinite()
                     self._fire("on_step_end", output)
                     self._agree_on_stop()
                     if s.stop_reason or s.step >= self.total_steps:
@@ -154,8 +163,11 @@ class Trainer:
                     exhausted = True
                 if exhausted or (self.steps_per_epoch is not None and s.step_in_epoch >= self.steps_per_epoch):  # the epoch is complete
                     s.epoch, s.step_in_epoch = s.epoch + 1, 0
+                    self._read_nonfinite()
                     self._fire("on_epoch_end")
                     self._agree_on_stop()
+            self.engine.settle()
+            self._read_nonfinite()
             s.request_stop(BUDGET_DONE if s.step >= self.total_steps else "stopped")
             self._fire("on_fit_end")
         except BaseException as exc:
@@ -178,15 +190,24 @@ class Trainer:
             self.state.stop_reason = distributed.agree_on_stop(self.state.stop_reason, self.dist, self.device)
 
     def _count_nonfinite(self, output: StepOutput) -> None:
-        s = self.state
-        if not output.skipped:
-            s.nonfinite_in_row = 0
+        """Count a skipped step, and the longest row of them, on the device (no host sync)."""
+        if not isinstance(output.skipped, torch.Tensor):  # skip_nonfinite off: nothing is skipped
             return
-        s.nonfinite_in_row += 1
-        s.nonfinite_total += 1
-        if s.nonfinite_in_row >= self.options.max_nonfinite_steps:
+        in_row = self.state.count_nonfinite(output.skipped)
+        if self._longest_row is None:
+            self._longest_row = in_row.clone()
+        else:
+            torch.maximum(self._longest_row, in_row, out=self._longest_row)
+
+    def _read_nonfinite(self) -> None:
+        """Read the skipped-step counters on the host (log steps, epoch ends, checkpoints and the end,
+        never every step); a TrainingError when `max_nonfinite_steps` steps in a row were skipped
+        since the last read."""
+        s = self.state
+        s.read_nonfinite()
+        if self._longest_row is not None and int(self._longest_row) >= self.options.max_nonfinite_steps:
             raise TrainingError(
-                f"the loss was NaN/inf for {s.nonfinite_in_row} steps in a row (step {s.step}); lower optimizer.lr, "
+                f"the loss was NaN/inf for {self.options.max_nonfinite_steps} steps in a row (by step {s.step}); lower optimizer.lr, "
                 "set trainer.clip_norm, check the data for NaN, or run 'steepest doctor' on the recipe"
             )
 
@@ -227,7 +248,10 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs. With FSDP a collective (every rank calls it); parameters
-        and optimizer state are full, keyed by parameter name, so any number of ranks can load them."""
+        and optimizer state are full, keyed by parameter name, so any number of ranks can load them.
+        Reads the skipped-step counters (a TrainingError past `max_nonfinite_steps` in a row)."""
+        self.engine.settle()
+        self._read_nonfinite()
         scaler = self.engine.scaler
         model_state, optim_state = distributed.full_training_state(self.unwrapped_model, self.optimizer)
         return {
@@ -246,6 +270,7 @@ class Trainer:
         if self.engine.scaler is not None and state.get("scaler"):
             self.engine.scaler.load_state_dict(state["scaler"])
         self.state = TrainState.from_dict(state["train_state"])
+        self._longest_row = None
         if self.state.stop_reason == BUDGET_DONE:  # a resumed run may have been given a larger budget
             self.state.stop_reason = ""
         saved = state.get("callbacks", {})

@@ -185,3 +185,20 @@ def test_validate_of_a_module_that_fails_to_import_is_one_line(source, tmp_path,
         sys.modules.pop("badmod", None)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "model.component: importing module 'badmod' failed" in err, err
+
+
+def test_steepest_s_own_token_windows_component_needs_no_trust(tmp_path):
+    """A bundled recipe (gpt2_tokens) names steepest's own data component by import path: reading its
+    run directory back is allowed without --trust-code; any other path in the same recipe still is not."""
+    from steepest.config.load import OWN_COMPONENTS, load_run_recipe
+
+    assert "steepest.data.tokens:token_windows" in OWN_COMPONENTS
+    config = {"data": {"component": "steepest.data.tokens:token_windows", "stream": True, "task": "language_modeling",
+                       "options": {"path": "somewhere"}}, "model": {"name": "gpt2"}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert load_run_recipe(path).data.component == "steepest.data.tokens:token_windows"
+    config["loss"] = {"component": "steepest.data.tokens:open_tokens"}  # steepest's, but not on the list
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="loss.component.*--trust-code"):
+        load_run_recipe(path)

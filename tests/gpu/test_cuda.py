@@ -72,3 +72,59 @@ def test_bf16_autocast_training_step_runs_and_matches_fp32_loosely():
         run.trainer.fit()
         results[precision] = run.trainer.evaluate("test")["test_accuracy"]
     assert results["bf16"] > results["fp32"] - 0.03, results
+
+
+@pytest.mark.parametrize("name,kwargs", [("adamw", {"fused": True}), ("lamb", {})])
+def test_the_training_step_never_syncs_between_log_steps(name, kwargs):
+    """The Trainer's step (forward, backward, the device-side non-finite skip, the skipped-step
+    counters, the summed train loss) runs under torch.cuda.set_sync_debug_mode("error") on every step
+    that does not end on a log step, a NaN step included: fused AdamW skips through `found_inf`;
+    Lamb's update is selected on the device and its step count (a CPU tensor) restored a step late."""
+    from torch import nn
+
+    from steepest.data import DeviceLoader
+    from steepest.training.callbacks import TrainScalars
+    from steepest.training.events import Callback
+    from steepest.training.trainer import Trainer, TrainerOptions
+
+    class NoSync(Callback):
+        name = "no_sync"
+
+        def __init__(self):
+            self.armed = 0
+
+        def on_step_start(self, trainer, batches):
+            step = trainer.state.step
+            if step == 3:
+                batches[-1][0][0, 0] = float("nan")
+            if step >= 1 and (step + 1) % 5:  # after the first step (compilation, the optimizer state's creation)
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+                self.armed += 1
+
+        def on_step_end(self, trainer, output):
+            torch.cuda.set_sync_debug_mode("default")
+
+        def on_exception(self, trainer, exc):
+            torch.cuda.set_sync_debug_mode("default")
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)).cuda()
+    x, y = torch.randn(4096, 784, device="cuda"), torch.randint(0, 10, (4096,), device="cuda")
+    guard = NoSync()
+    trainer = Trainer(model, so.create(name, model, lr=1e-3, **kwargs), nn.CrossEntropyLoss(), DeviceLoader(x, y, 256),
+                      options=TrainerOptions(max_steps=12, log_every_n_steps=5), callbacks=[TrainScalars(5), guard])
+    try:
+        trainer.fit()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert guard.armed == 9 and trainer.state.nonfinite_total == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_cuda_graphs_is_refused_as_not_implemented_on_cuda():
+    from steepest.config import load_recipe
+    from steepest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer.cuda_graphs: .*not implemented in this build"):
+        load_recipe("digits_mlp", ["trainer.cuda_graphs=true"])

@@ -19,7 +19,7 @@ from steepest.losses import (
 )
 
 N, K = 6, 4
-TASKS = {"classification", "regression", "binary", "multilabel", "any", "metric", "preference", "distillation"}
+TASKS = {"classification", "regression", "binary", "multilabel", "any", "metric", "preference", "distillation", "language_modeling"}
 
 
 def rnd(*shape):
@@ -39,6 +39,8 @@ def call(name, loss, task):
         return loss(rnd(N, K), torch.randint(0, 2, (N, K)).double())
     if task == "distillation":
         return loss(rnd(N, K), torch.randn(N, K, dtype=torch.float64))
+    if task == "language_modeling":  # logits (N, T, V), next tokens (N, T)
+        return loss(rnd(N, 3, K), torch.randint(0, K, (N, 3)))
     if task == "metric":  # as recipes build them: (embeddings, labels) of a batch
         return loss(rnd(N, 3), torch.randint(0, 3, (N,)))
     if name == "bradley_terry":

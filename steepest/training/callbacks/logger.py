@@ -27,15 +27,16 @@ class TrainScalars(Callback):
                               ones for dict batches that carry one)
         memory_mb             peak CUDA memory allocated, or the process's peak resident memory
         nonfinite_steps       skipped steps so far (when any)
-    and `epoch_seconds` at each epoch's end. The losses are summed on the device; the host reads
-    them once per interval (the only sync), and the weights are copied only at log steps."""
+    and `epoch_seconds` at each epoch's end. The losses and the count of taken steps are summed on
+    the device (a skipped step adds nothing: its flag is a device tensor too); the host reads them
+    once per interval (the only sync), and the weights are copied only at log steps."""
 
     name = "metric_logger"  # the key its state has in checkpoints
 
     def __init__(self, every_n_steps: int = 10):
         self.every_n_steps = every_n_steps
         self.loss_sum: torch.Tensor | None = None
-        self.count = 0
+        self.count: torch.Tensor | int = 0  # steps taken (not skipped) since the last log
         self.samples = 0
         self.tokens: torch.Tensor | int | None = None  # tokens since the last log (summed on the device)
         self.clock = self.epoch_clock = time.perf_counter()
@@ -64,19 +65,28 @@ class TrainScalars(Callback):
                 self.before = [[p.detach().clone() for p in g["params"]] for g in trainer.optimizer.param_groups]
 
     def on_step_end(self, trainer, output) -> None:
-        if not output.skipped:
+        skipped = output.skipped
+        if isinstance(skipped, torch.Tensor):  # on the device: add 0 for a skipped step, no host sync
+            loss = output.loss.masked_fill(skipped, 0.0)
+            self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+            self.count = self.count + ~skipped
+        elif not skipped:
             self.loss_sum = output.loss if self.loss_sum is None else self.loss_sum + output.loss
             self.count += 1
-        if trainer.state.step % self.every_n_steps or not self.count:
+        if trainer.state.step % self.every_n_steps:
             return
-        values = {"train_loss": float(self.loss_sum) / self.count}
+        count = int(self.count)  # the log step's host reads
+        if not count:
+            return
+        skipped = bool(skipped)
+        values = {"train_loss": float(self.loss_sum) / count}
         values.update(self._hyperparameters(trainer.optimizer))
-        if output.grad_norm is not None:
+        if output.grad_norm is not None and not skipped:
             values["grad_norm"] = float(output.grad_norm)
             clip = trainer.options.clip_norm
             if clip is not None:
                 values["grad_norm_clipped"] = min(values["grad_norm"], clip)
-        if self.before is not None and not output.skipped:
+        if self.before is not None and not skipped:
             values.update(self._update_ratios(trainer.optimizer))
         self.before = None
         now = time.perf_counter()
@@ -85,6 +95,7 @@ class TrainScalars(Callback):
         if self.tokens is not None:
             values["tokens_per_s"] = float(self.tokens) / max(now - self.clock, 1e-9)
         values["memory_mb"] = _peak_memory_mb(trainer.device)
+        trainer.state.read_nonfinite()
         if trainer.state.nonfinite_total:
             values["nonfinite_steps"] = trainer.state.nonfinite_total
         trainer.state.metrics["train_loss"] = values["train_loss"]
@@ -122,7 +133,7 @@ class TrainScalars(Callback):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"loss_sum": self.loss_sum, "count": self.count}
+        return {"loss_sum": self.loss_sum, "count": int(self.count)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss_sum, self.count = state["loss_sum"], state["count"]

@@ -62,9 +62,9 @@ class _Histograms:
         return bool(self.every) and step % self.every == 0
 
     def on_before_optimizer_step(self, trainer) -> None:
-        if self._due(trainer.state.step + 1):
+        if self._due(trainer.state.step + 1):  # a step skipped for a NaN loss comes here too: non-finite gradients are left out
             self._histograms(trainer.state.step + 1, "gradient", {n: p.grad for n, p in trainer.unwrapped_model.named_parameters()
-                                                                   if p.grad is not None})
+                                                                   if p.grad is not None and bool(p.grad.isfinite().all())})
 
     def on_step_end(self, trainer, output) -> None:
         if self._due(trainer.state.step):
