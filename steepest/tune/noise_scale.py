@@ -128,7 +128,10 @@ class NoiseScaleCallback(Callback):
             return
         grad_sq, trace = noise_estimates(small, big, b_small, b_big, trainer.loader.num_samples)
         estimate = torch.stack([grad_sq, trace])
-        self._ema = (1 - self.beta) * estimate if self._ema is None else self.beta * self._ema.to(estimate) + (1 - self.beta) * estimate
+        previous = torch.zeros_like(estimate) if self._ema is None else self._ema.to(estimate)
+        updated = self.beta * previous + (1 - self.beta) * estimate
+        # a step the trainer skips as non-finite (decided on the device, after this hook) leaves the average as it was
+        self._ema = torch.where(torch.isfinite(estimate).all(), updated, previous)
 
     def _probe_grad_sq(self, trainer, params) -> torch.Tensor:
         x, y = self._probe

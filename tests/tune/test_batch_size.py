@@ -3,6 +3,8 @@ per-sample gradient g = ((w - w*).x - eps) x with x ~ N(0, I), eps ~ N(0, sigma^
 G = delta, Sigma = (|delta|^2 + sigma^2) I + delta delta^T, so |G|^2 = |delta|^2 and
 tr(Sigma) = d (|delta|^2 + sigma^2) + |delta|^2."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -87,6 +89,22 @@ def test_noise_scale_callback_within_10_percent(accumulate, batch_size):
     trainer_on_gaussian_problem(accumulate, cb, batch_size=batch_size, steps=300).fit()
     (step, b_simple), = cb.history
     assert step == 300 and b_simple == pytest.approx(TRACE / GRAD_SQ, rel=0.1)
+
+
+def test_a_skipped_non_finite_step_leaves_the_noise_average_as_it_was():
+    """The trainer decides a NaN step's skip on the device after the callback's hook ran, so the hook
+    may see a non-finite gradient: that estimate must not enter the average. Here the gradient turns
+    NaN in the hook from step 3 on (the weights follow: lr 0 times NaN); the average keeps steps 1-2."""
+    class NanAt(NoiseScaleCallback):
+        def on_before_optimizer_step(self, trainer):
+            if trainer.state.step == 2:  # the third step: its gradient turns NaN, as a NaN batch's would
+                next(trainer.unwrapped_model.parameters()).grad.fill_(float("nan"))
+            super().on_before_optimizer_step(trainer)
+
+    cb = NanAt(every_n_steps=1, log_every_n_steps=5, probe_size=32, beta=0.5)
+    trainer_on_gaussian_problem(1, cb, batch_size=512, steps=5).fit()
+    (step, b_simple), = cb.history
+    assert step == 5 and math.isfinite(b_simple) and b_simple > 0
 
 
 def test_callback_reads_the_first_micro_batch_gradient_exactly():
