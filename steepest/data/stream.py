@@ -208,6 +208,19 @@ class SampleLoader:
         """Groups of `accumulate` micro-batches, one per optimizer step (the last may be shorter)."""
         return step_groups(self.batches(epoch, start_step * accumulate), accumulate)
 
+    def close(self) -> None:
+        """Stop the persistent workers now. Left to the garbage collector, a DataLoader freed inside a
+        reference cycle loses its index queues' feeder threads first, and each worker then waits
+        out torch's 5 s join timeout before it is terminated."""
+        loaders = [self._loader, self._eval[1] if self._eval is not None else None]
+        for loader in loaders:
+            iterator = getattr(loader, "_iterator", None)
+            shutdown = getattr(iterator, "_shutdown_workers", None)  # torch's own teardown of a worker iterator
+            if shutdown is not None:
+                shutdown()
+                loader._iterator = None
+        self._loader, self._eval = None, None
+
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Any]:
         """Every sample once, in order, untransformed by randomness (epoch 0's draws when the
         transform is random: pass the evaluation transform for held-out data)."""

@@ -68,6 +68,10 @@ def _train(recipe, run_path: Path, started: float, checkpoints, console: bool, e
         if run.store is not None:
             run.store.close()
         ctx = run.dist
+        for loader in (run.trainer.loader, *run.trainer.eval_data.values()):
+            close = getattr(loader, "close", None)  # persistent DataLoader workers stop now, not at collection
+            if close is not None:
+                close()
         del run  # free the model (with FSDP it holds the process group) now, not during interpreter shutdown,
         gc.collect()  # where a process group's worker threads abort the process ("terminate called ...")
         distributed.shutdown(ctx)

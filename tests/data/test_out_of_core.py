@@ -188,7 +188,10 @@ def test_bad_folders_are_one_line_errors(tmp_path, capsys):
 # --------------------------------------------------------------------------- out of core
 
 ROWS, FEATURES, CLASSES = 530_000, 1024, 10  # x.npy: 530,000 x 1024 float32 = 2.17 GB
-BATCH = 4096
+# 64 steps of 8192 rows (32 MiB) through a linear classifier (the labels are a linear rule): the same
+# 2.17 GB read as with an MLP [64] at 4096 rows (127 steps), for which the trainer process alone spent
+# ~31 s CPU (measured on a loaded 2-core machine) against ~17 s now.
+BATCH = 8192
 LIMIT = 1 * GB  # RssAnon of the trainer and its workers together
 # Two workers started by forkserver: a forked worker's RssAnon would count, besides its own batch,
 # every anonymous page it shares copy-on-write with the trainer (~0.25-0.35 GB: torch, torch._dynamo
@@ -281,7 +284,7 @@ def test_a_training_set_larger_than_memory_trains_with_bounded_anonymous_memory(
         recipe.write_text(f"""
 data: {{format: memmap, path: {folder}, batch_size: {BATCH}, num_workers: {WORKERS}, multiprocessing_context: forkserver,
        split: [0.98, 0.01, 0.01]}}
-model: {{name: mlp, hidden: [64]}}
+model: {{name: mlp, hidden: []}}
 optimizer: {{name: adamw, lr: 3.0e-3}}
 trainer: {{max_epochs: 1, seed: 0, progress: 'off'}}
 checkpoint: {{enabled: false}}
@@ -309,7 +312,10 @@ checkpoint: {{enabled: false}}
               f"({memory.samples} samples); val_accuracy {summary['val_accuracy']:.3f}")
         assert summary["epochs"] == 1 and summary["steps"] == math.ceil(n_train / BATCH) and n_train > 0.97 * ROWS
         assert math.isfinite(summary["val_loss"]) and math.isfinite(summary["test_loss"])
-        assert summary["val_accuracy"] > 2 / CLASSES  # it learned something in one pass (chance: 0.1)
+        # it learned something in one pass (chance: 0.1). Measured (trainer seeds 0-4): val_accuracy
+        # 0.890/0.901/0.888/0.887/0.888, peak RssAnon 654-662 MiB (trainer ~272 + two workers 186 each;
+        # with MLP [64] at 4096 rows: 0.903 and 662 MiB = 311 + 169 + 169)
+        assert summary["val_accuracy"] > 2 / CLASSES
         assert memory.samples > 10 and memory.most_processes >= 1 + WORKERS  # the trainer and its workers were watched
         assert memory.peak < LIMIT, f"peak RssAnon {memory.peak / 2**20:.0f} MiB: {[m >> 20 for m in memory.at_peak]}"
     finally:

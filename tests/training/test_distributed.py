@@ -1,5 +1,6 @@
 """DDP through torchrun on CPU (gloo): two ranks of batch b equal one process of batch 2b."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,28 +15,6 @@ REPO = Path(__file__).resolve().parents[2]
 COMMON = ["digits_mlp", "-q", "--set", "trainer.max_epochs=3", "--set", "model.dropout=0.0", "--set", "trainer.early_stopping=null"]
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
-def test_two_rank_ddp_matches_single_process_with_double_batch(tmp_path):
-    torchrun = str(Path(sys.executable).with_name("torchrun"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "steepest", "train", *COMMON, "--set", "data.batch_size=32",
-                          "--set", "trainer.accumulate=2", "--run-dir", str(tmp_path / "ddp")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-2000:]
-    single = subprocess.run([sys.executable, "-m", "steepest", "train", *COMMON, "--set", "data.batch_size=64", "--set", "trainer.accumulate=2",
-                             "--run-dir", str(tmp_path / "one")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr[-2000:]
-    a, b = load_file(tmp_path / "ddp" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
-    for key in a:
-        assert (a[key] - b[key]).abs().max() < 2e-5, key
-    # every logged scalar is the global one: the train loss of both ranks' samples, not rank 0's alone
-    from steepest.track import read_series
-
-    for metric in ("train_loss", "grad_norm", "val_loss"):
-        ddp_series, one_series = read_series(tmp_path / "ddp" / "metrics.db", metric), read_series(tmp_path / "one" / "metrics.db", metric)
-        assert [s for s, _ in ddp_series] == [s for s, _ in one_series] and ddp_series, metric
-        assert [v for _, v in ddp_series] == pytest.approx([v for _, v in one_series], rel=1e-4), metric
-
-
 def torchrun_train(args, run_dir, nproc=2):
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -47,21 +26,61 @@ def torchrun_train(args, run_dir, nproc=2):
     return load_file(run_dir / "model.safetensors")
 
 
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory) -> Path:
+    """The run both two-rank runs (DDP and FSDP, 2 x 32 samples a micro-batch, 2 micro-batches a step)
+    must equal: one process of batch 64, 2 micro-batches a step. Its run directory."""
+    run_dir = tmp_path_factory.mktemp("single") / "one"
+    torchrun_train([*COMMON, "--set", "data.batch_size=64", "--set", "trainer.accumulate=2"], run_dir, nproc=1)
+    return run_dir
+
+
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
-def test_two_rank_fsdp_matches_single_process_and_resumes(tmp_path):
+def test_two_rank_ddp_matches_single_process_with_double_batch(tmp_path, single_process):
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "steepest", "train", *COMMON, "--set", "data.batch_size=32",
+                          "--set", "trainer.accumulate=2", "--run-dir", str(tmp_path / "ddp")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    a, b = load_file(tmp_path / "ddp" / "model.safetensors"), load_file(single_process / "model.safetensors")
+    for key in a:
+        assert (a[key] - b[key]).abs().max() < 2e-5, key
+    # every logged scalar is the global one: the train loss of both ranks' samples, not rank 0's alone
+    from steepest.track import read_series
+
+    for metric in ("train_loss", "grad_norm", "val_loss"):
+        ddp_series, one_series = read_series(tmp_path / "ddp" / "metrics.db", metric), read_series(single_process / "metrics.db", metric)
+        assert [s for s, _ in ddp_series] == [s for s, _ in one_series] and ddp_series, metric
+        assert [v for _, v in ddp_series] == pytest.approx([v for _, v in one_series], rel=1e-4), metric
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun missing")
+def test_two_rank_fsdp_matches_single_process_and_resumes(tmp_path, single_process):
     """FSDP2 on gloo: sharded parameters, gradients and optimizer state give the single-process result
-    (batch 2b, accumulation skipping the reduce-scatter on the first micro-batch); a run stopped after
-    2 epochs and resumed from its full-state checkpoint ends where an uninterrupted one does."""
-    fsdp = [*COMMON, "--set", "trainer.strategy=fsdp", "--set", "schedule={name: constant}", "--set", "data.batch_size=32",
-            "--set", "trainer.accumulate=2"]
+    (batch 2b, accumulation skipping the reduce-scatter on the first micro-batch); the run resumed from
+    its full-state checkpoint of epoch 2 (gathered from the shards) ends where the uninterrupted run did,
+    the warmup-cosine schedule included. The checkpoint resumed from is the one the uninterrupted run
+    wrote at the end of epoch 2 (the same Checkpoint.save a run stopped there writes): a third two-rank
+    launch only to write it cost ~20 s."""
+    from steepest.training.checkpoint import load_state
+
+    fsdp = [*COMMON, "--set", "trainer.strategy=fsdp", "--set", "data.batch_size=32", "--set", "trainer.accumulate=2",
+            "--set", "checkpoint.every_n_epochs=1"]
     whole = torchrun_train(fsdp, tmp_path / "fsdp")
-    single = torchrun_train([*COMMON, "--set", "schedule={name: constant}", "--set", "data.batch_size=64", "--set", "trainer.accumulate=2"],
-                            tmp_path / "one", nproc=1)
+    single = load_file(single_process / "model.safetensors")
     for key in single:
         assert (whole[key] - single[key]).abs().max() < 2e-5, key
-    first_part = torchrun_train([*fsdp, "--set", "trainer.max_epochs=2"], tmp_path / "parts")
-    assert list((tmp_path / "parts" / "checkpoints").glob("step-*"))
-    resumed = torchrun_train([*fsdp, "--set", "trainer.max_epochs=3", "--resume"], tmp_path / "parts")
+    # the run as it stood after epoch 2 (10 optimizer steps an epoch): what came later deleted
+    parts = tmp_path / "parts"
+    shutil.copytree(tmp_path / "fsdp", parts)
+    steps = sorted((parts / "checkpoints").glob("step-*.safetensors"))
+    assert [p.name for p in steps] == ["step-00000020.safetensors", "step-00000030.safetensors"]
+    steps[-1].unlink()
+    for later in ("model.safetensors", "summary.json"):
+        (parts / later).unlink()
+    first_part = load_state(steps[0])["model"]
+    resumed = torchrun_train([*fsdp, "--resume"], parts)
+    assert json.loads((parts / "summary.json").read_text())["steps"] == 30
     for key in whole:
         assert (resumed[key] - whole[key]).abs().max() < 1e-6, key
     assert any((first_part[key] - whole[key]).abs().max() > 1e-4 for key in whole)  # the third epoch did train
