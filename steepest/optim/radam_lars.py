@@ -57,15 +57,22 @@ def radam_lars_foreach(params, grads, exp_avgs, exp_avg_sqs, *, lr, beta1, beta2
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    u = torch._foreach_div(exp_avgs, bias_correction1)
-    if rectified:
+    if rectified and weight_decay and not isinstance(bias_correction2, torch.Tensor):
+        # u = lambda w + (r_t sqrt(bc2) / bc1) m / (sqrt(v) + eps sqrt(bc2)): one addcdiv (six tensor reads/writes fewer)
         denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denom, bias_correction2**0.5)
-        torch._foreach_add_(denom, eps)
-        torch._foreach_mul_(u, rectification)
-        torch._foreach_div_(u, denom)
-    if weight_decay:
-        torch._foreach_add_(u, params, alpha=weight_decay)
+        torch._foreach_add_(denom, eps * bias_correction2**0.5)
+        u = torch._foreach_mul(params, weight_decay)
+        torch._foreach_addcdiv_(u, exp_avgs, denom, value=rectification * bias_correction2**0.5 / bias_correction1)
+    else:  # compiled (0-d tensor scalars: adding one to a list would read it on the host), or no rectification/decay
+        u = torch._foreach_div(exp_avgs, bias_correction1)
+        if rectified:
+            denom = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denom, bias_correction2**0.5)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_mul_(u, rectification)
+            torch._foreach_div_(u, denom)
+        if weight_decay:
+            torch._foreach_add_(u, params, alpha=weight_decay)
     ratios = clamped_trust(stacked_norms(params), stacked_norms(u), adapt, max_trust, max_weight_norm)
     torch._foreach_mul_(u, list((lr * ratios).unbind()))
     torch._foreach_sub_(params, u)

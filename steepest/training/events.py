@@ -22,7 +22,8 @@ The callback contract. A callback may read these attributes of the trainer it is
     options (TrainerOptions), schedules, rng (RandomState), state (TrainState; its skipped-step
     counters are device tensors between the reads at log steps and epoch ends), total_steps,
     steps_per_epoch, max_epochs, device, dist, rank, world_size, is_main_process, sharded, recipe
-and call evaluate(split), log(values), model_state_dict(), load_model_state_dict(state), state_dict().
+and call evaluate(split), log(values), model_state_dict(), load_model_state_dict(state), state_dict(),
+agree_on_stop_now() (only at a step where every rank calls it: see below).
 It may change only:
     trainer.state      request_stop(reason) to end training after the current step; metrics
     optimizer hyperparameters in param_groups (lr, momentum, ...) at on_step_start, after the
@@ -31,8 +32,10 @@ It may change only:
     gradients          at on_before_optimizer_step, in place (a weight penalty's gradient)
     its own state      returned by state_dict() and saved in checkpoints under its `name`
 Everything else (the engine, the loader, other callbacks) is read-only. Under torch.distributed a
-stop asked for on any rank stops every rank, with that rank's reason; metrics are the same on every
-rank, so decisions taken from them agree.
+stop asked for on any rank stops every rank, with that rank's reason, decided where the ranks meet
+anyway (log steps, epoch ends, the built-in evaluations; no host sync on other steps): a request on
+another step is honoured at the next of those. Metrics are the same on every rank, so decisions
+taken from them agree.
 """
 
 from __future__ import annotations

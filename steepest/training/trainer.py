@@ -135,6 +135,7 @@ class Trainer:
         self.max_epochs = options.max_epochs or (math.ceil(self.total_steps / self.steps_per_epoch) if self.steps_per_epoch else None)
         self.state = TrainState()
         self._longest_row: torch.Tensor | None = None  # the longest row of skipped steps so far (on the device)
+        self._agree_now = False  # set by agree_on_stop_now: decide on stopping across ranks after this step
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -154,8 +155,7 @@ class Trainer:
                     if s.step % self.options.log_every_n_steps == 0:
                         self._read_nonfinite()
                     self._fire("on_step_end", output)
-                    self._agree_on_stop()
-                    if s.stop_reason or s.step >= self.total_steps:
+                    if self._stop_agreed(s.step % self.options.log_every_n_steps == 0) or s.step >= self.total_steps:
                         break
                 else:  # the loader ran out: the epoch is complete (a stream's length may be unknown)
                     if s.step == first_step and s.step_in_epoch == 0:
@@ -165,9 +165,10 @@ class Trainer:
                     s.epoch, s.step_in_epoch = s.epoch + 1, 0
                     self._read_nonfinite()
                     self._fire("on_epoch_end")
-                    self._agree_on_stop()
+                    self._stop_agreed(True)
             self.engine.settle()
             self._read_nonfinite()
+            self._stop_agreed(True)  # a request still pending on one rank: every rank ends with the same reason
             s.request_stop(BUDGET_DONE if s.step >= self.total_steps else "stopped")
             self._fire("on_fit_end")
         except BaseException as exc:
@@ -184,10 +185,23 @@ class Trainer:
         for key, schedule in self.schedules.items():
             apply_schedule(schedule, self.optimizer, step, key)
 
-    def _agree_on_stop(self) -> None:
-        """Under torch.distributed, a stop asked for on any rank stops every rank (same reason)."""
+    def agree_on_stop_now(self) -> None:
+        """Mark the current step as one where every rank decides on stopping together (the built-in
+        Evaluate callback calls it after the evaluations that every rank runs at the same step)."""
+        self._agree_now = True
+
+    def _stop_agreed(self, sync_point: bool) -> bool:
+        """Whether to stop after this step. Under torch.distributed a stop asked for on any rank stops
+        every rank (the reason of the lowest such rank), decided with one all-reduce only where the
+        ranks meet anyway: log steps (the loss is read there), epoch ends, steps marked by
+        `agree_on_stop_now` (evaluations), and the end of training. Other steps pay no host sync for
+        it, and a request made on them is honoured at the next such point."""
         if self.dist.enabled:
+            if not (sync_point or self._agree_now):
+                return False
+            self._agree_now = False
             self.state.stop_reason = distributed.agree_on_stop(self.state.stop_reason, self.dist, self.device)
+        return bool(self.state.stop_reason)
 
     def _count_nonfinite(self, output: StepOutput) -> None:
         """Count a skipped step, and the longest row of them, on the device (no host sync)."""

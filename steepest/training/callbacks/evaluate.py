@@ -14,6 +14,7 @@ class Evaluate(Callback):
     def on_step_end(self, trainer, output) -> None:
         if self.every_n_steps and trainer.state.step % self.every_n_steps == 0:
             trainer.evaluate("val")
+            trainer.agree_on_stop_now()  # every rank evaluated at this step: a stop decided from it ends the step
 
     def on_epoch_end(self, trainer) -> None:
         if self.every_n_epochs and trainer.state.epoch % self.every_n_epochs == 0:
