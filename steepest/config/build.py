@@ -320,6 +320,7 @@ def build_trainer_options(recipe: Recipe, n_train: int | None) -> TrainerOptions
         clip_norm=t.clip_norm, clip_value=t.clip_value, skip_nonfinite=t.skip_nonfinite,
         max_nonfinite_steps=t.max_nonfinite_steps, create_graph=needs_create_graph(recipe),
         log_every_n_steps=t.log_every_n_steps, eval_batch_size=d.eval_batch_size or max(batch_size_for(recipe, n_train), 256),
+        cuda_graphs=t.cuda_graphs,
     )
 
 

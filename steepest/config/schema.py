@@ -227,7 +227,7 @@ class TrainerConfig(Section):
     early_stopping: EarlyStoppingConfig | None = None
     max_nonfinite_steps: PositiveInt = 5
     skip_nonfinite: bool = True  # skipped on the device, no host sync; false: no check (fp16's GradScaler still skips inf grads)
-    cuda_graphs: bool = False  # capture the training step in CUDA graphs (small models); refused where it cannot run
+    cuda_graphs: bool = False  # CUDA graphs of the compiled forward and backward (small models, torch.compile "reduce-overhead"); CUDA only
     progress: Literal["auto", "on", "off"] = "auto"
     loggers: list[str] = Field(default_factory=list)  # tensorboard, csv, mlflow, wandb: files in the run directory
     histograms_every_n_steps: PositiveInt | None = None  # weight and gradient histograms (tensorboard, wandb)
@@ -248,21 +248,24 @@ class TrainerConfig(Section):
     @field_validator("cuda_graphs")
     @classmethod
     def _cuda_graphs(cls, value: bool, info) -> bool:
-        if value:
-            raise ValueError(cuda_graphs_refusal(str(info.data.get("device", "auto"))))
+        refusal = cuda_graphs_refusal(str(info.data.get("device", "auto")), int(info.data.get("accumulate") or 1)) if value else None
+        if refusal:
+            raise ValueError(refusal)
         return value
 
 
-def cuda_graphs_refusal(device: str) -> str:
-    """Why `trainer.cuda_graphs: true` cannot run: no CUDA device, or (with one) not built yet."""
+def cuda_graphs_refusal(device: str, accumulate: int = 1) -> str | None:
+    """Why `trainer.cuda_graphs: true` cannot run here (no CUDA device, gradient accumulation), or None."""
     import torch  # only for a recipe that sets the key: reading recipes loads no torch otherwise
 
     if not device.startswith(("auto", "cuda")):
         return f"CUDA graph capture needs a CUDA device, and trainer.device is {device}; set trainer.cuda_graphs=false"
     if not torch.cuda.is_available():
         return "CUDA graph capture needs a CUDA device, and this machine has none; set trainer.cuda_graphs=false"
-    return ("CUDA graph capture of the training step is not implemented in this build; set trainer.cuda_graphs=false "
-            "(trainer.compile=true compiles the model)")
+    if accumulate > 1:
+        return (f"CUDA graph capture replays one graph per micro-batch, which would overwrite the gradients being "
+                f"accumulated (trainer.accumulate={accumulate}); set trainer.accumulate=1 or trainer.cuda_graphs=false")
+    return None
 
 
 class LoRAConfig(Section):

@@ -92,6 +92,7 @@ class Engine:
         dist: DistContext | None = None,
         forward: Forward | None = None,
         target_key: str = "labels",
+        cuda_graphs: bool = False,
     ):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.device, self.precision = device, precision
@@ -100,6 +101,7 @@ class Engine:
         self.batch_transform, self.before_optimizer_step = batch_transform, before_optimizer_step
         self.dist = dist or DistContext()
         self.forward, self.target_key = forward, target_key
+        self.cuda_graphs = cuda_graphs
         self.scaler = grad_scaler(device, precision)
         self.skip = DeviceSkip(optimizer, self.scaler, on_device=skip_on_device) if check_finite else None
         if create_graph:  # gradients are set to None after every step, which breaks torch's reference cycle
@@ -116,7 +118,11 @@ class Engine:
         return contextlib.nullcontext()
 
     def forward_batch(self, batch: Batch) -> tuple[Any, torch.Tensor]:
-        """(outputs, loss) of one batch under autocast, by the Engine's forward rule."""
+        """(outputs, loss) of one batch under autocast, by the Engine's forward rule. With CUDA graphs,
+        each forward begins a graph step: the previous replay's outputs (already consumed: the loss is
+        computed from them outside the graph, the gradients were used by the optimizer) may be reused."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(self.device, self.precision):
             if self.forward is not None:
                 return self.forward(self.model, batch, self.loss_fn)

@@ -39,7 +39,9 @@ class TrainerOptions:
     counters are next read (log steps, epoch ends, checkpoints, the end: possibly some steps after
     the limit was reached); `create_graph` keeps the backward graph (second-order optimizers);
     train scalars are logged every `log_every_n_steps` steps; evaluation runs in batches of
-    `eval_batch_size`."""
+    `eval_batch_size`; `cuda_graphs`: the model the loop calls was compiled with CUDA graphs
+    (torch.compile mode "reduce-overhead"), so every forward starts a new graph step
+    (torch.compiler.cudagraph_mark_step_begin)."""
 
     max_epochs: int | None = None
     max_steps: int | None = None
@@ -53,6 +55,7 @@ class TrainerOptions:
     create_graph: bool = False
     log_every_n_steps: int = 10
     eval_batch_size: int = 256
+    cuda_graphs: bool = False
 
     def __post_init__(self):
         if self.max_epochs is None and self.max_steps is None:
@@ -129,7 +132,7 @@ class Trainer:
                              clip_norm=options.clip_norm, clip_value=options.clip_value, create_graph=options.create_graph,
                              check_finite=options.skip_nonfinite, skip_on_device=options.skip_on_device, batch_transform=batch_transform,
                              before_optimizer_step=lambda: self._fire("on_before_optimizer_step"), dist=self.dist,
-                             forward=forward, target_key=target_key)
+                             forward=forward, target_key=target_key, cuda_graphs=options.cuda_graphs)
         self.steps_per_epoch = loader.steps_per_epoch(options.accumulate)
         self.total_steps = step_budget(self.steps_per_epoch, options)
         self.max_epochs = options.max_epochs or (math.ceil(self.total_steps / self.steps_per_epoch) if self.steps_per_epoch else None)

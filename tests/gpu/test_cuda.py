@@ -122,9 +122,25 @@ def test_the_training_step_never_syncs_between_log_steps(name, kwargs):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_cuda_graphs_is_refused_as_not_implemented_on_cuda():
+def test_cuda_graphs_refuse_accumulation_and_train_like_eager():
+    """trainer.cuda_graphs: forward and backward replayed from CUDA graphs (torch.compile
+    "reduce-overhead"); the run, evaluations included, ends where the eager run ends (inductor's
+    kernels round differently: a tolerance, not equality)."""
     from steepest.config import load_recipe
     from steepest.errors import ConfigError
+    from steepest.run import build_run
 
-    with pytest.raises(ConfigError, match="trainer.cuda_graphs: .*not implemented in this build"):
-        load_recipe("digits_mlp", ["trainer.cuda_graphs=true"])
+    with pytest.raises(ConfigError, match="trainer.cuda_graphs: .*trainer.accumulate=2"):
+        load_recipe("digits_mlp", ["trainer.cuda_graphs=true", "trainer.accumulate=2"])
+    sets = ["trainer.device=cuda", "data.subset=600", "trainer.max_steps=40", "trainer.max_epochs=null", "model.dropout=0.0",
+            "trainer.early_stopping=null", "trainer.log_every_n_steps=5"]
+    runs = {}
+    for graphs in (False, True):
+        run = build_run(load_recipe("digits_mlp", [*sets, f"trainer.cuda_graphs={str(graphs).lower()}"]), None, console=False)
+        state = run.trainer.fit()
+        metrics = run.trainer.evaluate("val")
+        runs[graphs] = (state.step, metrics["val_loss"], [p.detach().float().cpu() for p in run.trainer.unwrapped_model.parameters()])
+    (steps_e, loss_e, w_e), (steps_g, loss_g, w_g) = runs[False], runs[True]
+    assert steps_e == steps_g == 40
+    assert loss_g == pytest.approx(loss_e, rel=1e-3)
+    assert max((a - b).abs().max().item() for a, b in zip(w_e, w_g)) < 1e-3

@@ -14,7 +14,7 @@ from torch import nn
 
 from steepest.cli import main
 from steepest.config import load_recipe
-from steepest.data import DeviceLoader
+from steepest.data import DeviceLoader, Split
 from steepest.errors import ConfigError, TrainingError
 from steepest.optim import OPTIMIZERS, create
 from steepest.schedules import apply as apply_schedule
@@ -270,3 +270,24 @@ def test_cuda_graphs_is_refused_without_a_cuda_device(capsys):
     assert main(["train", "digits_mlp", "--set", "trainer.cuda_graphs=true", "-q"]) == 2
     err = capsys.readouterr().err
     assert "needs a CUDA device" in err and err.count("\n") == 1
+    with pytest.raises(ConfigError, match="trainer.cuda_graphs: .*trainer.device is cpu"):
+        load_recipe("digits_mlp", ["trainer.device=cpu", "trainer.cuda_graphs=true", "trainer.accumulate=2"])
+
+
+def test_cuda_graphs_option_begins_a_graph_step_at_every_forward(monkeypatch):
+    """The wiring the CUDA run relies on (tests/gpu checks the graphs themselves): with
+    TrainerOptions(cuda_graphs=True) every training and evaluation forward first calls
+    torch.compiler.cudagraph_mark_step_begin, and without it none does."""
+    calls = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: calls.append(1))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 5, generator=g), torch.randint(0, 3, (64,), generator=g)
+    for graphs in (False, True):
+        calls.clear()
+        model = nn.Linear(5, 3)
+        trainer = Trainer(model, create("adamw", model, lr=1e-2), nn.CrossEntropyLoss(), DeviceLoader(x, y, 16, seed=0),
+                          options=TrainerOptions(max_steps=6, log_every_n_steps=3, cuda_graphs=graphs, eval_batch_size=32),
+                          eval_data={"val": Split(x, y)})
+        trainer.fit()
+        trainer.evaluate("val")  # 64 samples in batches of 32
+        assert len(calls) == (6 + 2 if graphs else 0)
