@@ -3,6 +3,10 @@
     python benchmarks/trainer_overhead.py               # CPU (and CUDA when available)
     python benchmarks/trainer_overhead.py --steps 300 --repeats 7
 
+On CUDA a second row runs both with the model compiled into CUDA graphs (torch.compile
+"reduce-overhead", fused AdamW): the raw loop begins a graph step before each forward, the Trainer
+runs with `cuda_graphs=True` (what `trainer.cuda_graphs: true` sets up).
+
 Model: MLP 784-512-256-10, batch 512, AdamW, fp32, on random MNIST-shaped data held on the device.
 Prints ms/step for each, the ratio Trainer/raw, and whether the final weights are bit-identical.
 The Trainer runs with evaluation and checkpoints off (the raw loop has neither) and its default
@@ -28,9 +32,16 @@ from steepest.training.trainer import Trainer, TrainerOptions  # noqa: E402
 BATCH, LR = 512, 1e-3
 
 
-def make_model(device):
+def make_model(device, graphs: bool = False):
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)).to(device)
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)).to(device)
+    if graphs:
+        model.compile(mode="reduce-overhead")
+    return model
+
+
+def make_optimizer(model, graphs: bool):
+    return torch.optim.AdamW(model.parameters(), lr=LR, fused=True) if graphs else torch.optim.AdamW(model.parameters(), lr=LR)
 
 
 def make_data(n: int, device):
@@ -42,8 +53,8 @@ def make_data(n: int, device):
     return DataBundle(split, split, split, info)
 
 
-def raw_loop(model, data: DataBundle, steps: int, seed: int = 0):
-    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+def raw_loop(model, data: DataBundle, steps: int, seed: int = 0, graphs: bool = False):
+    opt = make_optimizer(model, graphs)
     loss_fn = nn.CrossEntropyLoss()
     x, y = data.train.x, data.train.y
     n = len(x)
@@ -54,6 +65,8 @@ def raw_loop(model, data: DataBundle, steps: int, seed: int = 0):
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).to(x.device)
         for i in range(per_epoch):
             idx = perm[i * BATCH : (i + 1) * BATCH]
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
@@ -64,27 +77,27 @@ def raw_loop(model, data: DataBundle, steps: int, seed: int = 0):
     return model
 
 
-def trainer_loop(model, data: DataBundle, steps: int, seed: int = 0):
-    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+def trainer_loop(model, data: DataBundle, steps: int, seed: int = 0, graphs: bool = False):
+    opt = make_optimizer(model, graphs)
     trainer = Trainer(model, opt, nn.CrossEntropyLoss(), DeviceLoader(data.train.x, data.train.y, BATCH, seed=seed),
-                      options=TrainerOptions(max_steps=steps), info=data.info, callbacks=[TrainScalars(10)])
+                      options=TrainerOptions(max_steps=steps, cuda_graphs=graphs), info=data.info, callbacks=[TrainScalars(10)])
     trainer.fit()
     return model
 
 
-def bench(device: torch.device, steps: int, repeats: int) -> dict:
+def bench(device: torch.device, steps: int, repeats: int, graphs: bool = False) -> dict:
     data = make_data(BATCH * 40, device)
-    # Warm-up (untimed): allocator, kernels, first-call overheads.
-    raw_loop(make_model(device), data, 20)
-    trainer_loop(make_model(device), data, 20)
+    # Warm-up (untimed): allocator, kernels, first-call overheads (compilation and graph recording).
+    raw_loop(make_model(device, graphs), data, 20, graphs=graphs)
+    trainer_loop(make_model(device, graphs), data, 20, graphs=graphs)
     t_raw, t_trn = [], []
     for _ in range(repeats):
-        m_raw, m_trn = make_model(device), make_model(device)
-        t_raw.append(timed(lambda m=m_raw: raw_loop(m, data, steps), device) / steps)
-        t_trn.append(timed(lambda m=m_trn: trainer_loop(m, data, steps), device) / steps)
+        m_raw, m_trn = make_model(device, graphs), make_model(device, graphs)
+        t_raw.append(timed(lambda m=m_raw: raw_loop(m, data, steps, graphs=graphs), device) / steps)
+        t_trn.append(timed(lambda m=m_trn: trainer_loop(m, data, steps, graphs=graphs), device) / steps)
     identical = all(torch.equal(a, b) for a, b in zip(m_raw.state_dict().values(), m_trn.state_dict().values()))
     raw, trn = median(t_raw), median(t_trn)
-    return {"device": device_name(device), "raw_ms": raw * 1e3, "trainer_ms": trn * 1e3, "ratio": trn / raw, "identical": identical}
+    return {"device": device_name(device) + (", CUDA graphs" if graphs else ""), "raw_ms": raw * 1e3, "trainer_ms": trn * 1e3, "ratio": trn / raw, "identical": identical}
 
 
 def main() -> None:
@@ -99,9 +112,15 @@ def main() -> None:
              f"{args.steps} steps per run, median of {args.repeats} alternating runs.", ""]
     lines += ["| device | raw loop ms/step | Trainer ms/step | ratio | final weights identical |", "|---|---|---|---|---|"]
     for device in devices:
-        r = bench(device, args.steps, args.repeats)
-        lines.append(f"| {r['device']} | {r['raw_ms']:.3f} | {r['trainer_ms']:.3f} | {r['ratio']:.3f}x | {r['identical']} |")
-        print(lines[-1], flush=True)
+        for graphs in ((False, True) if device.type == "cuda" else (False,)):
+            try:
+                r = bench(device, args.steps, args.repeats, graphs)
+            except Exception as exc:  # report and go on: the other rows still count
+                lines.append(f"| {device_name(device)}{', CUDA graphs' if graphs else ''} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:150]} | | | |")
+                print(lines[-1], flush=True)
+                continue
+            lines.append(f"| {r['device']} | {r['raw_ms']:.3f} | {r['trainer_ms']:.3f} | {r['ratio']:.3f}x | {r['identical']} |")
+            print(lines[-1], flush=True)
         lines.insert(1, header(device))
     report(lines, args.out)
 
