@@ -3,6 +3,8 @@
     python benchmarks/input_pipeline.py            # full sizes; writes benchmarks/results/input_pipeline_cpu.md
     python benchmarks/input_pipeline.py --quick    # small sizes, a smoke run (prints only, unless --out)
     python benchmarks/input_pipeline.py --threads 1  # one intra-op thread: steadier where other jobs share the cores
+    python benchmarks/input_pipeline.py --threads 1 --only images,memmap_training --out input_pipeline_folders_cpu.md
+        # sections 1 and 4 alone (reading from an image folder, training from a memory-mapped folder)
 
 1. Image folder: >= 20,000 RGB PNG files (MNIST digits, 32x32, coloured so the three channels
    differ; one sub-folder per class), written once under .cache/benchmarks/input_pipeline/ (git

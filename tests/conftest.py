@@ -29,6 +29,22 @@ def _offline_data_dir():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a whole module, as each xdist worker already has (above); a module
+    of small models opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")` so that a
+    plain `-n0` run of it is as fast as the suite's: its trials' small ops lose more to thread hand-offs
+    than they gain, badly so on a busy machine. Module-scoped, so the module's own module-scoped
+    fixtures (a shared training run) are set up under it too. Not autouse: a `-n0` run of the rest of
+    the suite keeps torch's default pool."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "mnist").exists():

@@ -54,6 +54,7 @@ from steepest.config.validate import validate_recipe
 from steepest.config.yaml_io import dump_yaml
 from steepest.data import load_data
 from steepest.errors import ConfigError, TrainingError
+from steepest.optim import OPTIMIZERS
 from steepest.run import build_run, train
 from steepest.training.checkpoint import atomic_write_bytes
 from steepest.training.metrics import metric_mode
@@ -92,8 +93,6 @@ class Settings:
         if not (0 <= self.tolerance < 1):
             raise ConfigError(f"search --tolerance: give a fraction in [0, 1) (got {self.tolerance})")
         if self.optimizers is not None:
-            from steepest.optim import OPTIMIZERS
-
             unknown = [n for n in self.optimizers if n not in ("recipe", "auto") and n not in OPTIMIZERS]
             if unknown or not self.optimizers:
                 raise ConfigError(f"search --optimizers: unknown optimizer '{unknown[0] if unknown else ''}'; "
@@ -413,8 +412,13 @@ def schedule_stage(kind: str) -> Callable[[Recipe, Settings, Path], Stage]:
 
 
 LARGE_BATCH = 1024  # from here on the method's optimizer is RangerLARS (LARS' regime: You et al. 2017 train at 1k-32k)
-ADAPTIVE = frozenset({"adam", "adamw", "radam", "nadam", "amsgrad", "ranger", "rangerlars", "lamb",
-                      "novograd"})  # optimizers whose lr is on Ranger's scale (a step of about lr per weight)
+
+
+def adam_lr(name: str) -> bool:
+    """Whether optimizer `name` takes its lr on Adam's (and Ranger's) scale, a step of about lr per
+    weight: its registry row's `adam_lr` flag (steepest.optim._registry); False for a name that is
+    not registered."""
+    return name in OPTIMIZERS and bool(OPTIMIZERS.get(name).flags["adam_lr"])
 
 
 def method_optimizer(batch: int | str) -> str:
@@ -425,9 +429,9 @@ def method_optimizer(batch: int | str) -> str:
 
 def optimizer_candidates(recipe: Recipe, settings: Settings) -> dict[str, Recipe]:
     """The recipe's own optimizer (the incumbent) and the method's ("auto": Ranger or RangerLARS by
-    the batch; or the names in `settings.optimizers`). A candidate keeps the recipe's lr when the
-    recipe's optimizer is adaptive (its lr is on the same scale), else takes the candidate's own
-    default; the weight decay carries over."""
+    the batch; or the names in `settings.optimizers`). A candidate keeps the recipe's lr when both
+    the recipe's optimizer and the candidate take their lr on Adam's scale (`adam_lr`: Ranger's scale
+    too), else takes the candidate's own default; the weight decay carries over."""
     own = recipe.optimizer
     names = settings.optimizers or ("recipe", "auto")
     out: dict[str, Recipe] = {}
@@ -438,7 +442,7 @@ def optimizer_candidates(recipe: Recipe, settings: Settings) -> dict[str, Recipe
         chosen = method_optimizer(recipe.data.batch_size) if name == "auto" else name
         section: dict[str, Any] = {"name": chosen, "weight_decay": own.weight_decay, "scale_lr": own.scale_lr,
                                    "decay_1d": own.decay_1d}
-        if own.name in ADAPTIVE and own.lr is not None:
+        if adam_lr(own.name) and adam_lr(chosen) and own.lr is not None:
             section["lr"] = own.lr
         out.setdefault(chosen, edited(recipe, lambda d, section=section: d.update(optimizer=section)))
     return out

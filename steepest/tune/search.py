@@ -22,7 +22,8 @@ stopped and several processes given the same `--storage` URL and study name sear
   (`RetryHeartbeatStaleTrialCallback`, formerly `RetryFailedTrialCallback`);
 - each trial trains in a new folder of its own, `OUT/<study>/trial-<number>` (recorded as the
   trial's `run_dir`; a folder that exists is never trained into), and the study's best recipe is
-  `OUT/<study>/best_recipe.yaml`;
+  `OUT/<study>/best_recipe.yaml`, beside Optuna's plots of the study (PNG files; not drawn when the
+  environment variable STEEPEST_NO_REPORT is 1, as `steepest train` then writes no report.html);
 - a trial's value is the metric of the weights it keeps (its summary: the final weights, or the best
   ones when early stopping restored them), what retraining `best_recipe.yaml` gives; a trial whose
   value is not finite (or whose run stopped on a non-finite loss, TrainingError) is FAILED, with
@@ -252,7 +253,8 @@ def validate_space(recipe: Recipe) -> None:
 def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, study_name: str | None = None,
                n_trials: int | None = None, console: bool = False):
     """Run the recipe's search (see the module docstring); with `console`, one line per finished
-    trial on stderr. Returns the Optuna study."""
+    trial on stderr. Optuna's plots of the study are drawn at the end (`write_plots`) unless the
+    environment variable STEEPEST_NO_REPORT is 1. Returns the Optuna study."""
     refuse_distributed()
     optuna = _optuna()
     validate_space(recipe)
@@ -299,7 +301,8 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
     best_dict = recipe_to_dict(best)
     best_dict["checkpoint"]["enabled"] = True
     atomic_write_bytes(best_recipe_path(out, study), dump_yaml(best_dict).encode())
-    write_plots(study, study_dir(out, study.study_name))
+    if os.environ.get("STEEPEST_NO_REPORT") != "1":  # as `steepest train` skips report.html
+        write_plots(study, study_dir(out, study.study_name))
     return study
 
 

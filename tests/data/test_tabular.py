@@ -25,15 +25,7 @@ from steepest.errors import DataError
 from steepest.predict import Predictor, read_inputs
 
 SETS = ["trainer.max_epochs=5", "optimizer.lr=0.01", "data.batch_size=32", "trainer.seed=0"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """A 128-64 MLP on 700 rows: torch's intra-op threads only contend on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a 128-64 MLP on 700 rows (tests/conftest.py)
 
 
 def write_set(path, n=1000, seed=0, columns=("color", "age")):
@@ -67,14 +59,9 @@ def refused(tmp_path, capsys, path, options="{}"):
 def tabular_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tabular")
     path = write_set(tmp / "people.csv")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        args = [x for s in (f"data={{format: csv, path: {path}, target: label, options: {{fill_missing: true}}}}", *SETS)
-                for x in ("--set", s)]
-        assert main(["train", "--run-dir", str(tmp / "run"), "-q", *args]) == 0
-    finally:
-        torch.set_num_threads(before)
+    args = [x for s in (f"data={{format: csv, path: {path}, target: label, options: {{fill_missing: true}}}}", *SETS)
+            for x in ("--set", s)]
+    assert main(["train", "--run-dir", str(tmp / "run"), "-q", *args]) == 0
     return tmp / "run"
 
 

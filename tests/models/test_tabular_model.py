@@ -33,14 +33,7 @@ from steepest.predict import Predictor
 
 SETS = ["trainer.max_epochs=5", "optimizer.lr=0.01", "data.batch_size=64", "trainer.seed=0", "model={name: tabular}"]
 OPTIONS = "{categorical: [store], categorical_encoding: index, fill_missing: true}"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def make_rows(n=3000, seed=0, k=200, held_out=0):
@@ -71,12 +64,7 @@ def store_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tabular_model")
     rows, labels = make_rows(held_out=300)
     path = write_csv(tmp / "stores.csv", rows[:3000], labels[:3000])
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert train_cli(tmp / "run", path, *SETS) == 0
-    finally:
-        torch.set_num_threads(before)
+    assert train_cli(tmp / "run", path, *SETS) == 0
     return tmp / "run", labels[:3000], (rows[3000:], labels[3000:])
 
 

@@ -21,18 +21,7 @@ schedule: {name: cosine}
 trainer: {max_epochs: 3, seed: 0}
 """
 SMALL = ["--max-steps", "20", "--lr-steps", "30", "--weight-decays", "1e-3"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread, as the suite's worker processes run (tests/conftest.py): the trials' small
-    ops lose more to thread hand-offs than they gain, badly so on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # the trials' small ops (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +158,27 @@ def test_the_method_s_optimizer_follows_the_batch():
     assert list(candidates) == ["recipe", "rangerlars"]
     # plain SGD's lr is not on Ranger's scale: the candidate takes RangerLARS's own default; the decay carries over
     assert candidates["rangerlars"].optimizer.lr == 1e-3 and candidates["rangerlars"].optimizer.weight_decay == 1e-4
+
+
+# The optimizers whose lr the optimizer stage carried over, when procedure.py kept them in a list of its own.
+ADAM_SCALE = {"adam", "adamw", "radam", "nadam", "amsgrad", "ranger", "rangerlars", "lamb", "novograd"}
+
+
+def test_a_candidate_keeps_the_lr_of_a_recipe_whose_optimizer_is_on_adams_scale():
+    """The registry's `adam_lr` flag decides, as the list did: the recipe's lr carries over to the
+    candidate from exactly these optimizers; from any other (or an unregistered name) the candidate
+    takes its own default lr."""
+    from steepest.optim import OPTIMIZERS, defaults_of
+    from steepest.tune.procedure import Settings, adam_lr, optimizer_candidates
+
+    assert {n for n in OPTIMIZERS if adam_lr(n)} == ADAM_SCALE
+    assert not adam_lr("torch.optim:Adam")
+    for name in OPTIMIZERS:
+        recipe = load_recipe("digits_mlp", [f"optimizer={{name: {name}, lr: 0.05}}"])
+        candidate = optimizer_candidates(recipe, Settings(optimizers=("ranger",)))["ranger"].optimizer
+        assert candidate.lr == (0.05 if name in ADAM_SCALE else defaults_of("ranger")["lr"]), name
+    # an lr on Adam's scale is not handed to an optimizer on another scale (SGD's lr follows the loss's scale)
+    recipe = load_recipe("digits_mlp", ["optimizer={name: adamw, lr: 0.003}"])
+    for other in ("sgd", "lars", "lion"):
+        candidate = optimizer_candidates(recipe, Settings(optimizers=(other,)))[other].optimizer
+        assert candidate.lr == defaults_of(other).get("lr"), other

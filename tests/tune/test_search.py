@@ -10,7 +10,8 @@ optuna = pytest.importorskip("optuna")
 FAST = ["--set", "trainer.max_epochs=3", "--set", "data.subset=400", "--set", "search.sampler=random"]
 
 
-def test_search_runs_trials_stores_them_and_resumes(tmp_path, capsys):
+def test_search_runs_trials_stores_them_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STEEPEST_NO_REPORT", raising=False)  # the suite sets it (tests/conftest.py); this run draws the plots
     assert main(["search", "digits_search", *FAST, "--trials", "3", "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     out = captured.out
@@ -22,10 +23,12 @@ def test_search_runs_trials_stores_them_and_resumes(tmp_path, capsys):
     assert 1e-4 <= best.optimizer.lr <= 3e-2 and best.search is None
     with sqlite3.connect(tmp_path / "study.db") as db:
         assert db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 3
-    # Same storage: the study continues where it stopped.
+    # Same storage: the study continues where it stopped (and with STEEPEST_NO_REPORT=1 draws no plots).
+    monkeypatch.setenv("STEEPEST_NO_REPORT", "1")
+    (tmp_path / "digits_search" / "optimization_history.png").unlink()
     assert main(["search", "digits_search", *FAST, "--trials", "2", "--out", str(tmp_path)]) == 0
     study = optuna.load_study(study_name="digits_search", storage=f"sqlite:///{tmp_path / 'study.db'}")
-    assert len(study.trials) == 5
+    assert len(study.trials) == 5 and not (tmp_path / "digits_search" / "optimization_history.png").exists()
     values = [t.params["optimizer.lr"] for t in study.trials]
     assert len(set(values)) == 5
 

@@ -16,7 +16,8 @@ optuna = pytest.importorskip("optuna")
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--set", "trainer.max_epochs=2", "--set", "data.subset=300", "--set", "search.sampler=random", "--set", "search.pruner=none"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# Built at import, before tests/conftest.py's session fixture sets STEEPEST_NO_REPORT: the workers draw no plots either.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "STEEPEST_NO_REPORT": os.environ.get("STEEPEST_NO_REPORT", "1")}
 
 # Both workers import everything first, then wait for each other, so they open the new study at the same moment.
 TOGETHER = """
