@@ -523,7 +523,9 @@ def memmap_folder(rows: int) -> tuple[Path, Path]:
 
 
 def bench_memmap_training(size: dict, repeats: int) -> list[str]:
-    from steepest.run import build_run  # the whole recipe path: load_data -> build_run -> Trainer.fit
+    from steepest.run import (
+        build_run,  # the whole recipe path: load_data -> build_run -> Trainer.fit
+    )
 
     rows = size["mmap_rows"]
     folder, npz = memmap_folder(rows)

@@ -130,7 +130,11 @@ def test_the_cyclic_tails_follow_the_method():
     decays as warmup_poly does up to 80% of training (reaching (1 - 0.7/0.9)^p there), then cycles
     between a tenth of that and that; the new one is constant, then cycles between lr/10 and lr."""
     from steepest.schedules.base import build_schedule
-    from steepest.tune.procedure import constant_then_cyclic, warmup_polynomial_then_cyclic, warmup_then_polynomial
+    from steepest.tune.procedure import (
+        constant_then_cyclic,
+        warmup_polynomial_then_cyclic,
+        warmup_then_polynomial,
+    )
 
     def built(spec, total=1000):
         return build_schedule("join", total, **{k: v for k, v in spec.items() if k != "name"})
@@ -149,7 +153,12 @@ def test_the_cyclic_tails_follow_the_method():
 
 
 def test_the_method_s_optimizer_follows_the_batch():
-    from steepest.tune.procedure import LARGE_BATCH, Settings, method_optimizer, optimizer_candidates
+    from steepest.tune.procedure import (
+        LARGE_BATCH,
+        Settings,
+        method_optimizer,
+        optimizer_candidates,
+    )
 
     assert method_optimizer(32) == method_optimizer(LARGE_BATCH - 1) == "ranger"
     assert method_optimizer(LARGE_BATCH) == method_optimizer("full") == "rangerlars"
