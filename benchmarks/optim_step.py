@@ -3,6 +3,7 @@
     python benchmarks/optim_step.py                      # CPU: width-scaled GPT-2 (d=256, vocab 8192)
     python benchmarks/optim_step.py --shape gpt2         # GPT-2 124M shapes (148 tensors, 124.4M params)
     python benchmarks/optim_step.py --out optim_step_cpu.md
+    python benchmarks/optim_step.py --chunk-sweep --only lamb,lars,nadam   # CPU foreach chunk sizes side by side
 
 For each optimizer: gradients are re-assigned before every step (some libraries consume them), the
 first `WARMUP` steps are untimed (state allocation, compilation, and RAdam's warm-up: while rho_t <= 5,
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header, median, report, timed  # noqa: E402
 
 import steepest.optim as so  # noqa: E402
+from steepest.optim import base as optim_base  # noqa: E402
 from steepest.optim.base import StepwiseOptimizer  # noqa: E402
 
 
@@ -144,6 +146,42 @@ def muon_rows(shapes: list[tuple[int, ...]], device: torch.device, repeats: int)
     return rows
 
 
+class WithChunk:
+    """An optimizer whose CPU foreach steps run in chunks of `numel` elements (the module-wide
+    setting is switched around each step, so chunk sizes can be timed round-robin in one run)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, numel: int):
+        self.optimizer, self.numel = optimizer, numel
+
+    def step(self) -> None:
+        saved, optim_base.CPU_CHUNK_NUMEL = optim_base.CPU_CHUNK_NUMEL, self.numel
+        try:
+            self.optimizer.step()
+        finally:
+            optim_base.CPU_CHUNK_NUMEL = saved
+
+
+def chunk_sweep(families: list[str], base: list[torch.Tensor], grads: list[torch.Tensor], repeats: int) -> list[str]:
+    """steepest's foreach step of each family at chunk sizes 2^13..2^20 and unchunked, round-robin;
+    the size this machine's L2 cache selects (cpu_chunk_numel) is marked."""
+    chosen = optim_base.CPU_CHUNK_NUMEL
+    sizes = [1 << k for k in range(13, 21)] + [1 << 40]
+    rows = [f"foreach chunk size (elements) on the CPU; this machine's L2 cache: {optim_base.l2_cache_bytes()} bytes, "
+            f"chosen {chosen} (* below)", "", "| family | " + " | ".join("all" if n == 1 << 40 else f"2^{n.bit_length() - 1}" + ("*" if n == chosen else "")
+                                                                     for n in sizes) + " | best / chosen |",
+            "|---|" + "---|" * (len(sizes) + 1)]
+    for family in families:
+        name, extra = OURS.get(family, (family, {}))
+        kwargs = {"lr": LARGE_LR.get(family, 1e-3), **extra}
+        factories = [lambda p, n=n, name=name, kw=kwargs: WithChunk(so.create(name, p, impl="foreach", **kw), n) for n in sizes]
+        results = bench_family(factories, base, grads, torch.device("cpu"), repeats)
+        ms = [r[0] * 1e3 if not isinstance(r, Exception) else float("nan") for r in results]
+        at_chosen = ms[sizes.index(chosen)] if chosen in sizes else float("nan")
+        rows.append(f"| {family} | " + " | ".join(f"{m:.1f}" for m in ms) + f" | {min(ms) / at_chosen:.2f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def assign(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
     for p, g in zip(params, grads):
         p.grad = g.clone()
@@ -157,6 +195,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated families to run (e.g. adamw,lion)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU (1 on a shared machine)")
     parser.add_argument("--compile", action="store_true", help="on the CPU, also time impl='compiled' (minutes of compilation)")
+    parser.add_argument("--chunk-sweep", action="store_true",
+                        help="CPU only: time steepest's foreach steps of --only families (default lamb,lars) at each chunk size")
     parser.add_argument("--out", help="results file under benchmarks/results/")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -171,6 +211,15 @@ def main() -> None:
     base = [torch.randn(s, generator=g) * 0.02 for s in shapes]
     grads = [(torch.randn(s, generator=g) * 1e-3).to(device) for s in shapes]
     only = {f for f in args.only.split(",") if f}
+    if args.chunk_sweep:
+        if device.type != "cpu":
+            parser.error("--chunk-sweep is for the CPU (chunks are not used on a GPU)")
+        families = sorted(only or {"lamb", "lars"})
+        lines = [f"# CPU foreach chunk sizes: {len(shapes)} tensors, {n / 1e6:.1f}M fp32 parameters ({shape})", "", header(device),
+                 f"ms per step, median of {repeats} steps after {WARMUP} untimed, sizes timed round-robin", "",
+                 *chunk_sweep(families, base, grads, repeats)]
+        report(lines, args.out)
+        return
     families: dict[str, list[tuple[str, Callable]]] = {}
     for family, label, factory in candidates(device, args.compile):
         if not only or family in only:

@@ -97,7 +97,9 @@ class AdaHessian(StepwiseOptimizer):
         return diags
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None, *, found_inf=None):
+        """One step (a fresh Hessian estimate every `hessian_every` steps); `found_inf` as in
+        StepwiseOptimizer.step (parameters and state kept where it is nonzero, no host sync)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -109,7 +111,7 @@ class AdaHessian(StepwiseOptimizer):
         if params and done % self.param_groups[0]["hessian_every"] == 0:
             self._fresh = dict(zip(params, self.hutchinson_diagonal(params)))
         try:
-            super().step()
+            super().step(found_inf=found_inf)
         finally:
             self._fresh = {}
         return loss

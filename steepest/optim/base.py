@@ -15,20 +15,87 @@ Every algorithm here is per tensor (LAMB/LARS norms included), so running the li
 chunk of the tensors is exact. The step count lives in a CPU tensor (`state["step"]`, as in
 torch.optim), so bias corrections never wait for the GPU; norms and trust ratios stay on the device
 (torch._foreach_norm, torch.where): `step` has no host synchronization.
+
+A step can be skipped on the device, as torch's fused optimizers skip one for GradScaler:
+`step(found_inf=flag)` (or the attribute `optimizer.found_inf`), a 0-d or one-element tensor,
+nonzero = skip, keeps every parameter and every tensor of `state_keys` as it was, with no host
+sync. The compiled step does it inside its own pass (`found_inf_step`: the same kernels, reads and
+writes as the plain compiled step, an extra select in registers); reference and foreach copy those
+tensors first and select after the step. The step count advances whatever the flag (reading it
+would be a sync): the caller that skips puts it back when it knows the flag, as
+steepest.training.skip.DeviceSkip does.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
 IMPLS = ("reference", "foreach", "compiled")
-# Elements per foreach chunk on the CPU: a few state tensors of this size stay in the L2 cache
-# between the update's passes (measured in benchmarks/optim_step.py).
-CPU_CHUNK_NUMEL = 1 << 16
+CHUNK_ENV = "STEEPEST_CPU_CHUNK_NUMEL"
+_CHUNK_RANGE = (1 << 13, 1 << 20)
+
+
+def _size_bytes(text: str) -> int | None:
+    """'512K', '1024K', '2M', '1048576' (sysfs cache sizes) in bytes; None when unreadable."""
+    text = text.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if scale > 1 else text
+    return int(digits) * scale if digits.isdigit() and int(digits) > 0 else None
+
+
+def l2_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """The size of one core's level-2 data (or unified) cache in bytes, from Linux sysfs (else
+    glibc's sysconf); None when the platform says nothing (macOS, Windows, some containers)."""
+    for index in sorted(Path(root).glob("index*")):
+        try:
+            level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+            if level == "2" and kind in ("Unified", "Data"):
+                return _size_bytes((index / "size").read_text())
+        except (OSError, ValueError):
+            continue
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+        return size if size > 0 else None
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def cpu_chunk_numel(l2_bytes: int | None = None, env: str | None = None) -> int:
+    """Elements per foreach chunk on the CPU: the largest power of two whose float32 bytes fill half
+    of one core's L2 cache (L2 / 8 elements), within [2^13, 2^20]; 2^16 when the cache size is
+    unknown. 512 KiB (AMD EPYC Zen 2-4) gives 2^16, the value that measured fastest there
+    (benchmarks/optim_step.py --chunk-sweep); 1-1.25 MiB (Intel Xeon Skylake-SP to Ice Lake) 2^17,
+    2 MiB (Sapphire Rapids) 2^18. `STEEPEST_CPU_CHUNK_NUMEL` overrides it (a positive integer).
+    The chunk size never changes a result: every step function is exact per tensor."""
+    env = os.environ.get(CHUNK_ENV, "") if env is None else env
+    if env.strip():
+        value = _size_bytes(env)
+        if value is None:
+            raise ValueError(f"{CHUNK_ENV}={env!r} is not a positive number of elements (e.g. 65536 or 64K)")
+        return value
+    l2 = l2_cache_bytes() if l2_bytes is None else l2_bytes
+    if not l2:
+        return 1 << 16
+    budget = 1 << max(0, (l2 // 8).bit_length() - 1)
+    return min(max(budget, _CHUNK_RANGE[0]), _CHUNK_RANGE[1])
+
+
+def _chunk_at_import() -> int:
+    try:
+        return cpu_chunk_numel()
+    except ValueError as exc:  # a bad override must not stop `import steepest`
+        warnings.warn(f"{exc}; using the size from the L2 cache", RuntimeWarning, stacklevel=2)
+        return cpu_chunk_numel(env="")
+
+
+# Elements per foreach chunk on the CPU, chosen from this machine's L2 cache size (see cpu_chunk_numel).
+CPU_CHUNK_NUMEL = _chunk_at_import()
 _COMPILED: dict[Callable, Callable] = {}
 _UNCOMPILABLE: set[Callable] = set()  # step functions whose compilation failed on this machine
 
@@ -59,6 +126,11 @@ def chunks(params: list[torch.Tensor], budget: int) -> Iterator[slice]:
 
 
 class StepwiseOptimizer(torch.optim.Optimizer):
+    """An optimizer whose step is `reference_step` / `foreach_step` over the parameters that have a
+    gradient and their `state_keys` (see the module docstring); `impl` picks how it runs. The step
+    takes `found_inf` (see `step`), so that a non-finite step is skipped on the device without a
+    copy of the parameters and state (what DeviceSkip does for other optimizers)."""
+
     state_keys: ClassVar[tuple[str, ...]] = ()
     # scalars that change from step to step: 0-d device tensors under torch.compile (no recompiles)
     dynamic_scalars: ClassVar[tuple[str, ...]] = ("lr",)
@@ -126,8 +198,47 @@ class StepwiseOptimizer(torch.optim.Optimizer):
             out[name] = buffers[key].fill_(scalars[name])
         return out
 
+    def _run_found_inf(self, impl: str, params, grads, lists, scalars, found_inf: torch.Tensor) -> None:
+        """`_run`, keeping every tensor it writes (the parameters, each state list) as it was where
+        `found_inf` is nonzero. Compiled: one graph that selects inside the update's own pass (see
+        `found_inf_step`). Otherwise, and for a subclass with its own `_run` (AdaHessian writes its
+        Hessian estimate there): copies taken before `_run` and a select after it, plain ops."""
+        cls = type(self)
+        flag = found_inf.reshape(())
+        if flag.device != params[0].device:  # a model over several devices: each group gets its own copy, no sync
+            flag = flag.to(params[0].device, non_blocking=True)
+        own_run = cls._run is StepwiseOptimizer._run
+        if impl == "compiled" and own_run and cls.foreach_step not in _UNCOMPILABLE:
+            try:
+                found_inf_step(cls.foreach_step)(params, grads, *lists, found_inf=flag.to(torch.float32),
+                                                 **self._device_scalars(scalars, params[0]))
+                return
+            except Exception as exc:  # the clones are written before the parameters and state: nothing of theirs yet
+                if not _is_compile_failure(exc):
+                    raise
+                _UNCOMPILABLE.add(cls.foreach_step)
+                warnings.warn(f"{cls.__name__}: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                              "using the foreach step (pass impl='foreach' to silence this)", RuntimeWarning, stacklevel=3)
+        written = [params, *lists]
+        saved = [[_local(t).clone() for t in xs] for xs in written]
+        self._run(impl, params, grads, lists, scalars)
+        keep = flag == 0
+        for xs, olds in zip(written, saved):
+            for t, old in zip(xs, olds):
+                t = _local(t)
+                torch.where(keep, t, old, out=t)
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+    def step(self, closure: Callable[[], torch.Tensor] | None = None, *, found_inf: torch.Tensor | None = None):
+        """One step of every group. `found_inf` (GradScaler's convention: a 0-d or one-element tensor
+        on the parameters' device, nonzero where a gradient was not finite) keeps every parameter and
+        every device state tensor as it was where it is nonzero, decided on the device: no host sync.
+        It may also be set as the attribute `optimizer.found_inf`, as torch's fused optimizers read it.
+        The step count `state["step"]` (a CPU tensor, read on the host for the bias corrections)
+        advances whatever the flag: the caller that skips puts it back once the flag is on the host
+        (steepest.training.skip.DeviceSkip does, one step late on CUDA)."""
+        if found_inf is None:
+            found_inf = getattr(self, "found_inf", None)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -147,8 +258,44 @@ class StepwiseOptimizer(torch.optim.Optimizer):
             step = int(states[0]["step"])  # a CPU tensor: no device synchronization
             lists = [[s[key] for s in states] for key in self.state_keys]
             impl = self.resolve_impl(group, params[0].device)
-            self._run(impl, params, self._grads(params), lists, self._scalars(group, step))
+            if found_inf is None:
+                self._run(impl, params, self._grads(params), lists, self._scalars(group, step))
+            else:
+                self._run_found_inf(impl, params, self._grads(params), lists, self._scalars(group, step), found_inf)
         return loss
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The tensor itself, or a DTensor's local shard (FSDP parameters and state), written in place."""
+    return t.to_local() if type(t).__name__ == "DTensor" else t
+
+
+_FOUND_INF: dict[Callable, Callable] = {}
+
+
+def found_inf_step(fn: Callable) -> Callable:
+    """torch.compile of `fn` (a list step function) that keeps every tensor it writes as it was where
+    `found_inf` is nonzero: `fn` runs on clones of the parameters and state lists, and each original
+    gets `where(found_inf == 0, new, old)`. Inductor folds the clones away (they are reads of the
+    originals) and the select into the pass that writes each tensor, so the guarded step moves as
+    many bytes as the plain one (the generated CPU code of every own optimizer has the same kernels,
+    loops, loads and stores with and without the flag, torch 2.13). Built once per function, each on its own code object, so that
+    Dynamo keeps a cache per step function as `compiled` does (one shared wrapper would hit the
+    recompile limit across optimizers)."""
+    if fn not in _FOUND_INF:
+        def template(params, grads, *lists, found_inf, **scalars):
+            keep = found_inf == 0
+            written = [params, *lists]
+            new = [[t.clone() for t in xs] for xs in written]
+            fn(new[0], grads, *new[1:], **scalars)
+            for xs, ys in zip(written, new):
+                torch._foreach_copy_(xs, [torch.where(keep, y, x) for x, y in zip(xs, ys)])
+
+        name = f"{fn.__name__}_found_inf"
+        code = template.__code__.replace(co_name=name, co_qualname=name)
+        wrapper = type(template)(code, template.__globals__, name, None, template.__closure__)
+        _FOUND_INF[fn] = torch.compile(wrapper, fullgraph=False)
+    return _FOUND_INF[fn]
 
 
 def init_composite(optimizer: torch.optim.Optimizer) -> None:

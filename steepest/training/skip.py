@@ -11,9 +11,16 @@ flag is False:
 tracker), from copies taken just before the step into buffers kept between steps. A taken step is
 bit-identical to an unguarded one; a skipped one changes no parameter, no state and no step count.
 The cost is one copy and one select over those tensors per step, and one more copy of them in
-memory (benchmarks/trainer_overhead.py measures it on a GPU). torch's fused optimizers (`fused=True`: Adam,
-AdamW, SGD, Adagrad) skip inside their own kernel instead, at no cost: the flag is handed to them
-as `found_inf`, GradScaler's mechanism.
+memory (benchmarks/trainer_overhead.py measures it on a GPU). Two kinds of optimizer skip inside
+their own kernel instead, at no cost, handed the flag as `optimizer.found_inf` (GradScaler's
+mechanism; 1.0 where the step is skipped):
+  - torch's fused optimizers (`fused=True`: Adam, AdamW, SGD, Adagrad), which also take back
+    their own step count;
+  - steepest's own (steepest.optim.base.StepwiseOptimizer: Lamb, LARS, Lion, NAdam, RAdam, ...),
+    whose compiled step (the CUDA default) writes where(found_inf == 0, new, old) in the pass
+    that computes the update (their foreach and reference steps select with plain ops after the
+    step). Their step count is a CPU tensor that advances whatever the flag: it is host-side state,
+    restored as below.
 
 What the device cannot undo alone is read on the host:
   - a step that adds optimizer state (the first step; a parameter that gets a gradient later):
@@ -48,6 +55,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from steepest.optim.base import StepwiseOptimizer
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -100,10 +109,13 @@ class DeviceSkip:
         read = self.outside or (ok.device.type == "cpu" if self.on_device is None else not self.on_device)
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         fused = self.scaler is None and getattr(self.optimizer, "_step_supports_amp_scaling", False)
+        # steepest's own take found_inf through a GradScaler too (which, as they are no
+        # _step_supports_amp_scaling optimizers, calls their step() without touching the flag)
+        own = isinstance(self.optimizer, StepwiseOptimizer)
         scale = [getattr(self.scaler, key, None) for key in ("_scale", "_growth_tracker")]
         guarded, before, host = [t for t in scale if t is not None], [], []
         if not read:
-            guarded += self._state(ok, params, fused, before, host)
+            guarded += self._state(ok, params, fused, own, before, host)
         self._snapshot(guarded)
         pending = self._host_flag(ok) if host else None  # copied now: the flag is ready before the step's kernels run
         if read:
@@ -115,6 +127,12 @@ class DeviceSkip:
                 step_fn()
             finally:
                 del self.optimizer.grad_scale, self.optimizer.found_inf
+        elif own:
+            self.optimizer.found_inf = (~ok).to(torch.float32)
+            try:
+                step_fn()
+            finally:
+                del self.optimizer.found_inf
         else:
             step_fn()
         if self.scaler is not None:
@@ -131,16 +149,22 @@ class DeviceSkip:
         elif host:
             self._pending = (*pending, host)
 
-    def _state(self, ok: torch.Tensor, params: list, fused: bool, before: list, host: list) -> list[torch.Tensor]:
+    def _state(self, ok: torch.Tensor, params: list, fused: bool, own: bool, before: list,
+               host: list) -> list[torch.Tensor]:
         """The tensors to select on the device: the parameters and their state on `ok`'s device (none
-        for a fused optimizer, which skips by itself). Fills `before` with each parameter's state as
-        it is (to see what the step adds) and `host` with the state kept on the host, copied."""
-        guarded = [] if fused else list(params)
+        for a fused optimizer, which skips by itself; for steepest's own, which skip their parameters
+        and the state their step writes, `state_keys`, only the rest: their step count when it is on
+        `ok`'s device, the CPU). Fills `before` with each parameter's state as it is (to see what the
+        step adds) and `host` with the state kept on the host, copied."""
+        guarded = [] if fused or own else list(params)
+        inside = set(self.optimizer.state_keys) if own else ()
         state = self.optimizer.state
         for p in params:
             d = state.get(p)
             before.append((p, dict(d) if d else None))
             for k, v in (d or {}).items():
+                if k in inside and isinstance(v, torch.Tensor):
+                    continue
                 if isinstance(v, torch.Tensor) and v.device == ok.device:
                     if not fused:
                         guarded.append(v)
