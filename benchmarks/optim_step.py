@@ -6,8 +6,8 @@
     python benchmarks/optim_step.py --chunk-sweep --only lamb,lars,nadam   # CPU foreach chunk sizes side by side
 
 For each optimizer: gradients are re-assigned before every step (some libraries consume them), the
-first `WARMUP` steps are untimed (state allocation, compilation, and RAdam's warm-up: while rho_t <= 5,
-t <= 5 at beta2 = 0.999, some implementations skip the update), then the median of `--repeats` timed steps
+first `WARMUP` steps are untimed (state allocation, compilation, steepest's CPU chunk-size measurement, and RAdam's
+warm-up: while rho_t <= 5, t <= 5 at beta2 = 0.999, some implementations skip the update), then the median of `--repeats` timed steps
 (CUDA events on a GPU) is reported with its ratio to the memory-bandwidth limit: the bytes the
 update must move per parameter (reads + writes of weights, gradient and state, fp32) times the
 parameter count, divided by the copy bandwidth measured in the same run. The check column says
@@ -46,7 +46,7 @@ BYTES = {"sgd": 12, "momentum": 20, "momentum-ema": 20, "nesterov": 20, "adagrad
          "ranger": 36, "rangerlars": 44}
 OURS = {"momentum-ema": ("momentum", {"ema": True})}
 LARGE_LR = {"lars": 1.0}
-WARMUP = 6  # untimed steps per implementation: RAdam rectifies from step 6 on (beta2 = 0.999)
+WARMUP = 10  # untimed steps per implementation: RAdam rectifies from step 6 on (beta2 = 0.999); steepest's CPU chunk tuner decides by step 8
 
 
 def candidates(device: torch.device, compile_ours: bool, lr: float = 1e-3) -> list[tuple[str, str, Callable]]:
@@ -154,11 +154,12 @@ class WithChunk:
         self.optimizer, self.numel = optimizer, numel
 
     def step(self) -> None:
-        saved, optim_base.CPU_CHUNK_NUMEL = optim_base.CPU_CHUNK_NUMEL, self.numel
+        saved = optim_base.CPU_CHUNK_NUMEL, optim_base.CPU_CHUNK_TUNE
+        optim_base.CPU_CHUNK_NUMEL, optim_base.CPU_CHUNK_TUNE = self.numel, False  # this size, not the tuner's
         try:
             self.optimizer.step()
         finally:
-            optim_base.CPU_CHUNK_NUMEL = saved
+            optim_base.CPU_CHUNK_NUMEL, optim_base.CPU_CHUNK_TUNE = saved
 
 
 def chunk_sweep(families: list[str], base: list[torch.Tensor], grads: list[torch.Tensor], repeats: int) -> list[str]:

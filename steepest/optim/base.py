@@ -2,7 +2,8 @@
 (the readable reference) and once over lists of tensors (torch._foreach_*), and run one of three ways:
 
     impl="reference"  the per-tensor function, one tensor at a time
-    impl="foreach"    the list function, in cache-sized chunks of tensors on the CPU
+    impl="foreach"    the list function, in chunks of tensors on the CPU (sized from the L2 cache, then
+                      measured on the optimizer's first steps: ChunkTuner)
     impl="compiled"   torch.compile of the list function: one fused pass over memory (the default on CUDA)
 
 A subclass names its per-parameter state (`state_keys`), allocates it (`_init_state`), turns the
@@ -29,6 +30,7 @@ steepest.training.skip.DeviceSkip does.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,12 +69,13 @@ def l2_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | No
 
 
 def cpu_chunk_numel(l2_bytes: int | None = None, env: str | None = None) -> int:
-    """Elements per foreach chunk on the CPU: the largest power of two whose float32 bytes fill half
-    of one core's L2 cache (L2 / 8 elements), within [2^13, 2^20]; 2^16 when the cache size is
-    unknown. 512 KiB (AMD EPYC Zen 2-4) gives 2^16, the value that measured fastest there
-    (benchmarks/optim_step.py --chunk-sweep); 1-1.25 MiB (Intel Xeon Skylake-SP to Ice Lake) 2^17,
-    2 MiB (Sapphire Rapids) 2^18. `STEEPEST_CPU_CHUNK_NUMEL` overrides it (a positive integer).
-    The chunk size never changes a result: every step function is exact per tensor."""
+    """Elements per foreach chunk on the CPU, the size each optimizer starts from (ChunkTuner then
+    times it against 4x and 16x on the optimizer's first steps): the largest power of two whose
+    float32 bytes fill half of one core's L2 cache (L2 / 8 elements), within [2^13, 2^20]; 2^16
+    when the cache size is unknown. 512 KiB (AMD EPYC Zen 2-4) gives 2^16; 1-1.25 MiB (Intel Xeon
+    Skylake-SP to Ice Lake) 2^17, 2 MiB (Sapphire Rapids) 2^18. `STEEPEST_CPU_CHUNK_NUMEL` (a
+    positive integer, or e.g. 64K) fixes the size instead: no measurement. The chunk size never
+    changes a result: every step function is exact per tensor."""
     env = os.environ.get(CHUNK_ENV, "") if env is None else env
     if env.strip():
         value = _size_bytes(env)
@@ -94,8 +97,53 @@ def _chunk_at_import() -> int:
         return cpu_chunk_numel(env="")
 
 
-# Elements per foreach chunk on the CPU, chosen from this machine's L2 cache size (see cpu_chunk_numel).
+# Elements per foreach chunk on the CPU, chosen from this machine's L2 cache size (see cpu_chunk_numel),
+# then tuned per optimizer by timing its first steps (ChunkTuner) unless STEEPEST_CPU_CHUNK_NUMEL fixes it.
 CPU_CHUNK_NUMEL = _chunk_at_import()
+CPU_CHUNK_TUNE = not os.environ.get(CHUNK_ENV, "").strip()
+
+
+class ChunkTuner:
+    """The CPU foreach chunk size of one optimizer, measured at first use: from its step
+    `from_step` on, its own steps run in turn at `base`, 4 `base` and 16 `base` elements per chunk,
+    `rounds` times each, and the size of the fastest step (the minimum over its rounds: the least
+    disturbed by other work on the machine) is kept from then on. The steps are real steps: any
+    chunking gives the same bits, so the measurement changes no result, only the time. Larger chunks
+    mean fewer Python-level calls (each foreach op costs microseconds per call), smaller ones more
+    reuse of the cache between an update's passes; which wins depends on the machine, its load and
+    the model's tensor sizes (benchmarks/optim_step.py --chunk-sweep shows the trade-off).
+
+        >>> t = ChunkTuner(1 << 16, from_step=0, rounds=1)
+        >>> for seconds in (3.0, 2.0, 2.5):
+        ...     t.record(t.size(), seconds)
+        >>> t.chosen == 1 << 18
+        True
+    """
+
+    FACTORS = (1, 4, 16)
+    MAX_NUMEL = 1 << 24
+
+    def __init__(self, base: int, from_step: int = 2, rounds: int = 2):
+        self.base, self.from_step, self.rounds = base, from_step, rounds
+        self.candidates = sorted({min(base * f, max(base, self.MAX_NUMEL)) for f in self.FACTORS})
+        self.best = {c: float("inf") for c in self.candidates}
+        self.calls = 0
+        self.chosen: int | None = None
+
+    def size(self) -> int:
+        """The chunk size for the next step."""
+        if self.chosen is not None:
+            return self.chosen
+        k = self.calls - self.from_step
+        return self.candidates[k % len(self.candidates)] if k >= 0 else self.base
+
+    def record(self, size: int, seconds: float) -> None:
+        """The time of a step run at `size` (from `size()`)."""
+        if self.chosen is None and self.calls >= self.from_step:
+            self.best[size] = min(self.best[size], seconds)
+        self.calls += 1
+        if self.chosen is None and self.calls >= self.from_step + self.rounds * len(self.candidates):
+            self.chosen = min(self.candidates, key=self.best.__getitem__)
 _COMPILED: dict[Callable, Callable] = {}
 _UNCOMPILABLE: set[Callable] = set()  # step functions whose compilation failed on this machine
 
@@ -180,7 +228,7 @@ class StepwiseOptimizer(torch.optim.Optimizer):
         elif impl == "compiled":
             cls.foreach_step(params, grads, *lists, **scalars)
         elif params[0].device.type == "cpu":
-            for s in chunks(params, CPU_CHUNK_NUMEL):
+            for s in chunks(params, self.__dict__.get("_chunk_numel", CPU_CHUNK_NUMEL)):
                 cls.foreach_step(params[s], grads[s], *[xs[s] for xs in lists], **scalars)
         else:
             cls.foreach_step(params, grads, *lists, **scalars)
@@ -243,6 +291,9 @@ class StepwiseOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        tuner = self._tuner()
+        self._chunk_numel = tuner.size() if tuner is not None else CPU_CHUNK_NUMEL
+        chunked, start = False, time.perf_counter()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -258,11 +309,24 @@ class StepwiseOptimizer(torch.optim.Optimizer):
             step = int(states[0]["step"])  # a CPU tensor: no device synchronization
             lists = [[s[key] for s in states] for key in self.state_keys]
             impl = self.resolve_impl(group, params[0].device)
+            chunked = chunked or (impl == "foreach" and params[0].device.type == "cpu")
             if found_inf is None:
                 self._run(impl, params, self._grads(params), lists, self._scalars(group, step))
             else:
                 self._run_found_inf(impl, params, self._grads(params), lists, self._scalars(group, step), found_inf)
+        if tuner is not None and chunked:
+            tuner.record(self._chunk_numel, time.perf_counter() - start)
         return loss
+
+    def _tuner(self) -> ChunkTuner | None:
+        """This optimizer's ChunkTuner (None when STEEPEST_CPU_CHUNK_NUMEL fixes the size); a new one
+        when the base size changed."""
+        if not CPU_CHUNK_TUNE:
+            return None
+        tuner = self.__dict__.get("_chunk_tuner")
+        if tuner is None or tuner.base != CPU_CHUNK_NUMEL:
+            tuner = self.__dict__["_chunk_tuner"] = ChunkTuner(CPU_CHUNK_NUMEL)
+        return tuner
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:

@@ -67,3 +67,60 @@ def test_bad_override_at_import_warns_and_uses_the_cache(monkeypatch):
     with pytest.warns(RuntimeWarning, match="STEEPEST_CPU_CHUNK_NUMEL"):
         n = base._chunk_at_import()
     assert n == base.cpu_chunk_numel(env="")
+
+
+def test_tuner_tries_each_size_in_turn_and_keeps_the_fastest():
+    t = base.ChunkTuner(1 << 16, from_step=2, rounds=2)
+    assert t.candidates == [1 << 16, 1 << 18, 1 << 20]
+    times = {1 << 16: [5.0, 1.0], 1 << 18: [2.0, 2.0], 1 << 20: [3.0, 9.0]}  # 2^16's best round is the fastest
+    sizes = []
+    for _ in range(2):  # untimed first steps run at the base size
+        sizes.append(t.size())
+        t.record(t.size(), 100.0)
+    for r in range(2):
+        for _ in range(3):
+            size = t.size()
+            sizes.append(size)
+            assert t.chosen is None
+            t.record(size, times[size][r])
+    assert sizes == [1 << 16, 1 << 16, 1 << 16, 1 << 18, 1 << 20, 1 << 16, 1 << 18, 1 << 20]
+    assert t.chosen == 1 << 16 and t.size() == 1 << 16
+    t.record(t.size(), 0.0)
+    assert t.chosen == 1 << 16  # decided once
+
+
+def test_tuner_caps_large_sizes():
+    assert base.ChunkTuner(1 << 23).candidates == [1 << 23, 1 << 24]
+
+
+def test_optimizer_tunes_its_chunk_on_real_steps_without_changing_a_bit(monkeypatch):
+    """A LAMB step on the CPU: the first steps are timed at three chunk sizes, one is kept, and the
+    parameters equal those of a run at a fixed size, bit for bit."""
+    import torch
+
+    import steepest.optim as so
+
+    monkeypatch.setattr(base, "CPU_CHUNK_NUMEL", 64)  # so the small problem below spans several chunks
+    g = torch.Generator().manual_seed(0)
+    shapes = [(40, 8), (8,), (16, 16), (300,), (3, 5, 7)]
+    start = [torch.randn(s, generator=g) for s in shapes]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(12)]
+
+    def run(tune):
+        monkeypatch.setattr(base, "CPU_CHUNK_TUNE", tune)
+        params = [p.clone().requires_grad_(True) for p in start]
+        opt = so.create("lamb", params, group_params=False, lr=1e-2, impl="foreach")
+        used = []
+        for gs in grads:
+            for p, gr in zip(params, gs):
+                p.grad = gr.clone()
+            opt.step()
+            used.append(opt._chunk_numel)
+        return params, used, opt
+
+    tuned, used, opt = run(True)
+    fixed, used_fixed, _ = run(False)
+    assert set(used_fixed) == {64}
+    assert used[2:8] == [64, 256, 1024] * 2 and opt._chunk_tuner.chosen in (64, 256, 1024)
+    assert set(used[8:]) == {opt._chunk_tuner.chosen}
+    assert all(torch.equal(a, b) for a, b in zip(tuned, fixed))
