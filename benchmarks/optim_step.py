@@ -99,7 +99,7 @@ def copy_bandwidth(device: torch.device, numel: int, repeats: int) -> float:
 
 
 def bench_family(factories: list[Callable], base: list[torch.Tensor], grads: list[torch.Tensor], device: torch.device,
-                 repeats: int) -> list[tuple[float, bool] | Exception]:
+                 repeats: int, warmup: int = WARMUP) -> list[tuple[float, bool] | Exception]:
     """Time one family's implementations round-robin (each repeat steps every implementation once), so
     a noisy machine slows them alike. Gradients are re-assigned before every step; the first `WARMUP`
     steps are untimed (state allocation, kernel selection, compilation, RAdam's unrectified steps), and
@@ -109,7 +109,7 @@ def bench_family(factories: list[Callable], base: list[torch.Tensor], grads: lis
         params = [b.clone().to(device).requires_grad_(True) for b in base]
         try:
             opt = factory(params)
-            for _ in range(WARMUP):
+            for _ in range(warmup):
                 assign(params, grads)
                 opt.step()
             runs.append((opt, params, params[0].detach().clone(), []))
@@ -134,7 +134,9 @@ def muon_rows(shapes: list[tuple[int, ...]], device: torch.device, repeats: int)
     grads = [(torch.randn(s, generator=g) * 1e-3).to(device) for s in hidden]
     entries = [("steepest muon (MuonAdamW)", lambda p: so.create("muon", p, group_params=False, lr=0.02)),
                ("torch.optim.Muon", lambda p: torch.optim.Muon(p, lr=0.02))]
-    results = bench_family([f for _, f in entries], base, grads, device, repeats)
+    # compute-bound and slow on a CPU (~0.2-1 s a step at 2 threads): 2 untimed steps and 3 timed there
+    cpu = device.type == "cpu"
+    results = bench_family([f for _, f in entries], base, grads, device, min(repeats, 3) if cpu else repeats, warmup=2 if cpu else WARMUP)
     rows = [f"Muon on {len(hidden)} hidden matrices ({sum(torch.Size(s).numel() for s in hidden) / 1e6:.1f}M parameters):", "",
             "| implementation | ms/step | params changed |", "|---|---|---|"]
     for (label, _), result in zip(entries, results):
