@@ -248,24 +248,22 @@ class TrainerConfig(Section):
     @field_validator("cuda_graphs")
     @classmethod
     def _cuda_graphs(cls, value: bool, info) -> bool:
-        refusal = cuda_graphs_refusal(str(info.data.get("device", "auto")), int(info.data.get("accumulate") or 1)) if value else None
-        if refusal:
-            raise ValueError(refusal)
+        accumulate = int(info.data.get("accumulate") or 1)
+        if value and accumulate > 1:  # a recipe that can run nowhere (the device is checked when training starts)
+            raise ValueError(f"CUDA graph capture replays one graph per micro-batch, which would overwrite the gradients "
+                             f"being accumulated (trainer.accumulate={accumulate}); set trainer.accumulate=1 or trainer.cuda_graphs=false")
         return value
 
 
-def cuda_graphs_refusal(device: str, accumulate: int = 1) -> str | None:
-    """Why `trainer.cuda_graphs: true` cannot run here (no CUDA device, gradient accumulation), or None."""
-    import torch  # only for a recipe that sets the key: reading recipes loads no torch otherwise
-
-    if not device.startswith(("auto", "cuda")):
+def cuda_graphs_refusal(device: str, has_cuda: bool) -> str | None:
+    """Why `trainer.cuda_graphs: true` cannot train on `device` (the resolved trainer.device), or None.
+    Checked when training starts, like trainer.device itself: a run trained with CUDA graphs still
+    validates, predicts and exports on a machine without a GPU."""
+    if device.startswith("cuda"):
+        return None
+    if has_cuda:
         return f"CUDA graph capture needs a CUDA device, and trainer.device is {device}; set trainer.cuda_graphs=false"
-    if not torch.cuda.is_available():
-        return "CUDA graph capture needs a CUDA device, and this machine has none; set trainer.cuda_graphs=false"
-    if accumulate > 1:
-        return (f"CUDA graph capture replays one graph per micro-batch, which would overwrite the gradients being "
-                f"accumulated (trainer.accumulate={accumulate}); set trainer.accumulate=1 or trainer.cuda_graphs=false")
-    return None
+    return f"CUDA graph capture needs a CUDA device, and this machine has none (trainer.device {device}); set trainer.cuda_graphs=false"
 
 
 class LoRAConfig(Section):

@@ -89,18 +89,18 @@ def cpu_chunk_numel(l2_bytes: int | None = None, env: str | None = None) -> int:
     return min(max(budget, _CHUNK_RANGE[0]), _CHUNK_RANGE[1])
 
 
-def _chunk_at_import() -> int:
+def _chunk_at_import() -> tuple[int, bool]:
+    """(the starting chunk size, whether it is measured at first use): an override is used as given."""
     try:
-        return cpu_chunk_numel()
-    except ValueError as exc:  # a bad override must not stop `import steepest`
-        warnings.warn(f"{exc}; using the size from the L2 cache", RuntimeWarning, stacklevel=2)
-        return cpu_chunk_numel(env="")
+        return cpu_chunk_numel(), not os.environ.get(CHUNK_ENV, "").strip()
+    except ValueError as exc:  # a bad override must not stop `import steepest`: it is ignored, as if unset
+        warnings.warn(f"{exc}; ignored: the size comes from the L2 cache and is measured at first use", RuntimeWarning, stacklevel=2)
+        return cpu_chunk_numel(env=""), True
 
 
 # Elements per foreach chunk on the CPU, chosen from this machine's L2 cache size (see cpu_chunk_numel),
 # then tuned per optimizer by timing its first steps (ChunkTuner) unless STEEPEST_CPU_CHUNK_NUMEL fixes it.
-CPU_CHUNK_NUMEL = _chunk_at_import()
-CPU_CHUNK_TUNE = not os.environ.get(CHUNK_ENV, "").strip()
+CPU_CHUNK_NUMEL, CPU_CHUNK_TUNE = _chunk_at_import()
 
 
 class ChunkTuner:
@@ -287,6 +287,10 @@ class StepwiseOptimizer(torch.optim.Optimizer):
         (steepest.training.skip.DeviceSkip does, one step late on CUDA)."""
         if found_inf is None:
             found_inf = getattr(self, "found_inf", None)
+        if found_inf is not None and not (isinstance(found_inf, torch.Tensor) and found_inf.numel() == 1):
+            got = f"a tensor of shape {tuple(found_inf.shape)}" if isinstance(found_inf, torch.Tensor) else type(found_inf).__name__
+            raise TypeError(f"found_inf must be a 0-d or one-element tensor on the parameters' device (nonzero: skip the "
+                            f"step), got {got}")
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -27,6 +27,7 @@ from steepest.config.build import (
     build_model_from_recipe,
     metric_learning,
 )
+from steepest.config.schema import cuda_graphs_refusal
 from steepest.config.validate import validate_recipe
 from steepest.data import DataBundle, load_data
 from steepest.data.augment import expand_bundle, for_data
@@ -73,7 +74,10 @@ class Runtime:
 def setup_runtime(recipe: Recipe) -> Runtime:
     """The device, the process group under torchrun, determinism, and every global seed."""
     t = recipe.trainer
-    ctx, device = distributed.init_from_env(resolve_device(t.device))
+    device = resolve_device(t.device)
+    if t.cuda_graphs and (refusal := cuda_graphs_refusal(str(device), torch.cuda.is_available())):
+        raise ConfigError(f"trainer.cuda_graphs: {refusal}")
+    ctx, device = distributed.init_from_env(device)
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(t.seed)

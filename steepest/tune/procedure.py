@@ -36,6 +36,7 @@ values: what `steepest train` takes).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import gc
 import json
 import math
@@ -95,8 +96,11 @@ class Settings:
         if self.optimizers is not None:
             unknown = [n for n in self.optimizers if n not in ("recipe", "auto") and n not in OPTIMIZERS]
             if unknown or not self.optimizers:
-                raise ConfigError(f"search --optimizers: unknown optimizer '{unknown[0] if unknown else ''}'; "
-                                  "give recipe, auto (Ranger or RangerLARS by the batch) or registered names (steepest list optimizers)")
+                bad = unknown[0] if unknown else ""
+                close = difflib.get_close_matches(bad.lower(), list(OPTIMIZERS), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ConfigError(f"search --optimizers: unknown optimizer '{bad}'; {hint}give recipe, auto (Ranger or RangerLARS "
+                                  f"by the batch) or any of {', '.join(sorted(OPTIMIZERS))}")
         if not self.weight_decays or any(not (math.isfinite(w) and w >= 0) for w in self.weight_decays):
             raise ConfigError(f"search --weight-decays: give finite values >= 0 (got {', '.join(map(str, self.weight_decays)) or 'none'})")
 
@@ -390,9 +394,10 @@ def weight_decay(recipe: Recipe, settings: Settings, folder: Path) -> Stage:
 
 
 def schedule_names(kind: str, settings: Settings) -> tuple[str, ...]:
-    """The schedule candidates the stage compares ("recipe": the recipe's own, the incumbent)."""
+    """The schedule candidates the stage compares: "recipe" (the recipe's own, the incumbent: always
+    tried, first) and the named ones (all of the procedure's table by default)."""
     table = SCHEDULE_CANDIDATES[kind]
-    names = settings.schedules or ("recipe", *table)
+    names = ("recipe", *(settings.schedules or table))  # the recipe's own always, first: the incumbent
     unknown = [n for n in names if n != "recipe" and n not in table]
     if unknown:
         raise ConfigError(f"search --schedules: unknown candidate '{unknown[0]}' for the {kind} procedure; valid: recipe, {', '.join(table)}")
@@ -428,18 +433,18 @@ def method_optimizer(batch: int | str) -> str:
 
 
 def optimizer_candidates(recipe: Recipe, settings: Settings) -> dict[str, Recipe]:
-    """The recipe's own optimizer (the incumbent) and the method's ("auto": Ranger or RangerLARS by
-    the batch; or the names in `settings.optimizers`). A candidate keeps the recipe's lr when both
+    """The recipe's own optimizer (the incumbent: always tried, first, whatever `settings.optimizers`
+    lists) and the method's ("auto": Ranger or RangerLARS by the batch; or the names in
+    `settings.optimizers`; a name equal to the recipe's optimizer adds nothing). A candidate keeps the recipe's lr when both
     the recipe's optimizer and the candidate take their lr on Adam's scale (`adam_lr`: Ranger's scale
     too), else takes the candidate's own default; the weight decay carries over."""
     own = recipe.optimizer
     names = settings.optimizers or ("recipe", "auto")
-    out: dict[str, Recipe] = {}
+    out: dict[str, Recipe] = {"recipe": recipe}  # always tried, and first: the incumbent
     for name in names:
-        if name == "recipe":
-            out["recipe"] = recipe
-            continue
         chosen = method_optimizer(recipe.data.batch_size) if name == "auto" else name
+        if name == "recipe" or chosen == own.name:  # the recipe's own optimizer is the incumbent already
+            continue
         section: dict[str, Any] = {"name": chosen, "weight_decay": own.weight_decay, "scale_lr": own.scale_lr,
                                    "decay_1d": own.decay_1d}
         if adam_lr(own.name) and adam_lr(chosen) and own.lr is not None:

@@ -64,9 +64,11 @@ def test_bad_override_is_named(bad):
 
 def test_bad_override_at_import_warns_and_uses_the_cache(monkeypatch):
     monkeypatch.setenv(base.CHUNK_ENV, "lots")
-    with pytest.warns(RuntimeWarning, match="STEEPEST_CPU_CHUNK_NUMEL"):
-        n = base._chunk_at_import()
-    assert n == base.cpu_chunk_numel(env="")
+    with pytest.warns(RuntimeWarning, match="STEEPEST_CPU_CHUNK_NUMEL.*ignored"):
+        n, tune = base._chunk_at_import()
+    assert n == base.cpu_chunk_numel(env="") and tune  # as if unset: measured at first use
+    monkeypatch.setenv(base.CHUNK_ENV, "32K")
+    assert base._chunk_at_import() == (32 << 10, False)  # a valid override is used as given
 
 
 def test_tuner_tries_each_size_in_turn_and_keeps_the_fastest():

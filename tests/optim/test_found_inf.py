@@ -252,3 +252,13 @@ def test_device_skip_hands_own_optimizers_the_flag_and_equals_copy_and_select(mo
         assert same(a, b)
     assert_same_state(opt, old_opt)
     assert all(int(s["step"]) == 8 - len(poison) for s in opt.state.values())
+
+
+@pytest.mark.parametrize("bad", [1.0, True, "yes", torch.zeros(2), torch.zeros(0)])
+def test_a_flag_that_is_not_one_element_tensor_is_refused_by_name(bad):
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = so.create("lion", [p], group_params=False, lr=1e-2)
+    p.grad = torch.ones(3)
+    with pytest.raises(TypeError, match="found_inf must be a 0-d or one-element tensor"):
+        opt.step(found_inf=bad)
+    assert torch.equal(p.detach(), torch.ones(3))

@@ -184,10 +184,32 @@ def test_a_candidate_keeps_the_lr_of_a_recipe_whose_optimizer_is_on_adams_scale(
     assert not adam_lr("torch.optim:Adam")
     for name in OPTIMIZERS:
         recipe = load_recipe("digits_mlp", [f"optimizer={{name: {name}, lr: 0.05}}"])
-        candidate = optimizer_candidates(recipe, Settings(optimizers=("ranger",)))["ranger"].optimizer
+        candidates = optimizer_candidates(recipe, Settings(optimizers=("ranger",)))
+        candidate = candidates.get("ranger", candidates["recipe"]).optimizer  # a Ranger recipe is its own candidate
         assert candidate.lr == (0.05 if name in ADAM_SCALE else defaults_of("ranger")["lr"]), name
     # an lr on Adam's scale is not handed to an optimizer on another scale (SGD's lr follows the loss's scale)
     recipe = load_recipe("digits_mlp", ["optimizer={name: adamw, lr: 0.003}"])
     for other in ("sgd", "lars", "lion"):
         candidate = optimizer_candidates(recipe, Settings(optimizers=(other,)))[other].optimizer
         assert candidate.lr == defaults_of(other).get("lr"), other
+
+
+def test_the_recipe_s_own_optimizer_and_schedule_are_always_tried_first():
+    """The incumbent is the recipe's own whatever --optimizers / --schedules list (and in what order):
+    a worse candidate can never be kept by default; a name equal to the recipe's adds nothing."""
+    from steepest.tune.procedure import Settings, optimizer_candidates, schedule_names
+
+    recipe = load_recipe("digits_mlp")  # adamw
+    assert list(optimizer_candidates(recipe, Settings(optimizers=("sgd",)))) == ["recipe", "sgd"]
+    assert list(optimizer_candidates(recipe, Settings(optimizers=("auto", "recipe")))) == ["recipe", "ranger"]
+    assert list(optimizer_candidates(recipe, Settings(optimizers=("recipe", "adamw")))) == ["recipe"]
+    assert schedule_names("new", Settings(schedules=("plateau",))) == ("recipe", "plateau")
+    assert schedule_names("new", Settings(schedules=("plateau", "recipe"))) == ("recipe", "plateau")
+
+
+def test_an_unknown_optimizer_names_the_valid_ones():
+    from steepest.errors import ConfigError
+    from steepest.tune.procedure import Settings
+
+    with pytest.raises(ConfigError, match="did you mean 'adamw'.*any of .*lamb"):
+        Settings(optimizers=("adamww",)).check()

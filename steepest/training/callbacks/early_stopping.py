@@ -53,7 +53,7 @@ class EarlyStopping(Callback):
             self.bad_evals += 1
             if self.bad_evals >= self.patience:
                 best = f"best {self.best:.4g} at step {self.best_step}" if self.best is not None else "never finite"
-                trainer.state.request_stop(f"early stopping: {self.monitor} did not improve for {self.patience} evaluations ({best})")
+                trainer.state.request_stop(f"early stopping: {self.monitor} did not improve for {self.patience} evaluation{'s' if self.patience != 1 else ''} ({best})")
 
     def on_fit_end(self, trainer) -> None:
         if self.restore_best and self.best_weights is not None and trainer.state.stop_reason.startswith("early stopping"):
