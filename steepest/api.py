@@ -18,6 +18,7 @@ carries its own loss): see `steepest.training.batch`.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from steepest.config import Recipe, load_recipe
 from steepest.config.build import DEFAULT_LOSS
+from steepest.config.schema import cuda_graphs_refusal
 from steepest.data import DataInfo, DeviceLoader, Split
 from steepest.data.checks import batch_checker
 from steepest.data.stream import IterableLoader, SampleLoader, step_groups, to_device
@@ -207,8 +209,8 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
         accumulate: int = 1, precision: str = "fp32", clip_norm: float | None = None, early_stopping: dict | None = None,
         callbacks: Sequence[Callback] = (), loggers: Sequence[str] = (), run_dir: str | Path | None = None, seed: int = 0,
         num_workers: int = 0, collate_fn: Callable | None = None, transform: Callable | None = None,
-        target_key: str = "labels", forward: Callable | None = None, device: str = "auto", overwrite: bool = False,
-        console: bool = True) -> FitResult:
+        target_key: str = "labels", forward: Callable | None = None, device: str = "auto", compile: bool = False,
+        cuda_graphs: bool = False, overwrite: bool = False, console: bool = True) -> FitResult:
     """Train `model` on `train_data`; returns the final metrics, the run directory and the Trainer.
 
     `optimizer`, `schedule`, `loss` are registry names (`steepest recipes`' components; an optimizer
@@ -218,9 +220,19 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     given). `transform(x, generator)` runs per sample in the DataLoader workers of a Dataset (fresh
     draws each epoch, seeded per (seed, epoch, index)). With `run_dir`, the run's metrics
     (metrics.db), checkpoints and `loggers` (tensorboard, csv, mlflow, wandb) are written there.
-    A `run_dir` that already holds a run is refused unless `overwrite`. Errors on bad input are
-    one-line `steepest.errors` exceptions (DataError, ConfigError).
+    A `run_dir` that already holds a run is refused unless `overwrite`. `compile` compiles the
+    model in place (torch.compile; parameter names unchanged); `cuda_graphs` (CUDA only, `accumulate`
+    1, one process) also records its forward and backward as CUDA graphs (trainer.cuda_graphs).
+    Errors on bad input are one-line `steepest.errors` exceptions (DataError, ConfigError).
     """
+    if cuda_graphs:
+        refusal = cuda_graphs_refusal(str(resolve_device(device)), torch.cuda.is_available())
+        if refusal is None and accumulate > 1:
+            refusal = "CUDA graph capture would overwrite the gradients being accumulated; give accumulate=1 or cuda_graphs=False"
+        if refusal is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            refusal = "CUDA graph capture is not supported under torchrun yet; give cuda_graphs=False"
+        if refusal:
+            raise ConfigError(f"fit(cuda_graphs=True): {refusal.replace('set trainer.cuda_graphs=false', 'give cuda_graphs=False')}")
     ctx, dev = init_from_env(resolve_device(device))
     seed_everything(seed)
     model = model.to(dev)
@@ -237,7 +249,7 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     eval_data = {k: v for k, v in (("val", _eval_source(val_data, size, dev, num_workers, collate_fn, dtype)),
                                    ("test", _eval_source(test_data, size, dev, num_workers, collate_fn, dtype))) if v is not None}
     options = TrainerOptions(max_epochs=max_epochs if max_epochs or max_steps else 10, max_steps=max_steps, accumulate=accumulate,
-                             precision=precision, clip_norm=clip_norm, eval_batch_size=size)
+                             precision=precision, clip_norm=clip_norm, eval_batch_size=size, cuda_graphs=cuda_graphs)
     total = step_budget(loader.steps_per_epoch(accumulate), options)
     schedules = {"lr": build_schedule(schedule, int(total)) if isinstance(schedule, str) else schedule}
     run_path, store, extra = None, None, []
@@ -253,6 +265,8 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     if early_stopping is not None:
         own.append(EarlyStopping(**early_stopping))
     wrapped = wrap_model(model, ctx, dev, "ddp")
+    if cuda_graphs or compile:  # in place: the parameter names (checkpoints) are those of the module
+        wrapped.compile(**({"mode": "reduce-overhead"} if cuda_graphs else {}))
     trainer = Trainer(wrapped, _optimizer(optimizer, model, lr, weight_decay), _loss(loss, info), loader, options=options,
                       eval_data=eval_data, info=info, schedules=schedules, dist=ctx,
                       callbacks=[*own, *callbacks, TrainScalars(options.log_every_n_steps), *extra,

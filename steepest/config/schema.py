@@ -263,7 +263,7 @@ def cuda_graphs_refusal(device: str, has_cuda: bool) -> str | None:
         return None
     if has_cuda:
         return f"CUDA graph capture needs a CUDA device, and trainer.device is {device}; set trainer.cuda_graphs=false"
-    return f"CUDA graph capture needs a CUDA device, and this machine has none (trainer.device {device}); set trainer.cuda_graphs=false"
+    return f"CUDA graph capture needs a CUDA device, and this machine has none (the device is {device}); set trainer.cuda_graphs=false"
 
 
 class LoRAConfig(Section):

@@ -71,13 +71,20 @@ class Runtime:
     seed: int
 
 
-def setup_runtime(recipe: Recipe) -> Runtime:
-    """The device, the process group under torchrun, determinism, and every global seed."""
+def check_device(recipe: Recipe) -> torch.device:
+    """The device trainer.device names, refused in one line when this machine cannot train the recipe
+    there (no such device, CUDA graphs off CUDA); nothing is built or written."""
     t = recipe.trainer
     device = resolve_device(t.device)
     if t.cuda_graphs and (refusal := cuda_graphs_refusal(str(device), torch.cuda.is_available())):
         raise ConfigError(f"trainer.cuda_graphs: {refusal}")
-    ctx, device = distributed.init_from_env(device)
+    return device
+
+
+def setup_runtime(recipe: Recipe) -> Runtime:
+    """The device, the process group under torchrun, determinism, and every global seed."""
+    t = recipe.trainer
+    ctx, device = distributed.init_from_env(check_device(recipe))
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(t.seed)

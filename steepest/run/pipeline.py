@@ -11,7 +11,7 @@ from typing import Any
 
 from steepest.config import Recipe, recipe_to_dict
 from steepest.config.validate import validate_recipe
-from steepest.run.build import build_run
+from steepest.run.build import build_run, check_device
 from steepest.run.directory import (
     CONSOLE_LOG,
     ConsoleCopy,
@@ -38,6 +38,7 @@ def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool
     before the data is read."""
     started = time.time()
     validate_recipe(recipe)  # a recipe error leaves the run directory untouched
+    check_device(recipe)  # and so does a device this machine lacks (trainer.device, trainer.cuda_graphs)
     is_main = distributed.rank_from_env() == 0
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name or "run")
     if is_main:

@@ -95,3 +95,20 @@ def test_train_runs_a_recipe_with_overrides(tmp_path):
     summary = steepest.train("digits_mlp", ["trainer.max_steps=5", "trainer.max_epochs=null"], tmp_path / "run", console=False)
     assert summary["steps"] == 5 and (tmp_path / "run" / "model.safetensors").exists()
     assert steepest.load_recipe("digits_mlp").name == "digits_mlp" and steepest.__version__
+
+
+def test_compile_in_place_and_cuda_graphs_refused_off_cuda():
+    """fit(compile=True) compiles the model in place (parameter names kept); fit(cuda_graphs=True) needs
+    a CUDA device and says so in one line, naming the argument to change."""
+    from torch import nn
+
+    from steepest.errors import ConfigError
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"fit\(cuda_graphs=True\): .*needs a CUDA device.*give cuda_graphs=False"):
+            steepest.fit(nn.Linear(4, 2), (x, y), cuda_graphs=True, max_steps=2, console=False)
+    result = steepest.fit(nn.Linear(4, 2), (x, y), (x, y), compile=True, max_steps=4, console=False)
+    assert [k for k, _ in result.trainer.unwrapped_model.named_parameters()] == ["weight", "bias"]
+    assert result.trainer.state.step == 4 and "val_loss" in result.metrics

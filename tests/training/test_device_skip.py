@@ -262,7 +262,7 @@ def test_the_logged_loss_leaves_out_skipped_steps():
     assert logged[0][3] and not logged[1][3]  # no gradient norm logged for the skipped log step
 
 
-def test_cuda_graphs_is_refused_without_a_cuda_device(capsys):
+def test_cuda_graphs_is_refused_without_a_cuda_device(capsys, tmp_path):
     """Refused when training starts, in one line (exit 2), like trainer.device=cuda: the recipe itself
     still validates (a run trained on a GPU predicts and exports on a CPU machine)."""
     if torch.cuda.is_available():
@@ -271,8 +271,12 @@ def test_cuda_graphs_is_refused_without_a_cuda_device(capsys):
     assert main(["train", "digits_mlp", "--set", "trainer.cuda_graphs=true", "-q"]) == 2
     err = capsys.readouterr().err
     assert "trainer.cuda_graphs: CUDA graph capture needs a CUDA device" in err and err.count("\n") == 1
-    assert main(["train", "digits_mlp", "--set", "trainer.cuda_graphs=true", "--set", "trainer.device=cpu", "-q"]) == 2
-    assert "trainer.device cpu" in capsys.readouterr().err
+    assert main(["train", "digits_mlp", "--set", "trainer.cuda_graphs=true", "--set", "trainer.device=cpu", "-q",
+                 "--run-dir", str(tmp_path / "run")]) == 2
+    assert "device is cpu" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # a refused command writes nothing (not even config.yaml)
+    assert main(["train", "digits_mlp", "--set", "trainer.device=cuda", "-q", "--run-dir", str(tmp_path / "cuda")]) == 2
+    assert not (tmp_path / "cuda").exists()
     with pytest.raises(ConfigError, match="trainer.cuda_graphs: .*trainer.accumulate=2"):  # can run nowhere
         load_recipe("digits_mlp", ["trainer.cuda_graphs=true", "trainer.accumulate=2"])
     assert main(["validate", "digits_mlp", "--set", "trainer.cuda_graphs=true"]) == 0
