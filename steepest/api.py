@@ -225,14 +225,10 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     1, one process) also records its forward and backward as CUDA graphs (trainer.cuda_graphs).
     Errors on bad input are one-line `steepest.errors` exceptions (DataError, ConfigError).
     """
-    if cuda_graphs:
-        refusal = cuda_graphs_refusal(str(resolve_device(device)), torch.cuda.is_available())
-        if refusal is None and accumulate > 1:
-            refusal = "CUDA graph capture would overwrite the gradients being accumulated; give accumulate=1 or cuda_graphs=False"
-        if refusal is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            refusal = "CUDA graph capture is not supported under torchrun yet; give cuda_graphs=False"
-        if refusal:
-            raise ConfigError(f"fit(cuda_graphs=True): {refusal.replace('set trainer.cuda_graphs=false', 'give cuda_graphs=False')}")
+    refusal = cuda_graphs and cuda_graphs_refusal(str(resolve_device(device)), torch.cuda.is_available(), accumulate,
+                                                  int(os.environ.get("WORLD_SIZE", "1")))
+    if refusal:  # the recipe's wording, in fit's terms
+        raise ConfigError(f"fit(cuda_graphs=True): {refusal.replace('trainer.cuda_graphs=false', 'cuda_graphs=False').replace('trainer.', '')}")
     ctx, dev = init_from_env(resolve_device(device))
     seed_everything(seed)
     model = model.to(dev)

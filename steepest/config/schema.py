@@ -248,22 +248,28 @@ class TrainerConfig(Section):
     @field_validator("cuda_graphs")
     @classmethod
     def _cuda_graphs(cls, value: bool, info) -> bool:
-        accumulate = int(info.data.get("accumulate") or 1)
-        if value and accumulate > 1:  # a recipe that can run nowhere (the device is checked when training starts)
-            raise ValueError(f"CUDA graph capture replays one graph per micro-batch, which would overwrite the gradients "
-                             f"being accumulated (trainer.accumulate={accumulate}); set trainer.accumulate=1 or trainer.cuda_graphs=false")
+        # a recipe that can run nowhere is refused here; the device is checked when training starts
+        refusal = cuda_graphs_refusal("cuda", True, int(info.data.get("accumulate") or 1)) if value else None
+        if refusal:
+            raise ValueError(refusal)
         return value
 
 
-def cuda_graphs_refusal(device: str, has_cuda: bool) -> str | None:
-    """Why `trainer.cuda_graphs: true` cannot train on `device` (the resolved trainer.device), or None.
-    Checked when training starts, like trainer.device itself: a run trained with CUDA graphs still
-    validates, predicts and exports on a machine without a GPU."""
-    if device.startswith("cuda"):
-        return None
-    if has_cuda:
-        return f"CUDA graph capture needs a CUDA device, and trainer.device is {device}; set trainer.cuda_graphs=false"
-    return f"CUDA graph capture needs a CUDA device, and this machine has none (the device is {device}); set trainer.cuda_graphs=false"
+def cuda_graphs_refusal(device: str, has_cuda: bool, accumulate: int = 1, world_size: int = 1) -> str | None:
+    """Why `trainer.cuda_graphs: true` cannot train on `device` (the resolved trainer.device) with
+    `accumulate` micro-batches a step in `world_size` processes, or None. The device is checked when
+    training starts, like trainer.device itself: a run trained with CUDA graphs still validates,
+    predicts and exports on a machine without a GPU."""
+    fix = "set trainer.cuda_graphs=false"
+    if not device.startswith("cuda"):
+        where = f"trainer.device is {device}" if has_cuda else f"this machine has none (the device is {device})"
+        return f"CUDA graph capture needs a CUDA device, and {where}; {fix}"
+    if accumulate > 1:
+        return (f"CUDA graph capture replays one graph per micro-batch, which would overwrite the gradients being "
+                f"accumulated (trainer.accumulate={accumulate}); set trainer.accumulate=1 or trainer.cuda_graphs=false")
+    if world_size > 1:
+        return f"CUDA graph capture is not supported under torchrun yet (DDP/FSDP communicate between graph replays); {fix}"
+    return None
 
 
 class LoRAConfig(Section):

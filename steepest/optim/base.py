@@ -268,12 +268,12 @@ class StepwiseOptimizer(torch.optim.Optimizer):
                 warnings.warn(f"{cls.__name__}: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                               "using the foreach step (pass impl='foreach' to silence this)", RuntimeWarning, stacklevel=3)
         written = [params, *lists]
-        saved = [[_local(t).clone() for t in xs] for xs in written]
+        saved = [[local_shard(t).clone() for t in xs] for xs in written]
         self._run(impl, params, grads, lists, scalars)
         keep = flag == 0
         for xs, olds in zip(written, saved):
             for t, old in zip(xs, olds):
-                t = _local(t)
+                t = local_shard(t)
                 torch.where(keep, t, old, out=t)
 
     @torch.no_grad()
@@ -333,7 +333,7 @@ class StepwiseOptimizer(torch.optim.Optimizer):
         return tuner
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
+def local_shard(t: torch.Tensor) -> torch.Tensor:
     """The tensor itself, or a DTensor's local shard (FSDP parameters and state), written in place."""
     return t.to_local() if type(t).__name__ == "DTensor" else t
 

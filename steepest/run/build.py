@@ -123,9 +123,8 @@ def build_run_model(recipe: Recipe, data: DataBundle, runtime: Runtime) -> tuple
         if unsupported:
             raise ConfigError(f"{', '.join(unsupported)} with trainer.strategy=fsdp is not supported yet; use strategy: ddp")
     wrapped = distributed.wrap_model(model, runtime.dist, runtime.device, t.strategy)  # before the optimizer: FSDP replaces the parameters
-    if t.cuda_graphs and runtime.dist.enabled:
-        raise ConfigError("trainer.cuda_graphs is not supported under torchrun yet (DDP/FSDP communicate between graph replays); "
-                          "set trainer.cuda_graphs=false")
+    if t.cuda_graphs and (refusal := cuda_graphs_refusal(str(runtime.device), True, world_size=runtime.dist.world_size)):
+        raise ConfigError(f"trainer.cuda_graphs: {refusal}")
     if t.cuda_graphs:  # forward and backward recorded once as CUDA graphs and replayed (inductor's CUDA graph trees)
         wrapped.compile(mode="reduce-overhead")
     elif t.compile:  # in place (nn.Module.compile): the module keeps its parameter names, so checkpoints and

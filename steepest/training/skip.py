@@ -56,12 +56,7 @@ from typing import Any
 
 import torch
 
-from steepest.optim.base import StepwiseOptimizer
-
-
-def _local(t: torch.Tensor) -> torch.Tensor:
-    """The tensor itself, or a DTensor's local shard (FSDP parameters and state), written in place."""
-    return t.to_local() if type(t).__name__ == "DTensor" else t
+from steepest.optim.base import StepwiseOptimizer, local_shard
 
 
 def _leaves(obj: Any) -> int:
@@ -192,14 +187,14 @@ class DeviceSkip:
     def _snapshot(self, guarded: list[torch.Tensor]) -> None:
         if len(guarded) != len(self._guarded) or any(a is not b for a, b in zip(guarded, self._guarded)):
             self._guarded = guarded
-            self._saved = [torch.empty_like(_local(t)) for t in guarded]
+            self._saved = [torch.empty_like(local_shard(t)) for t in guarded]
         if guarded:
-            torch._foreach_copy_(self._saved, [_local(t) for t in guarded])
+            torch._foreach_copy_(self._saved, [local_shard(t) for t in guarded])
 
     @torch.no_grad()
     def _restore(self, ok: torch.Tensor) -> None:
         for t, saved in zip(self._guarded, self._saved):
-            t = _local(t)
+            t = local_shard(t)
             torch.where(ok, t, saved, out=t)
 
     def _host_flag(self, ok: torch.Tensor) -> tuple[torch.Tensor, Any]:

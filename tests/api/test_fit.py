@@ -107,7 +107,7 @@ def test_compile_in_place_and_cuda_graphs_refused_off_cuda():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match=r"fit\(cuda_graphs=True\): .*needs a CUDA device.*give cuda_graphs=False"):
+        with pytest.raises(ConfigError, match=r"fit\(cuda_graphs=True\): .*needs a CUDA device.*set cuda_graphs=False"):
             steepest.fit(nn.Linear(4, 2), (x, y), cuda_graphs=True, max_steps=2, console=False)
     result = steepest.fit(nn.Linear(4, 2), (x, y), (x, y), compile=True, max_steps=4, console=False)
     assert [k for k, _ in result.trainer.unwrapped_model.named_parameters()] == ["weight", "bias"]
