@@ -37,13 +37,7 @@ UNSTRUCTURED_MAX_DROP = 0.03
 STRUCTURED_MAX_DROP = 0.05
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: torch's two threads spin against each other (30x slower steps)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models (tests/conftest.py)
 
 
 def mlp(seed=0):

@@ -13,7 +13,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from steepest.cli import main
 from steepest.compress import quantize
@@ -22,16 +21,10 @@ from steepest.config.load import load_run_recipe
 from steepest.errors import ConfigError, SteepestError
 from steepest.predict import Predictor
 
-pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
-                                reason="the deploy extra (onnx, onnxscript, onnxruntime) is not installed")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
+                                reason="the deploy extra (onnx, onnxscript, onnxruntime) is not installed")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

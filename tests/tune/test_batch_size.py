@@ -39,13 +39,7 @@ def half_mse(out, y):
     return 0.5 * ((out - y) ** 2).mean()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: intra-op threads only add hand-offs (and stall on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models (tests/conftest.py)
 
 
 def test_noise_scale_matches_closed_form_within_10_percent():
