@@ -270,6 +270,8 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
                       forward=forward, target_key=target_key)
     try:
         trainer.fit()
+        if "val" in eval_data and "restored the weights" in trainer.state.stop_reason:
+            trainer.evaluate("val", log=False)  # the metrics of the weights returned, not of the last evaluated ones
         metrics = {k: v for k, v in trainer.state.metrics.items()}
         if "test" in eval_data:
             metrics.update(trainer.evaluate("test"))

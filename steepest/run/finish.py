@@ -22,7 +22,7 @@ def finish(run, started: float) -> dict[str, Any]:
     val = {k: v for k, v in trainer.state.metrics.items() if k.startswith("val_")}
     restored = "restored the weights" in trainer.state.stop_reason  # the last evaluation was of other weights
     if (restored or not val) and split_size(run.data.val) != 0:
-        val = trainer.evaluate("val")
+        val = trainer.evaluate("val", log=not restored)  # restored: logged already, at the step it was evaluated
     info = run.data.info
     summary: dict[str, Any] = {
         "status": "completed",

@@ -233,8 +233,10 @@ class Trainer:
         self._fire("on_log", self.state.step if step is None else step, dict(values))
 
     @torch.no_grad()
-    def evaluate(self, split: str = "val") -> dict[str, float]:
-        """Loss and task metrics on a split, prefixed with its name (`val_loss`, `test_accuracy`)."""
+    def evaluate(self, split: str = "val", log: bool = True) -> dict[str, float]:
+        """Loss and task metrics on a split, prefixed with its name (`val_loss`, `test_accuracy`).
+        `log=False`: a quiet re-read (no `on_log`, no `on_eval_end`; `state.metrics` is updated),
+        e.g. of restored best weights whose evaluation was logged at their own step."""
         part = self.eval_data.get(split)
         if part is None:
             raise KeyError(f"no '{split}' data to evaluate on; the trainer has {sorted(self.eval_data) or 'none'}")
@@ -249,8 +251,9 @@ class Trainer:
         self.model.train(was_training)
         metrics = {f"{split}_{k}": v for k, v in meter.compute().items()}
         self.state.metrics.update(metrics)
-        self.log(metrics)
-        self._fire("on_eval_end", split, metrics)
+        if log:
+            self.log(metrics)
+            self._fire("on_eval_end", split, metrics)
         return metrics
 
     # -- checkpoint state ---------------------------------------------------------------------

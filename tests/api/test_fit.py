@@ -112,3 +112,12 @@ def test_compile_in_place_and_cuda_graphs_refused_off_cuda():
     result = steepest.fit(nn.Linear(4, 2), (x, y), (x, y), compile=True, max_steps=4, console=False)
     assert [k for k, _ in result.trainer.unwrapped_model.named_parameters()] == ["weight", "bias"]
     assert result.trainer.state.step == 4 and "val_loss" in result.metrics
+
+
+def test_early_stopping_reports_the_metrics_of_the_restored_weights():
+    x, y = blobs()
+    result = steepest.fit(net(), (x[:500], y[:500]), val_data=(x[500:], y[500:]), max_epochs=40, lr=1e-2, console=False,
+                          early_stopping={"monitor": "val_loss", "patience": 2, "min_delta": 0.05})
+    assert "restored the weights" in result.trainer.state.stop_reason
+    again = result.trainer.evaluate("val", log=False)  # the returned model, evaluated now
+    assert result.metrics["val_loss"] == pytest.approx(again["val_loss"], rel=1e-6)
