@@ -426,6 +426,12 @@ def adam_lr(name: str) -> bool:
     return name in OPTIMIZERS and bool(OPTIMIZERS.get(name).flags["adam_lr"])
 
 
+def lr_carries(own: str, candidate: str, own_lr: float | None) -> bool:
+    """Whether the recipe's lr (of optimizer `own`) is a sensible start for `candidate`: both take
+    their lr on Adam's scale. Otherwise the optimizer stage measures the candidate's own lr."""
+    return own_lr is not None and adam_lr(own) and adam_lr(candidate)
+
+
 def method_optimizer(batch: int | str) -> str:
     """§4.5.4's recommendation: Ranger (RAdam + Lookahead) for small and medium batches, RangerLARS
     (with the LARS trust ratio) for large ones (Wright 2019)."""
@@ -437,7 +443,8 @@ def optimizer_candidates(recipe: Recipe, settings: Settings) -> dict[str, Recipe
     lists) and the method's ("auto": Ranger or RangerLARS by the batch; or the names in
     `settings.optimizers`; a name equal to the recipe's optimizer adds nothing). A candidate keeps the recipe's lr when both
     the recipe's optimizer and the candidate take their lr on Adam's scale (`adam_lr`: Ranger's scale
-    too), else takes the candidate's own default; the weight decay carries over."""
+    too), else the candidate's own default (which `optimizer_stage` replaces by a range test's
+    suggestion); the weight decay carries over."""
     own = recipe.optimizer
     names = settings.optimizers or ("recipe", "auto")
     out: dict[str, Recipe] = {"recipe": recipe}  # always tried, and first: the incumbent
@@ -447,7 +454,7 @@ def optimizer_candidates(recipe: Recipe, settings: Settings) -> dict[str, Recipe
             continue
         section: dict[str, Any] = {"name": chosen, "weight_decay": own.weight_decay, "scale_lr": own.scale_lr,
                                    "decay_1d": own.decay_1d}
-        if adam_lr(own.name) and adam_lr(chosen) and own.lr is not None:
+        if lr_carries(own.name, chosen, own.lr):
             section["lr"] = own.lr
         out.setdefault(chosen, edited(recipe, lambda d, section=section: d.update(optimizer=section)))
     return out
@@ -455,9 +462,20 @@ def optimizer_candidates(recipe: Recipe, settings: Settings) -> dict[str, Recipe
 
 def optimizer_stage(recipe: Recipe, settings: Settings, folder: Path) -> Stage:
     """The optimizer, explored once the rest is set (§4.5.4: advanced optimizers after the design):
-    the recipe's own against Ranger (batch < LARGE_BATCH) or RangerLARS."""
+    the recipe's own against Ranger (batch < LARGE_BATCH) or RangerLARS. A candidate whose lr is on
+    another scale than the recipe's optimizer (SGD, Lion, LARS vs Adam) starts from the valley of
+    its own LR range test (range_tests/NAME/lr_finder.json), not from its registry default."""
     recipes = optimizer_candidates(recipe, settings)
+    measured: dict[str, float] = {}
+    for name, candidate in list(recipes.items()):  # a candidate on another lr scale gets its own range test
+        if name != "recipe" and not lr_carries(recipe.optimizer.name, candidate.optimizer.name, recipe.optimizer.lr):
+            test = lr_range_test(candidate, settings, folder / "range_tests" / name)
+            recipes[name], measured[name] = test.recipe, test.chosen
     name, tried, why = compare(recipes, settings, folder)
+    for row in tried:
+        row["lr"] = recipes[row["candidate"]].optimizer.lr
+        if row["candidate"] in measured:
+            row["lr_from"] = "range test"
     chosen = recipes[name]
     section = recipe_to_dict(chosen)["optimizer"]
     return Stage("optimizer", chosen, chosen.optimizer.name, {"optimizer": section}, why, tried)

@@ -213,3 +213,18 @@ def test_an_unknown_optimizer_names_the_valid_ones():
 
     with pytest.raises(ConfigError, match="did you mean 'adamw'.*any of .*lamb"):
         Settings(optimizers=("adamww",)).check()
+
+
+def test_a_candidate_on_another_lr_scale_trains_at_its_own_range_test_s_lr(tiny, tmp_path):
+    """AdamW's lr is no start for SGD: the optimizer stage runs SGD's own LR range test and trains
+    the SGD trial at its valley suggestion (not at SGD's registry default)."""
+    from steepest.optim import defaults_of
+    from steepest.tune.procedure import Settings, optimizer_stage
+
+    stage = optimizer_stage(load_recipe(str(tiny)), Settings(max_steps=20, lr_steps=30, optimizers=("sgd",)), tmp_path)
+    rows = {row["candidate"]: row for row in stage.tried}
+    assert list(rows) == ["recipe", "sgd"]
+    assert rows["recipe"]["lr"] == 3e-3 and "lr_from" not in rows["recipe"]  # the incumbent keeps its own
+    suggested = json.loads((tmp_path / "range_tests" / "sgd" / "lr_finder.json").read_text())["suggested_lr"]
+    assert rows["sgd"]["lr_from"] == "range test" and rows["sgd"]["lr"] == float(f"{suggested:.3g}")
+    assert _trained_with(rows["sgd"])["optimizer.lr"] == rows["sgd"]["lr"] != defaults_of("sgd").get("lr")
