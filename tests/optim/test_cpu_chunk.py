@@ -71,6 +71,17 @@ def test_bad_override_at_import_warns_and_uses_the_cache(monkeypatch):
     assert base._chunk_at_import() == (32 << 10, False)  # a valid override is used as given
 
 
+def test_bad_override_warns_on_the_first_torchrun_process_only(monkeypatch):
+    import warnings
+
+    monkeypatch.setenv(base.CHUNK_ENV, "lots")
+    monkeypatch.setenv("RANK", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would raise
+        n, tune = base._chunk_at_import()
+    assert n == base.cpu_chunk_numel(env="") and tune  # still ignored on every rank
+
+
 def test_tuner_tries_each_size_in_turn_and_keeps_the_fastest():
     t = base.ChunkTuner(1 << 16, from_step=2, rounds=2)
     assert t.candidates == [1 << 16, 1 << 18, 1 << 20]
