@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from steepest.config.build import SCHEDULABLE, component_target
+from steepest.config.build import SCHEDULABLE, component_target, needs_create_graph
 from steepest.config.components import check_kwargs
 from steepest.config.schema import DataConfig, Recipe, check_finite
 from steepest.data import DATASETS
@@ -40,6 +40,7 @@ from steepest.regularize import BATCH_TRANSFORMS
 from steepest.schedules import SCHEDULES
 from steepest.training.callbacks import CALLBACKS
 from steepest.training.callbacks._registry import LOGGERS
+from steepest.training.precision import FP16_SECOND_ORDER
 
 
 def _in_unit_interval(value: Any) -> bool:
@@ -119,6 +120,8 @@ def validate_recipe(recipe: Recipe) -> None:
     target, _ = component_target(recipe.optimizer, OPTIMIZERS, "optimizer")
     check_kwargs("optimizer", target, recipe.optimizer.kwargs(), ("params", "lr", "weight_decay"))
     _check_optimizer_ranges(recipe.optimizer.kwargs())
+    if recipe.trainer.precision == "fp16" and needs_create_graph(recipe):
+        raise ConfigError(FP16_SECOND_ORDER)
     schedules = {"schedule": recipe.schedule}
     for key, section in recipe.schedules.items():
         if key == "lr":

@@ -51,6 +51,7 @@ def adahessian_foreach(params, grads, exp_avgs, exp_hessian_diag_sqs, hessian_di
 
 
 class AdaHessian(StepwiseOptimizer):
+    needs_create_graph = True  # read by the Engine: backward(create_graph=True), and no fp16 loss scaling
     state_keys = ("exp_avg", "exp_hessian_diag_sq", "hessian_diag")
     dynamic_scalars = ("lr", "bias_correction1", "bias_correction2")
     reference_step = staticmethod(adahessian_reference)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from steepest.errors import DataError
+from steepest.errors import ConfigError, DataError
 from steepest.training import distributed
 from steepest.training.batch import (
     Forward,
@@ -39,7 +39,7 @@ from steepest.training.batch import (
     target_of,
 )
 from steepest.training.distributed import DistContext
-from steepest.training.precision import autocast, grad_scaler
+from steepest.training.precision import FP16_SECOND_ORDER, autocast, grad_scaler
 from steepest.training.skip import DeviceSkip
 
 Batch = Any  # (x, y), (x1, ..., y) or a dict with the target under `target_key` (steepest.training.batch)
@@ -97,14 +97,17 @@ class Engine:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.device, self.precision = device, precision
         self.clip_norm, self.clip_value = clip_norm, clip_value
-        self.create_graph, self.check_finite = create_graph, check_finite
+        self.create_graph = create_graph or bool(getattr(optimizer, "needs_create_graph", False))  # AdaHessian
+        self.check_finite = check_finite
+        if self.create_graph and precision == "fp16":
+            raise ConfigError(FP16_SECOND_ORDER)
         self.batch_transform, self.before_optimizer_step = batch_transform, before_optimizer_step
         self.dist = dist or DistContext()
         self.forward, self.target_key = forward, target_key
         self.cuda_graphs = cuda_graphs
         self.scaler = grad_scaler(device, precision)
         self.skip = DeviceSkip(optimizer, self.scaler, on_device=skip_on_device) if check_finite else None
-        if create_graph:  # gradients are set to None after every step, which breaks torch's reference cycle
+        if self.create_graph:  # gradients are set to None after every step, which breaks torch's reference cycle
             warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
 
     def _no_sync(self, skip_sync: bool):

@@ -9,6 +9,8 @@ import torch
 from steepest.errors import ConfigError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FP16_SECOND_ORDER = ("optimizer adahessian with trainer.precision=fp16: its Hessian estimate would be taken of the loss-scaled "
+                     "gradients, which the fp16 scaler cannot check for overflow; use trainer.precision=bf16 (no scaler) or fp32")
 
 
 def autocast(device: torch.device, precision: str):
