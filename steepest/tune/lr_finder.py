@@ -10,7 +10,7 @@ restored afterwards, so the finder can run before training without changing it.
 Suggestions are pure functions of (lrs, losses):
     steepest  lr where the smoothed loss falls fastest against log10(lr)
     min10     the lr of the minimum smoothed loss, divided by 10
-    valley    the middle-to-late part of the longest descending stretch (fastai's "valley")
+    valley    half-way down the longest decreasing subsequence (fastai's "valley")
 """
 
 from __future__ import annotations
@@ -68,16 +68,25 @@ def suggest_min10(lrs: list[float], losses: list[float]) -> float:
 
 
 def suggest_valley(lrs: list[float], losses: list[float]) -> float:
-    """Longest run of consecutive decreases in the smoothed loss; pick a point 2/3 of the way down it."""
+    """fastai's "valley" rule (Gugger, fastai v2.4 `valley`): the longest strictly decreasing
+    subsequence of the smoothed loss (its points need not be consecutive, so one bump on the way
+    down does not cut the descent short), and the lr about half-way through it (index first +
+    span/3 + span/6, as fastai). The first 10% of the points (warm-up noise) and the last 5 (the
+    blow-up that ends the test) are left out first, as fastai does, when at least 20 remain."""
     log_lr, loss = _finite(lrs, losses)
     n = len(loss)
-    best_start, best_len, start = 0, 1, 0
+    if n - n // 10 - 5 >= 20:
+        log_lr, loss = log_lr[n // 10: n - 5], loss[n // 10: n - 5]
+        n = len(loss)
+    length = np.ones(n, dtype=int)  # longest decreasing subsequence ending at i ...
+    first = np.arange(n)  # ... and where that subsequence starts
     for i in range(1, n):
-        if loss[i] >= loss[i - 1]:
-            start = i
-        if i - start + 1 > best_len:
-            best_start, best_len = start, i - start + 1
-    idx = best_start + int(round((best_len - 1) * 2 / 3))
+        for j in range(i):
+            if loss[j] > loss[i] and length[j] + 1 > length[i]:
+                length[i], first[i] = length[j] + 1, first[j]
+    last = int(np.argmax(length))  # the first end of a longest one
+    span = last - int(first[last])
+    idx = int(first[last]) + int(span / 3) + int(span / 6)
     return float(10 ** log_lr[idx])
 
 

@@ -147,3 +147,31 @@ def test_grid_plot_keeps_every_point_within_the_axes_when_the_loss_nears_zero():
     assert all(lo <= v <= hi for v in finals) and ax.get_yscale() == "log"
     x_lo, x_hi = ax.get_xlim()
     assert all(x_lo <= lr <= x_hi for lr in lrs)
+
+
+def _valley_reference(lrs, losses):
+    """fastai's valley written out: trim 10% / 5 points, longest decreasing subsequence by O(n^2)
+    dynamic programming, then the index first + span/3 + span/6."""
+    lrs, losses = lrs[len(lrs) // 10: len(lrs) - 5], losses[len(losses) // 10: len(losses) - 5]
+    best = []  # best[i]: the longest decreasing subsequence (as indices) ending at i
+    for i, value in enumerate(losses):
+        tails = [best[j] for j in range(i) if losses[j] > value]
+        best.append(max(tails, key=len, default=[]) + [i])
+    longest = max(best, key=len)
+    span = longest[-1] - longest[0]
+    return lrs[longest[0] + int(span / 3) + int(span / 6)]
+
+
+def test_valley_is_fastais_rule_and_one_bump_does_not_move_it():
+    lrs = exponential_lrs(1e-7, 10, 100)
+    x = np.log10(lrs)
+    loss = (2.3 - 1.5 / (1 + np.exp(-(x + 3) * 2)) + np.where(x > -0.5, (x + 0.5) ** 2 * 3, 0)).tolist()
+    smooth = suggest_valley(lrs, loss)
+    assert smooth == pytest.approx(_valley_reference(lrs, loss)) and 1e-4 < smooth < 1e-2  # mid-descent
+    bumped = list(loss)
+    bumped[52] = bumped[51] + 0.001  # one small rise on the way down
+    assert suggest_valley(lrs, bumped) == pytest.approx(smooth, rel=0.25)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # noisy curves: the same rule as the written-out reference
+        noisy = (np.array(loss) + rng.normal(0, 0.02, len(loss))).tolist()
+        assert suggest_valley(lrs, noisy) == pytest.approx(_valley_reference(lrs, noisy))
