@@ -106,6 +106,7 @@ class Engine:
         self.forward, self.target_key = forward, target_key
         self.cuda_graphs = cuda_graphs
         self.scaler = grad_scaler(device, precision)
+        self.micro_batch_weights: list = []  # each micro-batch's share of the last step's loss (see _weights)
         self.skip = DeviceSkip(optimizer, self.scaler, on_device=skip_on_device) if check_finite else None
         if self.create_graph:  # gradients are set to None after every step, which breaks torch's reference cycle
             warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
@@ -171,6 +172,7 @@ class Engine:
     def train_step(self, batches: Sequence[Batch], measure_grad_norm: bool = False) -> StepOutput:
         batches = [self._transform(b) for b in batches]
         weights = self._weights(batches)
+        self.micro_batch_weights = weights  # read by gradient-measuring callbacks (the noise scale) before the step
         step_loss = None
         for i, (batch, w) in enumerate(zip(batches, weights)):
             with self._no_sync(i < len(batches) - 1):

@@ -121,7 +121,7 @@ class NoiseScaleCallback(Callback):
         big = sum(p.grad.detach().double().pow(2).sum() for p in params if p.grad is not None)
         b_big = self._n_step * trainer.world_size
         if self._probe is None:
-            b_small, small = self._n_first, self._small * (self._n_step / self._n_first) ** 2
+            b_small, small = self._n_first, self.first_grad_sq(trainer)
         else:
             b_small, small = len(self._probe[0]), self._probe_grad_sq(trainer, params)
         if b_small >= b_big:
@@ -132,6 +132,13 @@ class NoiseScaleCallback(Callback):
         updated = self.beta * previous + (1 - self.beta) * estimate
         # a step the trainer skips as non-finite (decided on the device, after this hook) leaves the average as it was
         self._ema = torch.where(torch.isfinite(estimate).all(), updated, previous)
+
+    def first_grad_sq(self, trainer) -> torch.Tensor:
+        """|g_small|^2: the squared norm of the first micro-batch's own mean-loss gradient (float64, on
+        the device). The engine scaled that micro-batch's loss by its share w of the step (of the
+        samples, or of the loss's own normalizer: class weights, counted tokens), so it is |w g|^2 / w^2."""
+        weight = trainer.engine.micro_batch_weights[0]
+        return self._small / (weight * weight)
 
     def _probe_grad_sq(self, trainer, params) -> torch.Tensor:
         x, y = self._probe

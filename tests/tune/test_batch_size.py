@@ -114,11 +114,46 @@ def test_callback_reads_the_first_micro_batch_gradient_exactly():
             seen["direct"] = float(g.pow(2).sum())
 
         def on_before_optimizer_step(self, trainer):
-            seen["hook"] = float(self._small * (self._n_step / self._n_first) ** 2)
+            seen["hook"] = float(self.first_grad_sq(trainer))
             super().on_before_optimizer_step(trainer)
 
     trainer_on_gaussian_problem(4, Spy(every_n_steps=1), steps=1).fit()
     assert seen["hook"] == pytest.approx(seen["direct"], rel=1e-10)
+
+
+def test_the_first_micro_batch_gradient_is_exact_under_a_class_weighted_loss():
+    """A loss with its own normalizer (cross entropy with class weights: a weighted mean) shares the
+    step by weight, not by samples: |g_small|^2 must still be the first micro-batch's own gradient."""
+    from steepest.losses.modules import CrossEntropy
+
+    seen = {}
+    loss_fn = CrossEntropy(weight=[1.0, 9.0])
+
+    class Spy(NoiseScaleCallback):
+        def on_step_start(self, trainer, batches):
+            super().on_step_start(trainer, batches)
+            x, y = batches[0]
+            model = trainer.unwrapped_model
+            (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y, weight=torch.tensor([1.0, 9.0])),
+                                       [model.weight])
+            seen["direct"] = float(g.pow(2).sum())
+
+        def on_before_optimizer_step(self, trainer):
+            seen["hook"] = float(self.first_grad_sq(trainer))
+            super().on_before_optimizer_step(trainer)
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=gen)
+    y = (torch.rand(256, generator=gen) < 0.2).long()  # the rare class weighs 9x: micro-batch shares differ from 1/4
+    model = nn.Linear(4, 2, bias=False)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), loss_fn, DeviceLoader(x, y, 64, seed=0),
+                      options=TrainerOptions(max_steps=1, accumulate=4, log_every_n_steps=1000),
+                      info=DataInfo("toy", "classification", (4,), 2), eval_data={"val": Split(x[:10], y[:10])},
+                      callbacks=[Spy(every_n_steps=1)])
+    trainer.fit()
+    share = float(trainer.engine.micro_batch_weights[0])
+    assert abs(share - 0.25) > 0.01  # by weight, not by samples: the old (n_step / n_first)^2 rescaling was wrong here
+    assert seen["hook"] == pytest.approx(seen["direct"], rel=1e-5)  # float32 loss times a float64 share
 
 
 def test_callback_leaves_training_bit_identical():
