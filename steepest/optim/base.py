@@ -311,17 +311,32 @@ class StepwiseOptimizer(torch.optim.Optimizer):
                     state.update(self._init_state(p, group))
                 state["step"] += 1
                 states.append(state)
-            step = int(states[0]["step"])  # a CPU tensor: no device synchronization
-            lists = [[s[key] for s in states] for key in self.state_keys]
             impl = self.resolve_impl(group, params[0].device)
             chunked = chunked or (impl == "foreach" and params[0].device.type == "cpu")
-            if found_inf is None:
-                self._run(impl, params, self._grads(params), lists, self._scalars(group, step))
-            else:
-                self._run_found_inf(impl, params, self._grads(params), lists, self._scalars(group, step), found_inf)
+            for step, members in self._by_step(states):  # one bucket unless parameters started at different steps
+                ps, ss = [params[i] for i in members], [states[i] for i in members]
+                lists = [[s[key] for s in ss] for key in self.state_keys]
+                if found_inf is None:
+                    self._run(impl, ps, self._grads(ps), lists, self._scalars(group, step))
+                else:
+                    self._run_found_inf(impl, ps, self._grads(ps), lists, self._scalars(group, step), found_inf)
         if tuner is not None and chunked:
             tuner.record(self._chunk_numel, time.perf_counter() - start)
         return loss
+
+    @staticmethod
+    def _by_step(states: list[dict]) -> list[tuple[int, list[int]]]:
+        """The indices of `states` grouped by their step count, fewest steps first. Each parameter
+        keeps its own count, as torch.optim does: one that first gets a gradient later (gradual
+        unfreezing, a branch unused for a while) takes the bias corrections of its own first step,
+        not the group's. The counts are CPU tensors: no device synchronization."""
+        steps = [int(s["step"]) for s in states]
+        if steps.count(steps[0]) == len(steps):
+            return [(steps[0], list(range(len(steps))))]
+        buckets: dict[int, list[int]] = {}
+        for i, step in enumerate(steps):
+            buckets.setdefault(step, []).append(i)
+        return sorted(buckets.items())
 
     def _tuner(self) -> ChunkTuner | None:
         """This optimizer's ChunkTuner (None when STEEPEST_CPU_CHUNK_NUMEL fixes the size); a new one

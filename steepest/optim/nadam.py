@@ -16,7 +16,8 @@ beta1 of that step, as torch.optim.NAdam does per parameter (so a beta1 schedule
 update), and it is saved and restored with the optimizer's state_dict, so a resumed run equals an
 uninterrupted one bit for bit. A group without it (a torch.optim.NAdam checkpoint) recomputes the
 product from 1.0 with the group's beta1. torch keeps the product in a tensor of the default dtype
-(float32 unless changed); here it is a float64 number.
+(float32 unless changed); here it is a float64 number. Tensors of a group at different step counts
+(one that got its first gradient later) are stepped apart, each count recomputing its product.
 
 The update divides by sqrt(v_t) + eps * sqrt(1 - beta2^t) and folds sqrt(1 - beta2^t) into the two
 step sizes, which is d_t above rewritten (one pass over memory fewer).

@@ -437,3 +437,25 @@ def test_adahessian_fast_path_equals_reference_path():
 
     for x, y in zip(trajectory("foreach"), trajectory("reference")):
         assert torch.allclose(x, y, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("impl", ["foreach", "reference"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_parameter_that_joins_later_takes_its_own_step_count(name, impl):
+    """Each parameter keeps its own step count (torch.optim's convention): one whose gradients start
+    at step 4 (gradual unfreezing) steps exactly as the paper's equations from its own step 1."""
+    sample, reference, cls = CASES[name]
+    hp = sample(rand_hp(3))
+    params, grads = problem(3)
+    late = 2  # this tensor has no gradient for the first 3 steps
+    ps = [p.clone().requires_grad_(True) for p in params]
+    opt = cls(ps, impl=impl, **hp)
+    for t, gs in enumerate(grads):
+        for i, (p, g) in enumerate(zip(ps, gs)):
+            p.grad = None if (i == late and t < 3) else g.clone()
+        opt.step()
+    early = reference([p for i, p in enumerate(params) if i != late], [[g for i, g in enumerate(gs) if i != late] for gs in grads], hp)
+    (joined,) = reference([params[late]], [[gs[late]] for gs in grads[3:]], hp)
+    expected = early[:late] + [joined] + early[late:]
+    for i, (a, b) in enumerate(zip(ps, expected)):
+        assert torch.allclose(a.detach(), b, rtol=1e-9, atol=1e-11), (name, i, (a.detach() - b).abs().max())
