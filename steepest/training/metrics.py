@@ -84,12 +84,18 @@ class ClassificationMeter:
 
 
 class RegressionMeter:
-    """Loss plus MSE, MAE and R^2 in the targets' original units (`y_mean`/`y_std` undo normalization)."""
+    """Loss plus MSE, MAE and R^2 in the targets' original units (`y_mean`/`y_std` undo normalization).
+
+    Targets are (N,) or (N, D...): R^2 is computed per output and averaged (scikit-learn's
+    `r2_score` with multioutput="uniform_average"; an output whose targets are constant scores 1.0
+    when predicted exactly, else 0.0, as scikit-learn's force_finite). Each output's variance is
+    merged batch by batch (Chan et al. 1979), which stays exact for targets far from zero."""
 
     def __init__(self, device: torch.device, y_mean: torch.Tensor | None = None, y_std: torch.Tensor | None = None):
         self.y_mean, self.y_std = y_mean, y_std
-        z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
-        self.loss_sum, self.se, self.ae, self.y_sum, self.y_sq = z(), z(), z(), z(), z()
+        self.device = device
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.se = self.ae = self.mean = self.m2 = None  # per output, float64, on the device (set at the first batch)
         self.count = 0
         self.values = 0
 
@@ -98,24 +104,35 @@ class RegressionMeter:
         if self.y_std is not None:
             out = out * self.y_std + self.y_mean
             tgt = tgt * self.y_std + self.y_mean
-        err = out - tgt
+        n = len(targets)
+        err = (out - tgt).reshape(n, -1)
+        tgt = tgt.reshape(n, -1)
+        mean = tgt.mean(0)
+        m2 = (tgt - mean).square().sum(0)
+        if self.se is None:
+            self.se, self.ae, self.mean, self.m2 = err.square().sum(0), err.abs().sum(0), mean, m2
+        else:
+            total = self.count + n
+            delta = mean - self.mean
+            self.mean = self.mean + delta * (n / total)
+            self.m2 = self.m2 + m2 + delta.square() * (self.count * n / total)
+            self.se = self.se + err.square().sum(0)
+            self.ae = self.ae + err.abs().sum(0)
         self.loss_sum += loss_sum.double()
-        self.se += err.square().sum()
-        self.ae += err.abs().sum()
-        self.y_sum += tgt.sum()
-        self.y_sq += tgt.square().sum()
-        self.count += len(targets)
+        self.count += n
         self.values += targets.numel()
 
     def compute(self) -> dict[str, float]:
         n = max(self.values, 1)
-        se, y_sum, y_sq = float(self.se), float(self.y_sum), float(self.y_sq)
-        total = y_sq - y_sum * y_sum / n
+        if self.se is None:
+            return {"loss": 0.0, "mse": 0.0, "mae": 0.0, "r2": 0.0}
+        se, m2 = self.se.cpu(), self.m2.cpu()
+        per_output = torch.where(m2 > 0, 1 - se / m2.clamp_min(1e-300), (se == 0).double())
         return {
             "loss": float(self.loss_sum) / max(self.count, 1),
-            "mse": se / n,
-            "mae": float(self.ae) / n,
-            "r2": 1 - se / total if total > 0 else 0.0,
+            "mse": float(se.sum()) / n,
+            "mae": float(self.ae.sum()) / n,
+            "r2": float(per_output.mean()),
         }
 
 
