@@ -73,7 +73,7 @@ def bce_with_logits(logits: Tensor, target: Tensor, pos_weight: Tensor | float |
 
 
 def focal(logits: Tensor, target: Tensor, gamma: float = 2.0, alpha: Tensor | float | list[float] | None = None,
-          reduction: str = "mean") -> Tensor:
+          reduction: str = "mean", ignore_index: int = -100) -> Tensor:
     """Focal loss (Lin et al. 2017, RetinaNet): cross-entropy scaled down on easy examples,
 
         FL(p_t) = -alpha_t (1 - p_t)^gamma log p_t
@@ -84,13 +84,22 @@ def focal(logits: Tensor, target: Tensor, gamma: float = 2.0, alpha: Tensor | fl
     1 - alpha for negatives (alpha a scalar, or one per label). gamma = 0 and alpha None is
     cross-entropy.
 
+    Targets equal to `ignore_index` (a class index, or an element of a 0/1 target; -100 as in
+    torch) add nothing: "none" gives 0 there, "sum" leaves them out and "mean" divides by the
+    number of the other targets. With every target ignored the mean is 0, with a zero gradient
+    (torch's cross entropy gives nan, 0/0), so an accumulated micro-batch of padding stays finite.
+
     >>> z, y = torch.tensor([[3.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 0])
     >>> float(focal(z, y, gamma=0.0)) == float(cross_entropy(z, y))
+    True
+    >>> float(focal(z, torch.tensor([0, -100]), gamma=0.0)) == float(cross_entropy(z, torch.tensor([0, -100])))
     True
     """
     multiclass = logits.dim() >= 2 and logits.shape[1] > 1 and _is_index_target(logits, target)
     if multiclass:
         target = target.long()
+        keep = target != ignore_index
+        target = target.where(keep, 0)
         log_pt = F.log_softmax(logits, dim=1).gather(1, target.unsqueeze(1)).squeeze(1)
         a = 1.0
         if alpha is not None:
@@ -98,9 +107,14 @@ def focal(logits: Tensor, target: Tensor, gamma: float = 2.0, alpha: Tensor | fl
             a = a[target] if a.dim() else a
     else:
         y = target.reshape(logits.shape).to(logits.dtype)
+        keep = y != ignore_index
+        y = y.where(keep, 0)
         log_pt = y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)
         a = 1.0
         if alpha is not None:
             a = torch.as_tensor(alpha, dtype=logits.dtype, device=logits.device)
             a = y * a + (1 - y) * (1 - a)
-    return reduce(-a * (1 - log_pt.exp()).pow(gamma) * log_pt, reduction)
+    loss = torch.where(keep, -a * (1 - log_pt.exp()).pow(gamma) * log_pt, 0.0)
+    if reduction == "mean":  # over the kept targets; 0 (not 0/0) when there are none
+        return loss.sum() / keep.sum().clamp_min(1)
+    return reduce(loss, reduction)

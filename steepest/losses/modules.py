@@ -109,26 +109,34 @@ class BCEWithLogits(_Loss):
 
 
 class Focal(_Loss):
-    """Multiclass with class-index targets (alpha per class); binary/multilabel with 0/1 targets."""
+    """Multiclass with class-index targets (alpha per class); binary/multilabel with 0/1 targets.
+    Targets equal to `ignore_index` are left out; the mean is over the others, so
+    `normalizer(targets)` counts them (accumulated micro-batches weigh every kept target equally)."""
 
-    def __init__(self, gamma: float = 2.0, alpha: float | list[float] | None = None):
+    def __init__(self, gamma: float = 2.0, alpha: float | list[float] | None = None, ignore_index: int = -100):
         super().__init__()
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.gamma = gamma
+        self.gamma, self.ignore_index = gamma, ignore_index
         self._buffer("alpha", alpha)
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return L.focal(outputs, targets, self.gamma, self._like(self.alpha, outputs))
+        return L.focal(outputs, targets, self.gamma, self._like(self.alpha, outputs), ignore_index=self.ignore_index)
+
+    def normalizer(self, targets: Tensor) -> Tensor:
+        return (targets != self.ignore_index).sum()
 
 
 class Dice(_Loss):
-    def __init__(self, smooth: float = 1.0):
+    """Pixels whose target is `ignore_index` count in no sum. No `normalizer`: Dice is a ratio of
+    sums over the batch, not a mean over a count, so micro-batches weigh by their samples."""
+
+    def __init__(self, smooth: float = 1.0, ignore_index: int = -100):
         super().__init__()
-        self.smooth = smooth
+        self.smooth, self.ignore_index = smooth, ignore_index
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return L.dice(outputs, targets, self.smooth)
+        return L.dice(outputs, targets, self.smooth, self.ignore_index)
 
 
 class BCEDice(_Loss):

@@ -36,6 +36,10 @@ def l2_penalty(model: nn.Module) -> Tensor:
     """(1/2) sum w^2 over the penalized weights (ridge; its gradient is w, so lambda * l2 is weight
     decay lambda for plain SGD).
 
+    Convention: the recipe key `l2` is lambda in (lambda/2) sum w^2 over weights only (biases and
+    normalization parameters excluded), so lambda equals SGD's weight_decay; a penalty written
+    lambda_2 sum p^2 over all parameters is, on the weights, l2 = 2 lambda_2.
+
     >>> m = nn.Linear(2, 1); _ = nn.init.constant_(m.weight, 2.0)
     >>> l2_penalty(m).item()
     4.0

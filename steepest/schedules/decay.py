@@ -143,11 +143,13 @@ class Warmup:
 
     W is `warmup_steps`, or `warmup_fraction` of training. The defaults start at lr/20 and reach
     lr after 10% of training (Goyal et al. warm up over 5 of 90 epochs, from a small fraction of lr). Join it with a decay (`join`) for
-    warmup followed by anything.
+    warmup followed by anything. W = 0 (no warmup) is 1 from step 0.
 
     >>> s = Warmup(total_steps=1000)
     >>> s(0), s(50), s(100)
     (0.05, 0.525, 1.0)
+    >>> Warmup(total_steps=1000, warmup_fraction=0.0)(0)
+    1.0
     """
 
     total_steps: int
@@ -158,9 +160,12 @@ class Warmup:
     def __post_init__(self):
         if not 0 <= self.warmup_fraction <= 1 or not 0 <= self.start_ratio <= 1:
             raise ValueError("warmup_fraction and start_ratio must be in [0, 1]")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
     def span(self) -> int:
-        return max(1, warmup_span(self.total_steps, self.warmup_fraction, self.warmup_steps))
+        """W, the number of warmup steps (0: no warmup)."""
+        return warmup_span(self.total_steps, self.warmup_fraction, self.warmup_steps)
 
     def __call__(self, step: int) -> float:
         w = self.span()
@@ -175,22 +180,25 @@ class InverseSqrt:
         m(t) = min((t + 1) / W, sqrt(W / (t + 1)))
 
     The paper's d_model^-0.5 W^-0.5 factor is the base lr. The class default W = 4000 is the paper's;
-    the registry default is 5% of training.
+    the registry default is 5% of training. W = 0 (no warmup) is W = 1: m(t) = 1 / sqrt(t + 1), 1 at
+    step 0.
 
     >>> s = InverseSqrt(warmup_steps=100)
     >>> s(49), s(99), s(399)
     (0.5, 1.0, 0.5)
+    >>> InverseSqrt(warmup_steps=0)(0), InverseSqrt(warmup_steps=0)(3)
+    (1.0, 0.5)
     """
 
     warmup_steps: StepCount = steps(4000)
 
     def __post_init__(self):
-        if self.warmup_steps < 1:
-            raise ValueError("warmup_steps must be >= 1")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
     def __call__(self, step: int) -> float:
-        s = step + 1
-        return min(s / self.warmup_steps, math.sqrt(self.warmup_steps / s))
+        s, w = step + 1, max(1, self.warmup_steps)
+        return min(s / w, math.sqrt(w / s))
 
 
 @dataclass(frozen=True)

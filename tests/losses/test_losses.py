@@ -125,6 +125,64 @@ def test_dice_and_bce_dice():
 
 
 @torch.no_grad()
+def test_focal_ignore_index_skips_targets_as_torch_cross_entropy_does():
+    g = 2.0
+    zm, ym = rnd(N, K), labels(N)
+    ym[[1, 4]] = -100  # torch's default ignore_index
+    keep = ym != -100
+    assert L.focal(zm, ym, 0.0) == pytest.approx(float(F.cross_entropy(zm, ym)), rel=1e-12)  # torch ignores -100 too
+    assert torch.allclose(L.focal(zm, ym, 0.0, reduction="none"), F.cross_entropy(zm, ym, reduction="none"))
+    assert L.focal(zm, ym, 0.0, reduction="sum") == pytest.approx(float(F.cross_entropy(zm, ym, reduction="sum")))
+    alpha = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    pm = torch.softmax(zm[keep], -1)[torch.arange(int(keep.sum())), ym[keep]]
+    manual = (-alpha[ym[keep]] * (1 - pm) ** g * torch.log(pm)).sum() / keep.sum()  # mean over the kept targets only
+    assert L.focal(zm, ym, g, alpha.tolist()) == pytest.approx(float(manual))
+    zs, ys = rnd(2, K, 3), labels(2, 3)  # spatial targets, another ignore_index
+    ys[0, 1] = ys[1, 2] = 255
+    assert L.focal(zs, ys, 0.0, ignore_index=255) == pytest.approx(float(F.cross_entropy(zs, ys, ignore_index=255)), rel=1e-12)
+    z, y = rnd(N, K), bits(N, K)  # sigmoid form: ignored elements of a multilabel target
+    y[0, 1] = y[3, 2] = y[5, 0] = -100
+    keep = y != -100
+    p = torch.sigmoid(z)
+    pt, at = torch.where(y == 1, p, 1 - p), torch.where(y == 1, 0.25, 0.75)
+    assert L.focal(z, y, g, 0.25) == pytest.approx(float((-at * (1 - pt) ** g * torch.log(pt))[keep].mean()))
+    assert L.focal(z, y, 0.0) == pytest.approx(float(F.binary_cross_entropy_with_logits(z[keep], y[keep])))
+
+
+@torch.no_grad()
+def test_dice_ignore_index_leaves_ignored_pixels_out_of_every_sum():
+    zm, ym = rnd(2, 3, 4, 4), labels(2, 4, 4, k=3)
+    ym[0, :2] = -100
+    ym[1, 3, 3] = -100
+    keep = ym != -100
+    pm, oh = torch.softmax(zm, 1), F.one_hot(ym.clamp_min(0), 3).permute(0, 3, 1, 2).double()
+    per = [1 - (2 * (pm[:, c] * oh[:, c])[keep].sum() + 1) / (pm[:, c][keep].sum() + oh[:, c][keep].sum() + 1) for c in range(3)]
+    assert L.dice(zm, ym) == pytest.approx(float(sum(per) / 3))
+    assert L.dice(zm, ym) == pytest.approx(float(L.dice(zm.permute(0, 2, 3, 1)[keep], ym[keep])))  # = Dice of the kept pixels alone
+    ym[ym == -100] = 255
+    assert L.dice(zm, ym, ignore_index=255) == pytest.approx(float(sum(per) / 3))
+    z, y = rnd(2, 1, 5, 5), bits(2, 1, 5, 5)  # sigmoid form: a binary mask with an ignored band
+    y[0, 0, 0] = -100
+    keep = y != -100
+    p = torch.sigmoid(z)
+    manual = 1 - (2 * (p * y)[keep].sum() + 0.5) / (p[keep].sum() + y[keep].sum() + 0.5)
+    assert L.dice(z, y, smooth=0.5) == pytest.approx(float(manual))
+
+
+@pytest.mark.parametrize("smooth", [1.0, 0.0])
+def test_focal_and_dice_with_every_target_ignored_are_zero_with_a_gradient(smooth):
+    """torch's mean over no target is nan (0/0); these losses give 0 and a zero gradient instead."""
+    cases = [(lambda z, y: L.focal(z, y), rnd(N, K), torch.full((N,), -100)),
+             (lambda z, y: L.focal(z, y, 2.0, 0.25), rnd(N, K), torch.full((N, K), -100.0)),
+             (lambda z, y: L.dice(z, y, smooth), rnd(2, 3, 2, 2), torch.full((2, 2, 2), -100)),
+             (lambda z, y: L.dice(z, y, smooth), rnd(2, 1, 2, 2), torch.full((2, 1, 2, 2), -100.0))]
+    for fn, z, y in cases:
+        out = fn(z, y)
+        out.backward()
+        assert float(out.detach()) == 0.0 and z.grad is not None and torch.equal(z.grad, torch.zeros_like(z))
+
+
+@torch.no_grad()
 def test_metric_learning_losses():
     a, b = rnd(N, 3), rnd(N, 3)
     sim = torch.tensor([1, 0, 1, 0, 0, 1])
@@ -197,6 +255,25 @@ def test_nll_and_penalties_exclude_bias_and_norm():
     assert float(l2_penalty(torch.nn.LayerNorm(3))) == 0.0
 
 
+def test_l2_lambda_is_sgd_weight_decay_on_the_weights_and_half_a_sum_of_squares_coefficient():
+    """The documented convention: l2 = lambda in (lambda/2) sum w^2 over weights only, so an SGD
+    step on loss + lambda * l2_penalty is SGD(weight_decay=lambda) on the weights (biases undecayed),
+    and a reference's lambda_2 sum p^2 is l2 = 2 lambda_2 on the weights."""
+    lam, lr = 0.3, 0.1
+    x, y = rnd(8, 3, requires_grad=False), rnd(8, 2, requires_grad=False)
+    torch.manual_seed(0)
+    a = torch.nn.Linear(3, 2).double()
+    b = torch.nn.Linear(3, 2).double()
+    b.load_state_dict(a.state_dict())
+    (L.mse(a(x), y) + lam * l2_penalty(a)).backward()
+    torch.optim.SGD(a.parameters(), lr=lr).step()
+    L.mse(b(x), y).backward()
+    torch.optim.SGD([{"params": [b.weight], "weight_decay": lam}, {"params": [b.bias]}], lr=lr).step()
+    assert torch.allclose(a.weight, b.weight) and torch.allclose(a.bias, b.bias)
+    with torch.no_grad():
+        assert float(lam * l2_penalty(a)) == pytest.approx(float((lam / 2) * (a.weight**2).sum()))
+
+
 GRADCHECK = {
     "mse": lambda: (L.mse, (rnd(N, 1), rnd(N, 1))),
     "mae": lambda: (L.mae, (rnd(N, 1), rnd(N, 1))),
@@ -211,6 +288,10 @@ GRADCHECK = {
     "dice_binary": lambda: (lambda z, y: L.dice(z, y), (rnd(2, 1, 3, 3), bits(2, 1, 3, 3))),
     "dice_multiclass": lambda: (lambda z, y: L.dice(z, y), (rnd(2, 3, 3, 3), labels(2, 3, 3, k=3))),
     "bce_dice": lambda: (lambda z, y: L.bce_dice(z, y, 0.4), (rnd(2, 1, 3, 3), bits(2, 1, 3, 3))),
+    "focal_multiclass_ignored": lambda: (lambda z, y: L.focal(z, y, 2.0, [0.3, 0.7, 0.5, 0.5]),
+                                         (rnd(N, K), torch.tensor([0, -100, 3, 1, -100, 2]))),
+    "dice_multiclass_ignored": lambda: (lambda z, y: L.dice(z, y),
+                                        (rnd(2, 3, 3, 3), torch.where(torch.arange(9).reshape(3, 3) % 4 == 0, -100, labels(2, 3, 3, k=3)))),
     "contrastive": lambda: (lambda a, b: L.contrastive(a, b, torch.tensor([1, 0, 1, 0, 1, 0]), 2.0), (rnd(N, 3), rnd(N, 3))),
     "triplet": lambda: (lambda a, p, n: L.triplet(a, p, n, 5.0), (rnd(N, 3), rnd(N, 3), rnd(N, 3))),
     "batch_hard_triplet": lambda: (lambda e: L.batch_hard_triplet(e, torch.tensor([0, 0, 1, 1, 2, 2]), 3.0), (rnd(N, 3),)),

@@ -83,6 +83,39 @@ def test_class_weights_are_buffers_that_follow_the_module():
     assert float(focal(z, y).detach()) > 0 and float(bce(rnd(N, 1), y.double()).detach()) > 0
 
 
+def test_focal_and_dice_modules_take_ignore_index_from_a_recipe():
+    z, y = rnd(3, 4).detach(), torch.tensor([1, -100, 2])  # torch's ignore_index convention, as cross_entropy
+    focal = LOSSES.get("focal").target(gamma=0.0)
+    assert focal(z, y) == pytest.approx(float(LOSSES.get("cross_entropy").target()(z, y)))
+    assert focal(z, y) == pytest.approx(float(F.cross_entropy(z, y, ignore_index=-100)))
+    other = LOSSES.get("focal").target(gamma=0.0, ignore_index=3)
+    assert other(z, torch.tensor([1, 3, 2])) == pytest.approx(float(F.cross_entropy(z, torch.tensor([1, 3, 2]), ignore_index=3)))
+    zm, ym = rnd(2, 3, 4, 4).detach(), torch.randint(0, 3, (2, 4, 4))
+    masked = ym.clone()
+    masked[0, 0] = 255
+    dice = LOSSES.get("dice").target(ignore_index=255)
+    keep = masked != 255
+    assert dice(zm, masked) == pytest.approx(float(LOSSES.get("dice").target()(zm.permute(0, 2, 3, 1)[keep], ym[keep])))
+    assert "ignore_index=255" in repr(dice) and "ignore_index=-100" in repr(focal)
+
+
+@pytest.mark.parametrize("shape", [(8,), (8, 3)])
+def test_focal_normalizer_counts_kept_targets_so_accumulation_is_exact(shape):
+    """The Engine weights micro-batch i by n_i / sum n (n = normalizer): with a different number of
+    ignored targets per micro-batch, the weighted means are the one-batch mean."""
+    focal = LOSSES.get("focal").target(gamma=2.0, alpha=[0.2, 0.3, 0.5] if len(shape) == 1 else 0.25)
+    z = rnd(*shape, 3).detach() if len(shape) == 1 else rnd(*shape).detach()
+    y = torch.randint(0, 3, shape) if len(shape) == 1 else torch.randint(0, 2, shape).double()
+    y[0] = -100  # micro-batch one: 1 of 3 samples ignored; micro-batch two: 3 of 5
+    y[4:7] = -100
+    parts = [(z[:3], y[:3]), (z[3:], y[3:])]
+    counts = [focal.normalizer(t) for _, t in parts]
+    assert [int(c) for c in counts] == [int((t != -100).sum()) for _, t in parts]
+    accumulated = sum(focal(zi, yi) * n / sum(counts) for (zi, yi), n in zip(parts, counts))
+    assert float(accumulated) == pytest.approx(float(focal(z, y)), rel=1e-12)
+    assert int(focal.normalizer(torch.full(shape, -100))) == 0
+
+
 def test_batch_hard_triplet_module_takes_outputs_and_targets():
     loss = LOSSES.get("triplet").target(margin=0.5, batch_hard=True)
     out = loss(rnd(8, 3), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))

@@ -41,6 +41,30 @@ def test_warmup_matches_the_references_recipe():
     assert Warmup(1000, warmup_steps=10, start_ratio=0.0)(5) == 0.5
 
 
+def test_a_zero_warmup_span_is_full_scale_from_step_0():
+    """No warmup means m(0) = 1: the schedule is then its post-warmup part from the first step."""
+    for s in (Warmup(100, warmup_fraction=0.0), Warmup(100, warmup_steps=0), Warmup(1000, warmup_fraction=0.0004),
+              ss.build_schedule("warmup", 100, warmup_fraction=0.0), ss.build_schedule("warmup", 100, warmup_steps=0)):
+        assert [s(t) for t in range(5)] == [1.0] * 5, s
+    assert Warmup(100, warmup_steps=0).span() == 0 and Warmup(100, warmup_steps=1)(0) == 0.05  # one step of warmup still warms
+    cosine = Cosine(100, eta_min_ratio=0.1)
+    for s in (WarmupCosine(100, warmup_fraction=0.0, eta_min_ratio=0.1), WarmupCosine(100, eta_min_ratio=0.1, warmup_steps=0),
+              ss.build_schedule("warmup_cosine", 100, warmup_fraction=0.0, eta_min_ratio=0.1)):
+        assert [s(t) for t in range(105)] == [cosine(t) for t in range(105)]
+    stable_decay = WarmupStableDecay(100, warmup_fraction=0.0, decay_fraction=0.2)
+    assert [stable_decay(t) for t in range(81)] == [1.0] * 81 and stable_decay(90) == pytest.approx(0.5)
+    for s in (InverseSqrt(warmup_steps=0), ss.build_schedule("inverse_sqrt", 100, warmup_steps=0)):
+        assert [s(t) for t in range(50)] == pytest.approx([(t + 1) ** -0.5 for t in range(50)])  # rsqrt decay from 1
+        assert s(0) == 1.0
+    joined = ss.build_schedule("join", 100, parts=[{"name": "warmup", "warmup_fraction": 0.0}, {"name": "cosine"}],
+                               boundaries=[0.1])
+    assert joined(0) == 1.0
+    with pytest.raises(ValueError, match="warmup_steps"):
+        Warmup(100, warmup_steps=-1)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        InverseSqrt(warmup_steps=-1)
+
+
 def test_warmup_cosine_closed_form():
     s = WarmupCosine(total_steps=200, warmup_fraction=0.1, eta_min_ratio=0.2)
     for t in range(20):

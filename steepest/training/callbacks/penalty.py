@@ -5,6 +5,10 @@ step whatever the accumulation, the same on every rank, and the logged loss stay
 
     penalty(w) = l1 * sum |w| + l2 * (1/2) sum w^2        gradient: l1 * sign(w) + l2 * w
 
+Convention: `l2` is lambda in (lambda/2) sum w^2 over weights only (biases and normalization parameters
+excluded), so lambda equals SGD's weight_decay; a penalty written lambda_2 sum p^2 over all parameters is,
+on the weights, l2 = 2 lambda_2.
+
 Biases and normalization parameters are not penalized (`steepest.losses.penalties`). L1 is the
 lasso (Tibshirani 1996), both together the elastic net (Zou & Hastie 2005). With plain SGD, l2 is
 weight decay; with adaptive optimizers it is not (Loshchilov & Hutter 2019): the L2 gradient is
