@@ -26,14 +26,15 @@ def soft_targets(target: Tensor, num_classes: int, label_smoothing: float = 0.0)
 
 
 def cross_entropy(logits: Tensor, target: Tensor, label_smoothing: float = 0.0, weight: Tensor | None = None,
-                  reduction: str = "mean") -> Tensor:
+                  reduction: str = "mean", ignore_index: int = -100) -> Tensor:
     """Cross-entropy on logits, -sum_k q_k w_k log softmax(z)_k, with q the label smoothed as
     (1 - eps) onehot(y) + eps / K (Szegedy et al. 2016), or a given distribution (N, K) such as the
     soft targets of mixup/CutMix (label smoothing applies to it too).
 
     Both forms run torch's kernel, so this equals nn.CrossEntropyLoss(label_smoothing=eps) exactly;
     with class weights and index targets the mean is weighted, as in torch. Float targets with one
-    dimension fewer than the logits are read as class indices.
+    dimension fewer than the logits are read as class indices; index targets equal to
+    `ignore_index` (-100) are left out of the sum and the mean, as in torch.
 
     >>> z = torch.tensor([[2.0, 0.0, 0.0]])
     >>> round(float(cross_entropy(z, torch.tensor([0]))), 4), round(float(cross_entropy(z, torch.tensor([[1.0, 0, 0]]))), 4)
@@ -43,16 +44,19 @@ def cross_entropy(logits: Tensor, target: Tensor, label_smoothing: float = 0.0, 
         target = target.long()
     else:
         target = target.reshape(logits.shape).to(logits.dtype)
-    return F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing, reduction=reduction)
+    return F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing, reduction=reduction,
+                           ignore_index=ignore_index)
 
 
-def nll(log_probs: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood, -log p_y, from log-probabilities (a LogSoftmax output layer).
+def nll(log_probs: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean",
+        ignore_index: int = -100) -> Tensor:
+    """Negative log-likelihood, -log p_y, from log-probabilities (a LogSoftmax output layer);
+    targets equal to `ignore_index` are left out, as in torch.
 
     >>> float(nll(torch.log(torch.tensor([[0.5, 0.5]])), torch.tensor([1])))
     0.6931471824645996
     """
-    return F.nll_loss(log_probs, target.long(), weight=weight, reduction=reduction)
+    return F.nll_loss(log_probs, target.long(), weight=weight, reduction=reduction, ignore_index=ignore_index)
 
 
 def bce_with_logits(logits: Tensor, target: Tensor, pos_weight: Tensor | float | None = None,

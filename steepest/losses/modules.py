@@ -31,11 +31,17 @@ class _Loss(nn.Module):
         return None if buffer is None else buffer.to(device=outputs.device, dtype=outputs.dtype)
 
 
-def _weight_sum(weight: Tensor | None, targets: Tensor) -> Tensor | None:
-    """The denominator of torch's class-weighted mean over index targets: sum_i w[y_i]."""
-    if weight is None or targets.is_floating_point() and targets.dim() > 1:
-        return None  # unweighted, or soft targets (mixup): the mean is over samples
-    return weight.to(targets.device)[targets.long()].sum()
+def _weight_sum(weight: Tensor | None, targets: Tensor, ignore_index: int = -100) -> Tensor | None:
+    """The denominator of torch's mean over index targets, the targets equal to `ignore_index` left
+    out: sum_i w[y_i] with class weights; without them, the count of the kept targets when the
+    targets are per position (N, d1, ...: sequences, segmentation masks, where padding is usual);
+    None (the samples) for plain (N,) class labels and for soft targets (mixup)."""
+    if targets.is_floating_point() and targets.dim() > 1:
+        return None  # soft targets: the mean is over samples
+    keep = targets != ignore_index
+    if weight is None:
+        return keep.sum() if targets.dim() > 1 else None
+    return weight.to(targets.device)[targets.long().where(keep, 0)].mul(keep).sum()
 
 
 class MSE(_Loss):
@@ -73,30 +79,32 @@ class SmoothL1(_Loss):
 class CrossEntropy(_Loss):
     """Class indices or soft targets (N, K) (mixup/CutMix); label smoothing; per-class weights."""
 
-    def __init__(self, label_smoothing: float = 0.0, weight: list[float] | None = None):
+    def __init__(self, label_smoothing: float = 0.0, weight: list[float] | None = None, ignore_index: int = -100):
         super().__init__()
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.ignore_index = label_smoothing, ignore_index
         self._buffer("weight", weight)
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return L.cross_entropy(outputs, targets, self.label_smoothing, self._like(self.weight, outputs))
+        return L.cross_entropy(outputs, targets, self.label_smoothing, self._like(self.weight, outputs),
+                               ignore_index=self.ignore_index)
 
     def normalizer(self, targets: Tensor) -> Tensor | None:
-        return _weight_sum(self.weight, targets)
+        return _weight_sum(self.weight, targets, self.ignore_index)
 
 
 class NLL(_Loss):
-    def __init__(self, weight: list[float] | None = None):
+    def __init__(self, weight: list[float] | None = None, ignore_index: int = -100):
         super().__init__()
+        self.ignore_index = ignore_index
         self._buffer("weight", weight)
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return L.nll(outputs, targets, self._like(self.weight, outputs))
+        return L.nll(outputs, targets, self._like(self.weight, outputs), ignore_index=self.ignore_index)
 
     def normalizer(self, targets: Tensor) -> Tensor | None:
-        return _weight_sum(self.weight, targets)
+        return _weight_sum(self.weight, targets, self.ignore_index)
 
 
 class BCEWithLogits(_Loss):

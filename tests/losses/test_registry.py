@@ -132,3 +132,24 @@ def test_dpo_module_returns_the_four_values():
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_with_ignored_positions_accumulates_exactly(weighted):
+    """Per-position targets (N, T) with padding (-100): the normalizer counts (or weighs) only the
+    kept positions, so two micro-batches give torch's one-batch mean; class weights no longer index
+    weight[-100]."""
+    ce = LOSSES.get("cross_entropy").target(weight=[1.0, 3.0, 0.5] if weighted else None)
+    z = rnd(6, 3, 5).detach()  # (N, K, T)
+    y = torch.randint(0, 3, (6, 5))
+    y[0, 2:] = -100
+    y[4, :] = -100
+    parts = [(z[:2], y[:2]), (z[2:], y[2:])]
+    counts = [ce.normalizer(t) for _, t in parts]
+    accumulated = sum(ce(zi, yi) * n / sum(counts) for (zi, yi), n in zip(parts, counts))
+    weight = torch.tensor([1.0, 3.0, 0.5], dtype=z.dtype) if weighted else None
+    assert float(accumulated) == pytest.approx(float(torch.nn.functional.cross_entropy(z, y, weight=weight)), rel=1e-12)
+    plain = LOSSES.get("cross_entropy").target()
+    assert plain.normalizer(torch.tensor([0, 1, -100])) is None  # plain class labels: weighted by samples, as before
+    assert LOSSES.get("cross_entropy").target(ignore_index=7)(z[:, :, 0], torch.tensor([0, 7, 1, 2, 7, 1])) == pytest.approx(
+        float(torch.nn.functional.cross_entropy(z[:, :, 0], torch.tensor([0, 7, 1, 2, 7, 1]), ignore_index=7)))
