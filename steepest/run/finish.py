@@ -11,6 +11,7 @@ from safetensors.torch import save as st_save
 
 from steepest.data.containers import split_size
 from steepest.finetune.lora import has_lora, lora_state_dict, merged_state_dict
+from steepest.training.callbacks import EarlyStopping
 from steepest.training.checkpoint import atomic_write_bytes
 
 
@@ -18,6 +19,7 @@ def finish(run, started: float) -> dict[str, Any]:
     """Evaluate on the test split, write model.safetensors (LoRA merged into plain layers, the
     adapters apart) and summary.json on the main process; return the summary."""
     trainer = run.trainer
+    restore_best_weights(trainer)  # a run that used its whole budget ships its best evaluated weights too
     test = trainer.evaluate("test") if split_size(run.data.test) != 0 else {}  # data.split may give the test split no share
     val = {k: v for k, v in trainer.state.metrics.items() if k.startswith("val_")}
     restored = "restored the weights" in trainer.state.stop_reason  # the last evaluation was of other weights
@@ -48,6 +50,12 @@ def finish(run, started: float) -> dict[str, Any]:
         atomic_write_bytes(run.run_dir / "model.safetensors", weights)  # atomic, with the user's umask like every run file
         atomic_write_bytes(run.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+def restore_best_weights(trainer) -> bool:
+    """Every EarlyStopping callback with `restore_best` puts back its best weights (after the last
+    checkpoint: see EarlyStopping.restore); whether any did."""
+    return any([cb.restore(trainer) for cb in trainer.callbacks if isinstance(cb, EarlyStopping)])
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Stop when a validation metric stops improving; optionally restore the best weights at the end."""
+"""Stop when a validation metric stops improving; optionally restore the best weights at the end (however training ended)."""
 
 from __future__ import annotations
 
@@ -56,10 +56,22 @@ class EarlyStopping(Callback):
                 trainer.state.request_stop(f"early stopping: {self.monitor} did not improve for {self.patience} evaluation{'s' if self.patience != 1 else ''} ({best})")
 
     def on_fit_end(self, trainer) -> None:
-        if self.restore_best and self.best_weights is not None and trainer.state.stop_reason.startswith("early stopping"):
-            trainer.load_model_state_dict(self.best_weights)
-            if "restored" not in trainer.state.stop_reason:
-                trainer.state.stop_reason += f"; restored the weights of step {self.best_step}"
+        if trainer.state.stop_reason.startswith("early stopping"):
+            self.restore(trainer)
+
+    def restore(self, trainer) -> bool:
+        """Put back the weights of the best evaluation (with `restore_best`, unless the last
+        evaluation was the best: the weights are those already); the stop reason says so. Called at
+        an early stop by `on_fit_end`; after a run that used its whole budget, by whoever ships the
+        model (`steepest train` before the test evaluation, `steepest.fit` before returning), after
+        the last checkpoint was written, so that a resumed run continues from the last weights. With
+        FSDP a collective: every rank calls it."""
+        if not (self.restore_best and self.best_weights is not None and self.best_step != trainer.state.step):
+            return False
+        trainer.load_model_state_dict(self.best_weights)
+        if "restored" not in trainer.state.stop_reason:
+            trainer.state.stop_reason += f"; restored the weights of step {self.best_step}"
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals, "best_weights": self.best_weights}
