@@ -60,7 +60,7 @@ class AdaHessian(StepwiseOptimizer):
     def __init__(self, params, lr: float = 0.15, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-4,
                  weight_decay: float = 0.0, hessian_power: float = 1.0, hessian_every: int = 1, seed: int = 0,
                  foreach: bool | None = None, impl: str | None = None):
-        if lr <= 0 or eps < 0 or weight_decay < 0 or not 0 < hessian_power <= 1 or hessian_every < 1:
+        if lr < 0 or eps < 0 or weight_decay < 0 or not 0 < hessian_power <= 1 or hessian_every < 1:
             raise ValueError(f"Invalid AdaHessian hyperparameters: lr={lr}, eps={eps}, hessian_power={hessian_power}, "
                              f"hessian_every={hessian_every}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,

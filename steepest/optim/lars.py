@@ -64,7 +64,7 @@ class LARS(StepwiseOptimizer):
     def __init__(self, params, lr: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001,
                  eps: float = 0.0, clip: bool = False, max_weight_norm: float | None = None, adapt: bool = True,
                  foreach: bool | None = None, impl: str | None = None):
-        if lr <= 0 or momentum < 0 or weight_decay < 0 or trust_coefficient <= 0:
+        if lr < 0 or momentum < 0 or weight_decay < 0 or trust_coefficient <= 0:
             raise ValueError(f"Invalid LARS hyperparameters: lr={lr}, momentum={momentum}, weight_decay={weight_decay}, "
                              f"trust_coefficient={trust_coefficient}")
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "trust_coefficient": trust_coefficient,

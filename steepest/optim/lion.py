@@ -43,7 +43,7 @@ class Lion(StepwiseOptimizer):
 
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
                  foreach: bool | None = None, impl: str | None = None):
-        if lr <= 0:
+        if lr < 0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Invalid betas: {betas}")

@@ -58,6 +58,14 @@ class Lookahead(torch.optim.Optimizer):
                     f.copy_(s)
         return loss
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group to the inner optimizer (torch's pattern for unfreezing layers as training
+        goes); its slow weights start at the parameters' values now, and join the next sync."""
+        self.optimizer.add_param_group(param_group)
+        self.param_groups = self.optimizer.param_groups
+        if self.lookahead_state["slow"] is not None:
+            self.lookahead_state["slow"] += [p.detach().clone() for p in self.param_groups[-1]["params"]]
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 

@@ -41,7 +41,7 @@ class EMAMomentum(StepwiseOptimizer):
 
     def __init__(self, params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False,
                  foreach: bool | None = None, impl: str | None = None):
-        if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
+        if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0:
             raise ValueError(f"Invalid momentum hyperparameters: lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}, foreach, impl)
 

@@ -52,7 +52,7 @@ class NovoGrad(StepwiseOptimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.98), eps: float = 1e-8,
                  weight_decay: float = 0.0, grad_averaging: bool = False, foreach: bool | None = None, impl: str | None = None):
-        if lr <= 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Invalid NovoGrad hyperparameters: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
                                   "grad_averaging": grad_averaging}, foreach, impl)

@@ -87,7 +87,7 @@ class RAdamLARS(StepwiseOptimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.95, 0.999), eps: float = 1e-5,
                  weight_decay: float = 0.0, max_trust: float | None = None, max_weight_norm: float | None = None,
                  adapt: bool = True, foreach: bool | None = None, impl: str | None = None):
-        if lr <= 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Invalid RAdamLARS hyperparameters: lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}")
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
                                   "max_trust": max_trust, "max_weight_norm": max_weight_norm, "adapt": adapt}, foreach, impl)

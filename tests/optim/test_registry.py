@@ -345,3 +345,48 @@ def test_vectors_get_no_decay_and_no_trust_ratio(name):
     decayed = so.create(name, model, lr=1e-3, weight_decay=0.1, decay_1d=True)
     exempt = {id(p) for g in decayed.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
     assert id(model["own"].gain) not in exempt and id(model["fc"].bias) not in exempt
+
+
+def test_lookahead_takes_a_param_group_added_mid_training():
+    """torch's unfreezing pattern, add_param_group: the new tensors get slow weights from their
+    values when added, and the next sync (every k steps) treats them as the written-out rule does."""
+    from steepest.optim import Lookahead
+
+    k, alpha, lr = 2, 0.5, 0.1
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.full((2,), 2.0))
+    opt = Lookahead(torch.optim.SGD([a], lr=lr), k=k, alpha=alpha)
+    slow_a, fast_a = a.detach().clone(), a.detach().clone()
+    for t in range(5):
+        if t == 3:
+            opt.add_param_group({"params": [b]})
+            slow_b, fast_b = b.detach().clone(), b.detach().clone()
+        opt.zero_grad()
+        (a.sum() + b.sum()).backward()
+        opt.step()
+        fast_a -= lr  # the gradient of a.sum() is 1
+        if t >= 3:
+            fast_b -= lr
+        if (t + 1) % k == 0:
+            slow_a += alpha * (fast_a - slow_a)
+            fast_a = slow_a.clone()
+            if t >= 3:
+                slow_b += alpha * (fast_b - slow_b)
+                fast_b = slow_b.clone()
+    assert torch.allclose(a.detach(), fast_a) and torch.allclose(b.detach(), fast_b)
+    assert opt.param_groups[1]["lr"] == lr and len(opt.state_dict()["lookahead"]["slow"]) == 2
+
+
+@pytest.mark.parametrize("name", [n for n in so.OPTIMIZERS if n != "adahessian"])
+def test_lr_zero_is_accepted_and_moves_nothing_as_in_torch(name):
+    """torch.optim accepts lr=0 (a schedule may reach it); so does every registered optimizer, and a
+    step at lr 0 leaves the parameters as they were."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Linear(8, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    extra = {"adamw_lr": 0.0} if name == "muon" else {}  # Muon's 1-d tensors step with AdamW at their own lr
+    opt = so.create(name, model.parameters(), lr=0.0, **extra)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 6)).square().mean().backward()
+        opt.step()
+    assert all(torch.equal(a, p.detach()) for a, p in zip(before, model.parameters())), name
