@@ -100,12 +100,18 @@ def apply_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float
                train: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Swap every nn.Linear matching `targets` (and not `exclude`) for a LoRALinear, in place; freeze
     every other parameter except those under the module-name prefixes in `train` (e.g. a new head).
-    Returns the names of the adapted layers; raises ValueError when nothing matches."""
+    Layers adapted already (and their own base and factor layers) are left alone. Returns the names
+    of the adapted layers; raises ValueError when nothing matches (or everything is adapted already)."""
+    adapted = [name for name, m in model.named_modules() if isinstance(m, LoRALinear)]
+    inside = lambda name: any(name.startswith(a + ".") for a in adapted)  # noqa: E731  (a LoRALinear's own base and factors)
     chosen = [(name, m) for name, m in model.named_modules()
-              if isinstance(m, nn.Linear) and not isinstance(m, LoRALinear) and name
+              if isinstance(m, nn.Linear) and not isinstance(m, LoRALinear) and name and not inside(name)
               and _matches(name, m, list(targets)) and not _matches(name, m, list(exclude))
               and not any(name == t or name.startswith(t + ".") for t in train)]
     if not chosen:
+        if adapted:
+            raise ValueError(f"the model's layers are LoRA-adapted already ({', '.join(adapted[:6])}); apply_lora once per model, "
+                             "or merge_lora first to adapt the merged weights again")
         linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         raise ValueError(f"no nn.Linear layer matches targets {list(targets)}; the model's linear layers: {linear[:12]}")
     for p in model.parameters():

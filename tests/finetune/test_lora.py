@@ -102,3 +102,14 @@ def test_equals_hugging_face_peft():
         assert torch.allclose(ours.get_submodule(f"{layer}.lora_A").weight.grad, theirs[name].grad, atol=1e-6)
     assert sum(p.numel() for p in ours.parameters() if p.requires_grad) == \
         sum(p.numel() for n, p in reference.named_parameters() if p.requires_grad)
+
+
+def test_a_second_apply_lora_does_not_nest_adapters():
+    model = mlp()
+    first = apply_lora(model, targets=["0"])
+    assert first == ["0"]
+    second = apply_lora(model)  # the other layers only: not layer 0 again, nor its base or factors
+    assert second == ["2", "4"] and sum(isinstance(m, LoRALinear) for m in model.modules()) == 3
+    assert not any(isinstance(m.base, LoRALinear) for m in model.modules() if isinstance(m, LoRALinear))
+    with pytest.raises(ValueError, match="LoRA-adapted already"):
+        apply_lora(model)
