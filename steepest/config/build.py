@@ -12,6 +12,7 @@ tuners directly.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,6 +156,8 @@ def build_loss(recipe: Recipe, task: str, class_weights: torch.Tensor | None = N
         kwargs = {**record.defaults, **kwargs}
     if class_weights is not None:
         kwargs = {**kwargs, **_class_weight_kwargs(section, weight_arg, kwargs, class_weights, task)}
+    if section.component is None and "multiclass" not in kwargs and "multiclass" in inspect.signature(target).parameters:
+        kwargs["multiclass"] = task == "classification"  # the task decides, not the targets' shape (mixup's soft targets)
     try:
         loss = target(**kwargs)
     except (TypeError, ValueError) as exc:

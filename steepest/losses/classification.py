@@ -77,7 +77,7 @@ def bce_with_logits(logits: Tensor, target: Tensor, pos_weight: Tensor | float |
 
 
 def focal(logits: Tensor, target: Tensor, gamma: float = 2.0, alpha: Tensor | float | list[float] | None = None,
-          reduction: str = "mean", ignore_index: int = -100) -> Tensor:
+          reduction: str = "mean", ignore_index: int = -100, multiclass: bool | None = None) -> Tensor:
     """Focal loss (Lin et al. 2017, RetinaNet): cross-entropy scaled down on easy examples,
 
         FL(p_t) = -alpha_t (1 - p_t)^gamma log p_t
@@ -87,6 +87,11 @@ def focal(logits: Tensor, target: Tensor, gamma: float = 2.0, alpha: Tensor | fl
     (N, 1) or (N, K) with 0/1 targets of the same shape, alpha_t = alpha for positives and
     1 - alpha for negatives (alpha a scalar, or one per label). gamma = 0 and alpha None is
     cross-entropy.
+
+    `multiclass=True` (what a recipe's multiclass classification task sets) keeps the softmax form
+    for probability targets (N, K) too, one-hot or soft (mixup, CutMix, label smoothing):
+    FL = -sum_k q_k alpha_k (1 - p_k)^gamma log p_k, which is the index form for one-hot q. None
+    (the default) decides from the targets: class indices are multiclass, anything else sigmoid.
 
     Targets equal to `ignore_index` (a class index, or an element of a 0/1 target; -100 as in
     torch) add nothing: "none" gives 0 there, "sum" leaves them out and "mean" divides by the
@@ -99,8 +104,17 @@ def focal(logits: Tensor, target: Tensor, gamma: float = 2.0, alpha: Tensor | fl
     >>> float(focal(z, torch.tensor([0, -100]), gamma=0.0)) == float(cross_entropy(z, torch.tensor([0, -100])))
     True
     """
-    multiclass = logits.dim() >= 2 and logits.shape[1] > 1 and _is_index_target(logits, target)
-    if multiclass:
+    index = logits.dim() >= 2 and logits.shape[1] > 1 and _is_index_target(logits, target)
+    if multiclass and not index:  # probabilities over the K classes (N, K, ...)
+        q = target.reshape(logits.shape).to(logits.dtype)
+        log_p = F.log_softmax(logits, dim=1)
+        a = 1.0
+        if alpha is not None:
+            a = torch.as_tensor(alpha, dtype=logits.dtype, device=logits.device)
+            a = a.reshape(1, -1, *([1] * (logits.dim() - 2))) if a.dim() else a
+        loss = -(q * a * (1 - log_p.exp()).pow(gamma) * log_p).sum(1)
+        return reduce(loss, reduction)
+    if index:
         target = target.long()
         keep = target != ignore_index
         target = target.where(keep, 0)

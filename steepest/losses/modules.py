@@ -121,17 +121,21 @@ class Focal(_Loss):
     Targets equal to `ignore_index` are left out; the mean is over the others, so
     `normalizer(targets)` counts them (accumulated micro-batches weigh every kept target equally)."""
 
-    def __init__(self, gamma: float = 2.0, alpha: float | list[float] | None = None, ignore_index: int = -100):
+    def __init__(self, gamma: float = 2.0, alpha: float | list[float] | None = None, ignore_index: int = -100,
+                 multiclass: bool | None = None):
         super().__init__()
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.gamma, self.ignore_index = gamma, ignore_index
+        self.gamma, self.ignore_index, self.multiclass = gamma, ignore_index, multiclass
         self._buffer("alpha", alpha)
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        return L.focal(outputs, targets, self.gamma, self._like(self.alpha, outputs), ignore_index=self.ignore_index)
+        return L.focal(outputs, targets, self.gamma, self._like(self.alpha, outputs), ignore_index=self.ignore_index,
+                       multiclass=self.multiclass)
 
-    def normalizer(self, targets: Tensor) -> Tensor:
+    def normalizer(self, targets: Tensor) -> Tensor | None:
+        if self.multiclass and targets.is_floating_point() and targets.dim() > 1:
+            return None  # probability targets: a mean over samples
         return (targets != self.ignore_index).sum()
 
 

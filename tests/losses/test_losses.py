@@ -305,3 +305,28 @@ GRADCHECK = {
 def test_gradcheck(name):
     fn, args = GRADCHECK[name]()
     assert torch.autograd.gradcheck(fn, args)
+
+
+def test_multiclass_focal_keeps_the_softmax_form_for_probability_targets():
+    """One-hot targets give the index form's value; soft targets (mixup) the written-out
+    -sum_k q_k alpha_k (1 - p_k)^gamma log p_k; without multiclass=True (N, K) targets are sigmoid."""
+    z = rnd(6, 4).detach()
+    y = torch.tensor([0, 1, 2, 3, 1, 0])
+    alpha = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    onehot = F.one_hot(y, 4).double()
+    index_form = L.focal(z, y, gamma=2.0, alpha=alpha)
+    assert float(L.focal(z, onehot, gamma=2.0, alpha=alpha, multiclass=True)) == pytest.approx(float(index_form), rel=1e-12)
+    q = torch.softmax(rnd(6, 4).detach(), 1)
+    p = torch.softmax(z, 1)
+    by_hand = -(q * alpha.double() * (1 - p) ** 2 * torch.log(p)).sum(1).mean()
+    assert float(L.focal(z, q, gamma=2.0, alpha=alpha, multiclass=True)) == pytest.approx(float(by_hand), rel=1e-12)
+    assert float(L.focal(z, onehot, gamma=2.0)) != pytest.approx(float(index_form))  # auto: (N, K) 0/1 targets are multilabel
+
+
+def test_a_recipe_s_focal_loss_follows_the_task():
+    from steepest.config import load_recipe
+    from steepest.config.build import build_loss
+
+    recipe = load_recipe("digits_mlp", ["loss={name: focal, gamma: 2.0}", "batch_transform={name: mixup}"])
+    assert build_loss(recipe, "classification").multiclass is True
+    assert build_loss(recipe, "multilabel").multiclass is False
