@@ -43,18 +43,31 @@ def test_nonfinite_loss_skips_the_step():
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_clip_norm_reports_preclip_norm_and_clips():
-    model = make()
-    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.MSELoss(), device=torch.device("cpu"), clip_norm=1e-3)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_clip_norm_reports_preclip_norm_and_clips(precision):
+    """The reported norm is the pre-clip one; the step moves the weights by exactly clip_norm (SGD at
+    lr 1 applies the clipped gradient); under fp16 the gradients are unscaled before clipping (a
+    clip of the scaled gradients would move them by clip_norm / scale)."""
+    torch.manual_seed(0)
+    dtype = torch.float64 if precision == "fp32" else torch.float32
+    model = nn.Linear(5, 3).to(dtype)
+    clip = 1e-3
+    engine = Engine(model, torch.optim.SGD(model.parameters(), lr=1.0), nn.MSELoss(), device=torch.device("cpu"), clip_norm=clip,
+                    precision=precision)
     seen = {}
 
-    def capture():
-        seen["norm"] = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
+    def capture():  # after the unscale, before the clip
+        seen["norm"] = torch.sqrt(sum(p.grad.double().pow(2).sum() for p in model.parameters()))
+        seen["grads"] = [p.grad.detach().clone() for p in model.parameters()]
 
     engine.before_optimizer_step = capture
-    out = engine.train_step([(torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64) * 100)])
-    assert out.grad_norm == pytest.approx(float(seen["norm"]))
-    assert float(out.grad_norm) > 1e-3
+    before = [p.detach().clone() for p in model.parameters()]
+    out = engine.train_step([(torch.randn(8, 5, dtype=dtype), torch.randn(8, 3, dtype=dtype) * 0.3)])  # fp16: no overflow at scale 2^16
+    assert not out.skipped and float(out.grad_norm) == pytest.approx(float(seen["norm"]), rel=1e-3) and float(out.grad_norm) > 10 * clip
+    moved = [b - p.detach() for b, p in zip(before, model.parameters())]
+    assert float(torch.sqrt(sum(m.double().pow(2).sum() for m in moved))) == pytest.approx(clip, rel=1e-3)
+    for m, g in zip(moved, seen["grads"]):  # the direction of the gradient, scaled by clip / norm
+        assert torch.allclose(m.double(), g.double() * clip / float(seen["norm"]), rtol=1e-3, atol=1e-9)
 
 
 def test_fp16_uses_grad_scaler_and_bf16_autocast_on_cpu():
