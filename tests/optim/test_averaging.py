@@ -127,19 +127,34 @@ def test_swa_recomputes_the_averaged_models_batchnorm():
     assert torch.allclose(avg[0].weight, model[0].weight * 2 / 3, atol=1e-6)  # (w + 3w) / 2 = (3w) * 2/3
 
 
-def test_swa_callback_averages_the_last_quarter_per_epoch():
+def test_swa_callback_averages_the_last_epochs_weights():
+    """SWA (Izmailov et al. 2018): the arithmetic mean of the weights at the end of each epoch after
+    start_fraction of training, checked against snapshots taken at every epoch end; the mean is what
+    the model holds after fit."""
     from steepest.config import load_recipe
     from steepest.run import build_run
     from steepest.training.callbacks import StochasticWeightAveraging
+    from steepest.training.events import Callback
 
-    recipe = load_recipe("digits_mlp", ["data.subset=200", "trainer.max_epochs=4", "trainer.early_stopping=null",
-                                        "callbacks=[{name: swa, start_fraction: 0.75}]"])
-    run = build_run(recipe, None, console=False)
+    snapshots = []
+
+    class Snapshot(Callback):
+        name = "snapshot"
+
+        def on_epoch_end(self, trainer):
+            snapshots.append([p.detach().clone() for p in trainer.unwrapped_model.parameters()])
+
+    recipe = load_recipe("digits_mlp", ["data.subset=200", "trainer.max_epochs=8", "trainer.early_stopping=null",
+                                        "callbacks=[{name: swa, start_fraction: 0.5}]"])
+    run = build_run(recipe, None, console=False, extra_callbacks=[Snapshot()])
     swa_cb = next(cb for cb in run.trainer.callbacks if isinstance(cb, StochasticWeightAveraging))
     run.trainer.fit()
-    assert swa_cb.swa.n_averaged == 1  # only epoch 4 of 4 ends after the 75% mark
-    for a, b in zip(run.trainer.unwrapped_model.parameters(), swa_cb.swa.averaged_model.parameters()):
-        assert torch.equal(a, b)
+    n = swa_cb.swa.n_averaged
+    assert len(snapshots) == 8 and n == 4  # epochs 5-8 end after the 50% mark
+    expected = [torch.stack(ws).mean(0) for ws in zip(*snapshots[-n:])]
+    for a, m, e in zip(swa_cb.swa.averaged_model.parameters(), run.trainer.unwrapped_model.parameters(), expected):
+        assert torch.allclose(a, e, rtol=1e-5, atol=1e-7) and torch.equal(a, m)
+    assert not torch.allclose(expected[0], snapshots[-1][0])  # the average is not just the last weights
 
 
 @pytest.mark.parametrize("name", ["ema", "swa"])
