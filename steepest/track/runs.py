@@ -1,4 +1,4 @@
-"""Run directories: where a run's files live, and the list `steepest runs` prints."""
+"""The default run directory's name (`steepest runs` lists runs: steepest.run.listing)."""
 
 from __future__ import annotations
 
