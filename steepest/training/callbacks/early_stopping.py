@@ -66,11 +66,11 @@ class EarlyStopping(Callback):
         model (`steepest train` before the test evaluation, `steepest.fit` before returning), after
         the last checkpoint was written, so that a resumed run continues from the last weights. With
         FSDP a collective: every rank calls it."""
-        if not (self.restore_best and self.best_weights is not None and self.best_step != trainer.state.step):
+        done = "restored the weights" in trainer.state.stop_reason  # once: at the early stop, or after the budget
+        if done or not (self.restore_best and self.best_weights is not None and self.best_step != trainer.state.step):
             return False
         trainer.load_model_state_dict(self.best_weights)
-        if "restored" not in trainer.state.stop_reason:
-            trainer.state.stop_reason += f"; restored the weights of step {self.best_step}"
+        trainer.state.stop_reason += f"; restored the weights of step {self.best_step}"
         return True
 
     def state_dict(self) -> dict[str, Any]:
