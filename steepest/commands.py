@@ -21,7 +21,14 @@ from steepest.config.arguments import (
     add_trust_code_argument,
     recipe_from_arguments,
 )
-from steepest.errors import SteepestError
+from steepest.errors import ConfigError, SteepestError
+
+
+def _not_empty(value: str | None, option: str, fix: str) -> None:
+    """A path argument given as "" or blanks (an unset shell variable, say) is refused: as a path it
+    would mean the current folder."""
+    if value is not None and not value.strip():
+        raise ConfigError(f"{option} is empty (an unset shell variable?); {fix}")
 
 
 # -- train --------------------------------------------------------------------------------------------
@@ -38,7 +45,10 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
 
 def train(args: argparse.Namespace) -> int:
     from steepest.run import train as train_recipe
+    from steepest.training.distributed import torchrun_env
 
+    _not_empty(args.run_dir, "--run-dir", "give a folder, or leave --run-dir out for runs/<recipe>-<timestamp>")
+    first = torchrun_env().rank == 0  # RANK/WORLD_SIZE checked before anything is built
     if args.resume and not args.run_dir:
         raise SteepestError("--resume needs --run-dir DIR (the run to continue)")
     resume = args.resume
@@ -50,7 +60,7 @@ def train(args: argparse.Namespace) -> int:
         resume = False
     recipe = recipe_from_arguments(args, args.run_dir if resume else None)
     summary = train_recipe(recipe, args.run_dir, resume_run=resume, overwrite=args.overwrite, console=not args.quiet)
-    if os.environ.get("RANK", "0") != "0":
+    if not first:
         return 0
     task = summary["task"]
     if task in ("classification", "binary"):
@@ -110,11 +120,17 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> int:
+    _not_empty(args.run_dir, "RUN_DIR", "give the run directory written by steepest train")
+    _not_empty(args.input, "INPUT", "give a CSV, .npz, .txt file or folder of .txt files")
+    _not_empty(args.output, "-o", "give a file name, or leave -o out to print to stdout")
     import numpy as np
 
     from steepest.data.text import read_documents
     from steepest.predict import Predictor, read_inputs
+    from steepest.run.directory import refuse_run_file
 
+    if args.output:
+        refuse_run_file(args.run_dir, args.output)  # before the work: predictions never replace the run's files
     predictor = Predictor.load(args.run_dir, trust_code=args.trust_code)
     if predictor.info.text:  # a text run: documents in, tokenized as in training
         x = predictor.encode_texts(read_documents(args.input))
@@ -125,11 +141,23 @@ def predict(args: argparse.Namespace) -> int:
     lines = [names[int(p)] if names else (" ".join(f"{v:.6g}" for v in np.atleast_1d(p))) for p in preds]
     text = "\n".join(lines) + "\n"
     if args.output:
-        Path(args.output).write_text(text)
+        _write_output(Path(args.output), text.encode())
         print(f"wrote {len(lines)} predictions to {args.output}")
     else:
         print(text, end="")
     return 0
+
+
+def _write_output(path: Path, data: bytes) -> None:
+    """Write a file atomically (a crash leaves the old file or the new one, never half of one),
+    through a symlink to its target; a device or pipe (-o /dev/stdout) is written as it is."""
+    from steepest.training.checkpoint import atomic_write_bytes
+
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    atomic_write_bytes(path.resolve() if path.is_symlink() else path, data)
 
 
 # -- export -------------------------------------------------------------------------------------------
@@ -144,8 +172,13 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
+    _not_empty(args.run_dir, "RUN_DIR", "give the run directory written by steepest train")
+    _not_empty(args.output, "-o", "give a file name, or leave -o out to write in the run directory")
     from steepest.deploy import export_run
+    from steepest.run.directory import refuse_run_file
 
+    if args.output:
+        refuse_run_file(args.run_dir, args.output)
     fmt = args.format or ("onnx" if args.quantize else "export")
     if args.quantize and fmt != "onnx":
         raise SteepestError(f"--quantize writes an int8 ONNX model; use --format onnx or leave --format out, not {fmt}")
@@ -167,8 +200,16 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
+    for run_dir in args.run_dirs:
+        _not_empty(run_dir, "RUN_DIR", "give the run directories written by steepest train")
+    _not_empty(args.output, "-o", "give a file name, or leave -o out for the default")
     from steepest.report import write_report
+    from steepest.run.directory import refuse_run_file, run_file_at
 
+    if args.output:
+        for run_dir in args.run_dirs:
+            if run_file_at(run_dir, args.output) != "report.html":  # a run's own report may be rewritten
+                refuse_run_file(run_dir, args.output)
     print(f"report: {write_report(args.run_dirs, args.output, trust_code=args.trust_code)}")
     return 0
 
@@ -186,6 +227,9 @@ def runs_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def runs(args: argparse.Namespace) -> int:
+    _not_empty(args.root, "--root", "give the folder holding the runs, or leave --root out for runs")
+    for run in args.runs:
+        _not_empty(run, "RUN", "give a run directory or recipe file")
     from steepest.run.listing import format_diff, format_runs, list_runs, recipe_diff, select
 
     if args.action == "diff":
@@ -230,6 +274,7 @@ def data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def data(args: argparse.Namespace) -> int:
+    _not_empty(args.source, "--from", "give the folder holding the IDX files, or leave --from out")
     from steepest.data.install import install, status_lines
     from steepest.hub import status_lines as model_lines
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from steepest.losses import LOSSES
 from steepest.optim import OPTIMIZERS, defaults_of
 from steepest.optim import create as create_optimizer
 from steepest.run import train as train_recipe
-from steepest.run.directory import prepare_run_dir
+from steepest.run.directory import prepare_run_dir, release_run_dir
 from steepest.run.finish import restore_best_weights
 from steepest.schedules import build_schedule
 from steepest.track import MetricStore
@@ -56,7 +55,7 @@ from steepest.training.callbacks import (
     TrainScalars,
 )
 from steepest.training.callbacks._registry import LOGGERS
-from steepest.training.distributed import barrier, init_from_env, wrap_model
+from steepest.training.distributed import barrier, init_from_env, torchrun_env, wrap_model
 from steepest.training.events import Callback
 from steepest.training.precision import resolve_device
 from steepest.training.state import seed_everything
@@ -210,7 +209,7 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
                      run_dir=run_dir, seed=seed, num_workers=num_workers)
     check_data_arguments(train_data, val_data, test_data, batch_size, eval_batch_size, num_workers, collate_fn, transform)
     refusal = cuda_graphs and cuda_graphs_refusal(str(resolve_device(device)), torch.cuda.is_available(), accumulate,
-                                                  int(os.environ.get("WORLD_SIZE", "1")))
+                                                  torchrun_env().world_size)
     if refusal:  # the recipe's wording, in fit's terms
         raise ConfigError(f"fit(cuda_graphs=True): {refusal.replace('trainer.cuda_graphs=false', 'cuda_graphs=False').replace('trainer.', '')}")
     ctx, dev = init_from_env(resolve_device(device))
@@ -270,6 +269,8 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
         finally:
             if store is not None:
                 store.close()
+            if run_path is not None and ctx.rank == 0:
+                release_run_dir(run_path)  # taken by prepare_run_dir: another process may train there now
         trainer.model.eval()  # the model returned is for predicting: dropout off, batch norm on its running statistics
     return FitResult(metrics, run_path, trainer)
 

@@ -47,7 +47,7 @@ from steepest.data.containers import split_size
 from steepest.errors import ConfigError, DataError
 from steepest.predict import Predictor
 from steepest.run import build_run
-from steepest.run.directory import DATA_INFO, prepare_run_dir
+from steepest.run.directory import DATA_INFO, prepare_run_dir, release_run_dir
 from steepest.training.checkpoint import atomic_write_bytes
 
 PRUNE_TABLE = "prune.json"
@@ -119,45 +119,48 @@ def prune_run(run_dir: str | Path, out: str | Path | None = None, *, amount: flo
     out = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-pruned")
     if out.resolve() == run_dir.resolve():
         raise ConfigError("--out must be a new folder; pruning never overwrites the run it starts from")
-    prepare_run_dir(out, overwrite=overwrite)  # before the work: a refused folder costs nothing
-    started = time.time()
-    data = load_data(recipe.data, recipe.trainer.seed)
-    _same_data(data, predictor.info)
-    metric: str | None = None
-    state = {name: v.detach().clone() for name, v in predictor.model.state_dict().items()}
-    carried: dict[str, torch.Tensor] = {}
-    rows: list[dict[str, Any]] = []
-    for k, target in enumerate([0.0, *targets]):
-        run = build_run(tuned, None, data=data, console=False)
-        trainer, model = run.trainer, run.trainer.unwrapped_model
-        model.load_state_dict(state)  # the optimizer holds these Parameters; pruning keeps them (as weight_orig)
-        splits = [s for s in ("val", "test") if split_size(getattr(run.data, s)) != 0]  # data.split may leave one empty
-        if not splits:
-            raise DataError("the run has no validation or test split to measure the pruned model on")
-        if metric is None:
-            metric = headline_metric(trainer.evaluate(splits[-1]), splits[-1])
-        row: dict[str, Any] = {"round": k, "target": round(target, 6)}
-        if k > 0:
-            apply_masks(model, carried)
-            prune_to(model, target, structured=structured, scope=scope, norm=norm)
-            row[f"{splits[-1]}_{metric}_before_finetune"] = trainer.evaluate(splits[-1])[f"{splits[-1]}_{metric}"]
-            if epochs_per_round:
-                trainer.fit()
-            carried = masks(model)
-            make_permanent(model)
-        row["sparsity"] = sparsity(model, structured)
-        if structured:
-            row["rows_pruned"] = rows_pruned(model)
-        row["nonzero_parameters"] = sum(int((p != 0).sum()) for p in model.parameters())
-        for split in splits:
-            row[f"{split}_{metric}"] = trainer.evaluate(split)[f"{split}_{metric}"]
-        rows.append(row)
-        state = {name: v.detach().cpu().clone() for name, v in model.state_dict().items()}
-        if log is not None:
-            log(format_row(row, metric, splits))
-    _write(out, run_dir, state, rows, predictor.info, dict(amount=amount, rounds=rounds, epochs_per_round=epochs_per_round,
-           structured=structured, scope=scope, norm=norm, overrides=list(overrides or []),
-           wall_seconds=round(time.time() - started, 3)))
+    prepare_run_dir(out, overwrite=overwrite)  # before the work: a refused folder costs nothing; locked until the end
+    try:
+        started = time.time()
+        data = load_data(recipe.data, recipe.trainer.seed)
+        _same_data(data, predictor.info)
+        metric: str | None = None
+        state = {name: v.detach().clone() for name, v in predictor.model.state_dict().items()}
+        carried: dict[str, torch.Tensor] = {}
+        rows: list[dict[str, Any]] = []
+        for k, target in enumerate([0.0, *targets]):
+            run = build_run(tuned, None, data=data, console=False)
+            trainer, model = run.trainer, run.trainer.unwrapped_model
+            model.load_state_dict(state)  # the optimizer holds these Parameters; pruning keeps them (as weight_orig)
+            splits = [s for s in ("val", "test") if split_size(getattr(run.data, s)) != 0]  # data.split may leave one empty
+            if not splits:
+                raise DataError("the run has no validation or test split to measure the pruned model on")
+            if metric is None:
+                metric = headline_metric(trainer.evaluate(splits[-1]), splits[-1])
+            row: dict[str, Any] = {"round": k, "target": round(target, 6)}
+            if k > 0:
+                apply_masks(model, carried)
+                prune_to(model, target, structured=structured, scope=scope, norm=norm)
+                row[f"{splits[-1]}_{metric}_before_finetune"] = trainer.evaluate(splits[-1])[f"{splits[-1]}_{metric}"]
+                if epochs_per_round:
+                    trainer.fit()
+                carried = masks(model)
+                make_permanent(model)
+            row["sparsity"] = sparsity(model, structured)
+            if structured:
+                row["rows_pruned"] = rows_pruned(model)
+            row["nonzero_parameters"] = sum(int((p != 0).sum()) for p in model.parameters())
+            for split in splits:
+                row[f"{split}_{metric}"] = trainer.evaluate(split)[f"{split}_{metric}"]
+            rows.append(row)
+            state = {name: v.detach().cpu().clone() for name, v in model.state_dict().items()}
+            if log is not None:
+                log(format_row(row, metric, splits))
+        _write(out, run_dir, state, rows, predictor.info, dict(amount=amount, rounds=rounds, epochs_per_round=epochs_per_round,
+               structured=structured, scope=scope, norm=norm, overrides=list(overrides or []),
+               wall_seconds=round(time.time() - started, 3)))
+    finally:
+        release_run_dir(out)
     return rows
 
 

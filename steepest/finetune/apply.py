@@ -46,8 +46,26 @@ def prepare_model(model: nn.Module, section) -> list[str]:
         notes.append(f"froze {len(frozen)} tensors ({section.freeze if isinstance(section.freeze, str) else ', '.join(section.freeze)})")
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("finetune: every parameter is frozen; unfreeze the head (freeze: all_but_head) or add LoRA")
+    _refuse_no_ops(model, section)
     notes.append(trainable_summary(model))
     return notes
+
+
+def _refuse_no_ops(model: nn.Module, section) -> None:
+    """Combinations that would silently do nothing: `freeze` over every LoRA adapter (only the head
+    would train), and gradual unfreezing or `lr_decay` when at most one layer group is left
+    trainable (frozen tensors stay frozen: there is nothing to thaw or to scale below the head)."""
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    if section.lora is not None and section.freeze is not None and not any(".lora_" in f".{n}" for n in trainable):
+        raise ConfigError("finetune.freeze froze every LoRA adapter, so only the head would train; LoRA already freezes the "
+                          "base weights: drop finetune.freeze (lora.train_head trains the head too)")
+    live_groups = [g for g in layer_groups(model) if any(n in trainable for n in g)]
+    if len(live_groups) <= 1:
+        for key in ("unfreeze_every_n_epochs", "lr_decay"):
+            if getattr(section, key, None) is not None:
+                what = "finetune.freeze" if section.freeze is not None else "finetune.lora"
+                raise ConfigError(f"finetune.{key}: after {what} only one layer group trains, so it would change nothing (frozen "
+                                  f"tensors stay frozen); drop {what}, or drop {key}")
 
 
 def optimizer_lr_scales(model: nn.Module, section, recipe_kwargs: dict[str, Any]) -> dict[str, float] | None:

@@ -94,7 +94,9 @@ def _chunk_at_import() -> tuple[int, bool]:
     try:
         return cpu_chunk_numel(), not os.environ.get(CHUNK_ENV, "").strip()
     except ValueError as exc:  # a bad override must not stop `import steepest`: it is ignored, as if unset
-        if os.environ.get("RANK", "0") == "0":  # torchrun: said once, by the first process, not once per rank
+        from steepest.training.distributed import is_first_process
+
+        if is_first_process():  # torchrun: said once, by the first process, not once per rank
             warnings.warn(f"{exc}; ignored: the size comes from the L2 cache and is measured at first use", RuntimeWarning, stacklevel=2)
         return cpu_chunk_numel(env=""), True
 

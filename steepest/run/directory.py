@@ -7,15 +7,23 @@ run's recipe is read back from it.
     RUN_DIR/checkpoints/      step-N.safetensors (the whole training state), best.safetensors
     RUN_DIR/model.safetensors the final weights;  RUN_DIR/summary.json  the final metrics
 
+    RUN_DIR/.steepest.lock    made first: marks the folder as steepest's, and is locked (flock) while a
+                              process trains there
+
 A directory that holds a run is never overwritten by another: `train` refuses it unless told to
-continue it (`resume`) or to replace it (`overwrite`, which deletes the old run's files first).
+continue it (`resume`) or to replace it (`overwrite`, which deletes the old run's files first). A
+folder that is not empty and was not made by steepest is refused too, and so is a folder another
+steepest process is training in. `run_file_at` says whether a path names one of a run's own files,
+for the commands that write an output file next to a run.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -32,7 +40,12 @@ from steepest.config.arguments import RUN_CONFIG
 from steepest.config.yaml_io import dump_yaml
 from steepest.data import DataInfo
 from steepest.errors import ConfigError
-from steepest.training.checkpoint import atomic_write_bytes, sweep_temp_files
+from steepest.training.checkpoint import _TEMP_FILE, atomic_write_bytes, sweep_temp_files
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; folders are not locked there
+    fcntl = None
 
 CONFIG = RUN_CONFIG
 DATA_INFO = "data_info.json"
@@ -40,7 +53,117 @@ RUN_INFO = "run.json"
 CONSOLE_LOG = "console.log"
 RUN_FILES = (CONFIG, DATA_INFO, RUN_INFO, CONSOLE_LOG, "metrics.db", "checkpoints", "model.safetensors", "summary.json",
              "lora_adapters.safetensors", "metrics.csv", "tensorboard", "mlflow.db", "wandb",
-             "report.html")  # what a run writes; --overwrite removes exactly these
+             "report.html")  # what a run writes; --overwrite removes exactly these (and their SIDECARS)
+SIDECARS = tuple(f"{db}-{kind}" for db in ("metrics.db", "mlflow.db") for kind in ("wal", "shm", "journal"))  # SQLite's
+LOCK = ".steepest.lock"  # made before anything else: the folder is steepest's; flock'ed while a process trains there
+_PROBE = re.compile(r"^\.write-test-\d+$")
+
+
+def _own_name(name: str) -> bool:
+    """Whether `name` (an entry of a run directory) is one steepest writes there."""
+    return name in RUN_FILES or name in SIDECARS or name == LOCK or bool(_TEMP_FILE.match(name) or _PROBE.match(name))
+
+
+def run_file_at(run_dir: str | Path, path: str | Path) -> str | None:
+    """The run's own file that writing `path` would replace, relative to `run_dir`
+    ("config.yaml", "checkpoints/best.safetensors", "." for the run folder itself), or None when
+    `path` is none of them. Relative paths and symlinks (of either) are resolved first. A run's own
+    files: RUN_FILES and everything under the folders among them, SQLite's sidecars, the lock file
+    and temp files. Other files in the folder (predictions.csv, model.onnx) are not."""
+    run, target = _resolved(run_dir), _resolved(path)
+    if target == run:
+        return "."
+    try:
+        rel = target.relative_to(run)
+    except ValueError:
+        return None
+    return rel.as_posix() if _own_name(rel.parts[0]) else None
+
+
+def _resolved(path: str | Path) -> Path:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: as written
+        return Path(os.path.abspath(path))
+
+
+def refuse_run_file(run_dir: str | Path, path: str | Path, option: str = "-o") -> None:
+    """ConfigError when `path` (given as `option`) would replace one of the run's own files (see
+    `run_file_at`) or is a folder."""
+    name = run_file_at(run_dir, path)
+    if name == ".":
+        raise ConfigError(f"{option} {path} is the run directory itself; give a file name, e.g. {Path(path) / 'predictions.txt'}")
+    if name is not None:
+        raise ConfigError(f"{option} {path} would overwrite {name} of the run {run_dir}; write to another file")
+    if Path(path).is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name in it")
+
+
+# -- the lock: one steepest process trains in a folder at a time ----------------------------------------
+_HELD: dict[Path, list[int]] = {}  # resolved run dir -> [file descriptor, count] held by this process
+
+
+def lock_run_dir(path: str | Path) -> None:
+    """Lock RUN_DIR/.steepest.lock (an exclusive, non-blocking flock, created when missing), held by
+    this process until `release_run_dir` (as often as it was taken) or its exit, a crash included
+    (the OS drops the lock with the process). Reentrant within a process. ConfigError when another
+    process holds it, naming that process."""
+    key = _resolved(path)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    fd = os.open(Path(path) / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:  # any other errno: a file system without locks (some network mounts): unlocked, as before
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                os.close(fd)
+                pid = f" (pid {holder})" if holder.isdigit() else ""
+                raise ConfigError(f"{path} is in use by another steepest process{pid}; wait for it or choose another --run-dir") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the pid is only for the message above
+    _HELD[key] = [fd, 1]
+
+
+def release_run_dir(path: str | Path) -> None:
+    """Undo one `lock_run_dir` of this process; the last one unlocks the folder (no-op when it
+    holds none). The lock file stays, empty: it marks the folder as steepest's."""
+    key = _resolved(path)
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] > 0:
+        return
+    del _HELD[key]
+    fd = held[0]
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # also for DataLoader workers forked with a copy of the descriptor
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _foreign(path: Path) -> list[str]:
+    """What in the existing folder `path` keeps a run from starting there unasked: nothing when it
+    is empty or holds only the leftovers of a steepest run that never trained (steepest's lock file,
+    made first, and only names steepest writes); otherwise its entries, steepest's or not."""
+    names = sorted(p.name for p in path.iterdir())
+    if all(_TEMP_FILE.match(n) or _PROBE.match(n) for n in names):
+        return []
+    if LOCK in names and all(_own_name(n) for n in names):
+        return []
+    return names
 
 
 def holds_run(path: Path) -> bool:
@@ -64,31 +187,53 @@ def holds_run(path: Path) -> bool:
 
 
 def prepare_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Check that `path` may receive this run, before anything is written: it is a folder (or can
-    be made one), writable, and holds no other run unless `resume` (continue it) or `overwrite`
-    (its run files are deleted now). Temp files of interrupted writes are swept. ConfigError
-    names the problem and the fix."""
+    """Check that `path` may receive this run, before anything is written, and lock it for this
+    process (see `lock_run_dir`; call `release_run_dir` when the run ends). It must be a folder (or
+    can be made one), writable, used by no other steepest process, and hold no other run unless
+    `resume` (continue it) or `overwrite` (its run files are deleted now). A folder that is not
+    empty and holds anything but the leftovers of a steepest run that never trained is refused
+    unless `overwrite`. Temp files of interrupted writes are swept. ConfigError names the problem
+    and the fix."""
     path = Path(path)
     if resume and overwrite:
         raise ConfigError("give --resume (continue the run) or --overwrite (replace it), not both")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--run-dir {path} is a file; give a folder (new or holding a run)")
-    if not resume and (holds_run(path) and not overwrite):
-        raise ConfigError(f"{path} already holds a run; continue it with --resume, replace it with --overwrite, "
-                          "or choose another --run-dir")
-    if not resume and path.is_dir():  # a replaced run, or the leftovers of one that never trained
-        for name in RUN_FILES:
-            target = path / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    locked = False
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"--run-dir {path}: cannot write there ({exc.strerror or exc}); choose a writable folder") from None
-    for folder in (path, path / "checkpoints"):
-        sweep_temp_files(folder)
+        if (path / LOCK).is_file():  # another process training there is the reason to give, before any other
+            lock_run_dir(path)
+            locked = True
+        if not resume and not overwrite and path.is_dir():
+            if holds_run(path):
+                raise ConfigError(f"{path} already holds a run; continue it with --resume, replace it with --overwrite, "
+                                  "or choose another --run-dir")
+            if foreign := _foreign(path):
+                shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+                doomed = [n for n in foreign if _own_name(n)]
+                deletes = f" (deleting its {', '.join(doomed)})" if doomed else ""
+                raise ConfigError(f"{path} is not empty and not a steepest run (it holds {shown}); choose another --run-dir, "
+                                  f"or pass --overwrite to train there{deletes}")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"--run-dir {path}: cannot write there ({exc.strerror or exc}); choose a writable folder") from None
+        if not locked:
+            lock_run_dir(path)
+            locked = True
+        if not resume:  # a replaced run, or the leftovers of one that never trained
+            for name in (*RUN_FILES, *SIDECARS):
+                target = path / name
+                shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink(missing_ok=True)
+        for folder in (path, path / "checkpoints"):
+            sweep_temp_files(folder)
+    except BaseException:
+        if locked:
+            release_run_dir(path)
+        raise
     return path
 
 

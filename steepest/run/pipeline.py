@@ -11,12 +11,14 @@ from typing import Any
 
 from steepest.config import Recipe, recipe_to_dict
 from steepest.config.validate import validate_recipe
+from steepest.errors import ConfigError
 from steepest.run.build import build_run, check_device
 from steepest.run.directory import (
     CONSOLE_LOG,
     ConsoleCopy,
     device_name,
     prepare_run_dir,
+    release_run_dir,
     write_config,
     write_data_info,
     write_run_info,
@@ -37,17 +39,23 @@ def train(recipe: Recipe, run_dir: str | Path | None = None, *, resume_run: bool
     checkpoints, so a refused resume leaves the directory as it was. config.yaml is written next,
     before the data is read."""
     started = time.time()
+    if run_dir is not None and not str(run_dir).strip():
+        raise ConfigError("run_dir is empty (an unset variable?); give a folder, or None for runs/<recipe>-<time>")
+    is_main = distributed.torchrun_env().rank == 0  # the launch's environment, checked before anything else
     validate_recipe(recipe)  # a recipe error leaves the run directory untouched
     check_device(recipe)  # and so does a device this machine lacks (trainer.device, trainer.cuda_graphs)
-    is_main = distributed.rank_from_env() == 0
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name or "run")
-    if is_main:
-        prepare_run_dir(run_path, resume=resume_run, overwrite=overwrite)
-    checkpoints = find_checkpoints(run_path, recipe_to_dict(recipe)) if resume_run else None
-    if is_main:
-        write_config(recipe, run_path)
-    with ConsoleCopy(run_path / CONSOLE_LOG) if is_main and console else contextlib.nullcontext():
+    if not is_main:
+        checkpoints = find_checkpoints(run_path, recipe_to_dict(recipe)) if resume_run else None
         return _train(recipe, run_path, started, checkpoints if resume_run else False, console, extra_callbacks)
+    held = prepare_run_dir(run_path, resume=resume_run, overwrite=overwrite).resolve()  # locked until this run ends
+    try:
+        checkpoints = find_checkpoints(run_path, recipe_to_dict(recipe)) if resume_run else None
+        write_config(recipe, run_path)
+        with ConsoleCopy(run_path / CONSOLE_LOG) if console else contextlib.nullcontext():
+            return _train(recipe, run_path, started, checkpoints if resume_run else False, console, extra_callbacks)
+    finally:
+        release_run_dir(held)
 
 
 def _train(recipe, run_path: Path, started: float, checkpoints, console: bool, extra_callbacks) -> dict[str, Any]:

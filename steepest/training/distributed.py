@@ -16,12 +16,15 @@ number of processes.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from steepest.errors import ConfigError
 from steepest.nn.blocks import parameter_blocks
 
 
@@ -45,23 +48,74 @@ class DistContext:
         return self.world_size > 1
 
 
+_TORCHRUN = "launch with torchrun (it sets RANK, LOCAL_RANK and WORLD_SIZE)"
+_STRAY_WARNED: set[str] = set()  # the stray RANK values already warned about (once per process)
+
+
+def _env_int(name: str, env: Mapping[str, str]) -> int | None:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer; unset it or {_TORCHRUN}") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} is negative; unset it or {_TORCHRUN}")
+    return value
+
+
+def torchrun_env(environ: Mapping[str, str] | None = None, *, warn: bool = True) -> DistContext:
+    """This process's place in a torchrun launch, read from RANK, WORLD_SIZE and LOCAL_RANK: the one
+    rule every part of steepest reads them by (before any process group exists).
+
+    WORLD_SIZE unset, empty or 1 is a single process: rank 0, whatever RANK says (a RANK left over in
+    a SLURM shell is ignored, with one warning). Otherwise RANK must be set and below WORLD_SIZE.
+    ConfigError names a value that is not an integer, or an inconsistent set, and the fix."""
+    env = os.environ if environ is None else environ
+    world, rank, local = (_env_int(name, env) for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"))
+    if world is None or world == 1:
+        if rank and warn and str(rank) not in _STRAY_WARNED:
+            _STRAY_WARNED.add(str(rank))
+            warnings.warn(f"RANK={rank} is set but WORLD_SIZE is {'1' if world else 'not'}: running as a single process "
+                          "(rank 0); unset RANK, or launch with torchrun for several processes", RuntimeWarning, stacklevel=2)
+        return DistContext()
+    if world == 0:
+        raise ConfigError(f"WORLD_SIZE=0 is not a number of processes; unset it for a single process or {_TORCHRUN}")
+    if rank is None:
+        raise ConfigError(f"WORLD_SIZE={world} but RANK is unset: {_TORCHRUN}, or unset WORLD_SIZE for a single process")
+    if rank >= world:
+        raise ConfigError(f"RANK={rank} is not below WORLD_SIZE={world}: {_TORCHRUN}, or unset both for a single process")
+    return DistContext(rank, world, local or 0)
+
+
 def rank_from_env() -> int:
-    """This process's rank as torchrun sets it (0 for a single process), before any process group exists."""
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank as torchrun sets it (0 for a single process), before any process group
+    exists; see `torchrun_env`."""
+    return torchrun_env().rank
+
+
+def is_first_process() -> bool:
+    """Whether this process is rank 0 (or the only one), for what is said once per launch; never
+    raises: a malformed environment counts as the first process (its error is raised where the
+    run starts, by `torchrun_env`)."""
+    try:
+        return torchrun_env(warn=False).rank == 0
+    except ConfigError:
+        return True
 
 
 def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
     """Join the process group torchrun describes in the environment (no-op for a single process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext(), device
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    ctx = torchrun_env()
+    if not ctx.enabled:
+        return ctx, device
     if device.type == "cuda":
-        device = torch.device("cuda", local)
+        device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank, world, local), device
+    return ctx, device
 
 
 def wrap_model(model: nn.Module, ctx: DistContext, device: torch.device, strategy: str = "ddp") -> nn.Module:

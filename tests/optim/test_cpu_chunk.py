@@ -76,6 +76,7 @@ def test_bad_override_warns_on_the_first_torchrun_process_only(monkeypatch):
 
     monkeypatch.setenv(base.CHUNK_ENV, "lots")
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # RANK alone is a stray one: a single process, which does warn
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning would raise
         n, tune = base._chunk_at_import()
