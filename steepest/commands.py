@@ -62,21 +62,34 @@ def train(args: argparse.Namespace) -> int:
     summary = train_recipe(recipe, args.run_dir, resume_run=resume, overwrite=args.overwrite, console=not args.quiet)
     if not first:
         return 0
-    task = summary["task"]
-    if task in ("classification", "binary"):
-        print(f"test accuracy: {summary['test_accuracy']:.4f}  (macro-F1 {summary['test_macro_f1']:.4f}, {summary['steps']} steps, {summary['wall_seconds']:.1f} s)")
-    elif task == "multilabel":
-        print(f"test accuracy: {summary['test_accuracy']:.4f}  (micro-F1 {summary['test_micro_f1']:.4f})")
-    elif task == "metric":
-        print(f"test recall@1: {summary['test_recall_at_1']:.4f}  (recall@5 {summary['test_recall_at_5']:.4f}, {summary['steps']} steps)")
-    elif task == "language_modeling":
-        print(f"test loss: {summary['test_loss']:.4f} nats/token  (perplexity {math.exp(min(summary['test_loss'], 700)):.4g}, {summary['steps']} steps)")
-    else:
-        print(f"test r2: {summary['test_r2']:.4f}  (mse {summary['test_mse']:.4g}, mae {summary['test_mae']:.4g}, {summary['steps']} steps)")
+    line = headline(summary)
+    if line:
+        print(line)
     print(f"run directory: {summary['run_dir']}")
     if not (args.no_report or os.environ.get("STEEPEST_NO_REPORT") == "1"):
         _write_report(summary["run_dir"], args)
     return 0
+
+
+def headline(summary: dict) -> str | None:
+    """The line `steepest train` ends with: the test metrics of the task, or the validation ones
+    (said so) when the data has no test split (data.split with no test share, a component without
+    one); None when there is neither."""
+    split = "test" if any(k.startswith("test_") for k in summary) else "val"
+    m = {k[len(split) + 1:]: v for k, v in summary.items() if k.startswith(f"{split}_")}
+    if not m:
+        return None
+    name = split if split == "test" else "val (no test split)"
+    task, steps = summary["task"], summary["steps"]
+    if task in ("classification", "binary"):
+        return f"{name} accuracy: {m['accuracy']:.4f}  (macro-F1 {m['macro_f1']:.4f}, {steps} steps, {summary['wall_seconds']:.1f} s)"
+    if task == "multilabel":
+        return f"{name} accuracy: {m['accuracy']:.4f}  (micro-F1 {m['micro_f1']:.4f})"
+    if task == "metric":
+        return f"{name} recall@1: {m['recall_at_1']:.4f}  (recall@5 {m['recall_at_5']:.4f}, {steps} steps)"
+    if task == "language_modeling":
+        return f"{name} loss: {m['loss']:.4f} nats/token  (perplexity {math.exp(min(m['loss'], 700)):.4g}, {steps} steps)"
+    return f"{name} r2: {m['r2']:.4f}  (mse {m['mse']:.4g}, mae {m['mae']:.4g}, {steps} steps)"
 
 
 def _write_report(run_dir: str, args: argparse.Namespace) -> None:

@@ -109,7 +109,7 @@ class Predictor:
                 x = x.reshape(len(x), *expected)
             else:
                 raise DataError(f"inputs have shape {x.shape[1:]}, the model was trained on {expected}")
-        check_features(x, "inputs")
+        check_features(x, "inputs", "predicting")
         if self.x_norm is not None:
             x = self.x_norm.transform(x)
         chunks = [self.model(torch.from_numpy(x[i : i + batch_size]).to(self.device)).float().cpu().numpy() for i in range(0, len(x), batch_size)]
@@ -176,38 +176,44 @@ def read_inputs(path: str | Path, info: DataInfo) -> np.ndarray:
         x = encoder.transform(_csv_inputs(path, list(encoder.columns), raw=True), str(path))
     else:
         x = _csv_inputs(path, info.feature_names)
-    check_features(x, str(path))  # before the float32 cast, which would turn 1e308 into inf
+    check_features(x, str(path), "predicting")  # before the float32 cast, which would turn 1e308 into inf
     return x.astype(np.float32)
 
 
 def _csv_inputs(path: Path, names: list[str] | None, raw: bool = False) -> np.ndarray:
     """The feature columns `names` of a CSV, float64 (N, len(names)); all columns when it has no header.
     `raw`: the cells as text, object (N, len(names)), for a `TabularEncoder` (a header is then required)."""
-    rows = [r for r in csv_rows(path) if any(c.strip() for c in r)]
+    rows = [(line, r) for line, r in enumerate(csv_rows(path), 1) if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: empty file")
-    header = [h.strip() for h in rows[0]]
+    first = rows[0][1]
+    header = [h.strip() for h in first]
     if names and all(n in header for n in names):
-        header, body = csv_header(rows[0], path), rows[1:]
+        header, body = csv_header(first, path), rows[1:]
         cols = [header.index(n) for n in names]
+        width = "the header has"
     elif not raw and all(_is_float(h) for h in header):
         cols, body = list(range(len(header))), rows
+        width = "the first row has"
     else:
         missing = [n for n in (names or []) if n not in header]
         raise DataError(f"{path}: feature columns missing: {', '.join(missing[:5])}" if missing else f"{path}: cannot match columns to the model's features")
     if not body:
         raise DataError(f"{path}: no data rows below the header; give one row per sample")
+    for i, (line, row) in enumerate(body):  # as training refuses them: a ragged row's cells may be in the wrong columns
+        if len(row) != len(first):
+            raise DataError(f"{path}: row {i} (line {line}) has {len(row)} fields but {width} {len(first)}; fix the ragged row")
     if raw:
-        short = next((i for i, row in enumerate(body) if len(row) <= max(cols)), None)
-        if short is not None:
-            raise DataError(f"{path}: row {short} has {len(body[short])} fields, the header {len(header)}; fix the ragged row")
-        return np.asarray([[row[c] for c in cols] for row in body], dtype=object).reshape(len(body), len(cols))
+        return np.asarray([[row[c] for c in cols] for _, row in body], dtype=object).reshape(len(body), len(cols))
     out = []
-    for i, row in enumerate(body):
+    for i, (line, row) in enumerate(body):
         try:
             out.append([float(row[c]) for c in cols])
-        except (ValueError, IndexError):
-            raise DataError(f"{path}: row {i} is not numeric or too short") from None
+        except ValueError:
+            bad = next(c for c in cols if not _is_float(row[c]))
+            column = f"column '{header[bad]}'" if body is not rows else f"column {bad + 1}"
+            value = f"non-numeric value {row[bad].strip()!r}" if row[bad].strip() else "an empty cell"
+            raise DataError(f"{path}: row {i} (line {line}) has {value} in {column}; give a number in every feature column") from None
     return np.asarray(out, dtype=np.float64)
 
 

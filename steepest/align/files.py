@@ -14,6 +14,7 @@ must not ask for 50 GB).
 
 from __future__ import annotations
 
+import codecs
 import importlib.util
 import json
 import random
@@ -37,14 +38,36 @@ ARCH_KEYS = ("d_model", "heads", "layers", "ff", "max_len")
 MAX_PARAMETERS = 2**30  # 4.3 GB of float32 weights: far above what the byte-level model is for
 
 
+def _not_utf8(value, key: str = "") -> str | None:
+    """The field (dotted key) of a parsed JSON value holding a string that is not encodable as
+    UTF-8 (a lone surrogate escape such as \\ud800, which JSON allows), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return key or "the value"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _not_utf8(v, f"{key}.{k}" if key else str(k))
+        if found:
+            return found
+    return None
+
+
 def read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict]:
-    """One JSON object per line (UTF-8), each with the `required` keys (string values); blank lines skipped.
-    Lines are split at newlines only: a U+2028 inside a JSON string is text, not a line break."""
+    """One JSON object per line (UTF-8, with or without the byte-order mark Notepad writes), each
+    with the `required` keys (string values); blank lines skipped. Lines are split at newlines
+    only: a U+2028 inside a JSON string is text, not a line break. A string that is not text (a
+    lone surrogate escape, \\ud800) is a DataError naming the file, line and field."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist")
     rows = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    for number, raw in enumerate(data.split(b"\n"), 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -60,6 +83,10 @@ def read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict]:
             raise DataError(f"{path}:{number}: JSON nested too deeply; a sample is one flat object of strings") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: expected a JSON object per line")
+        bad = _not_utf8(row)
+        if bad:
+            raise DataError(f"{path}:{number}: field '{bad}' holds a lone surrogate escape (\\ud800-\\udfff without its pair), "
+                            "which is not text; fix or remove that escape")
         missing = [k for k in required if not isinstance(row.get(k), str)]
         if missing:
             raise DataError(f"{path}:{number}: needs string field(s) {', '.join(missing)}")

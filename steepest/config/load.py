@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"override '{item}' is not KEY=VALUE; write it like --set optimizer.lr=1e-3")
-        value = parse_yaml(raw, f"override {key}") if raw.strip() else None
+        if not raw.strip():  # an unset shell variable (--set optimizer.lr=$LR) must not quietly unset the key
+            raise ConfigError(f"override '{item}' has no value after '='; give a value, or null to unset it (--set {key}=null)")
+        value = parse_yaml(raw, f"override {key}")
         node = data
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -85,9 +88,24 @@ def _model_for(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
     return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
 
 
+# The parts of an error's location that pydantic adds for the members of a union (`batch_size:
+# PositiveInt | Literal["full"]` gives data.batch_size.constrained-int) and for validator functions:
+# not recipe keys, so left out of the dotted key a message names.
+_TAGS = re.compile(r"^(?:function-\w+\[.*\]|constrained-\w+|literal\[.*\]|\w+\[.*\]|bool|int|float|str|none|[A-Z]\w*)$")
+
+
+def _recipe_loc(err: dict) -> tuple:
+    loc = tuple(err["loc"])
+    last = len(loc) - 1 if err["type"] == "extra_forbidden" else len(loc)  # an unknown key is the user's, whatever it is
+    return tuple(p for i, p in enumerate(loc) if i >= last or not (isinstance(p, str) and _TAGS.match(p)))
+
+
 def format_validation_error(exc: ValidationError, root: type[BaseModel] = Recipe) -> str:
-    err = exc.errors()[0]
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    errors = exc.errors()
+    err = errors[0]
+    if err["type"] == "literal_error" and isinstance(err.get("input"), dict | list):  # a union's named choices do not
+        err = next((e for e in errors if e["type"] != "literal_error"), err)  # fit a mapping: say what is wrong inside it
+    loc = _recipe_loc(err)
     key = ".".join(str(p) for p in loc) or "recipe"
     if err["type"] == "extra_forbidden":
         owner = _model_for(loc, root)
@@ -114,7 +132,24 @@ def recipe_from_dict(data: Any, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        key_error = _key_error(exc, source)
+        raise ConfigError(key_error or format_validation_error(exc)) from None
+
+
+def _key_error(exc: ValidationError, source: str) -> str | None:
+    """The message for a mapping key that is not a string (YAML reads `~:` as null, `1:` as a
+    number and `yes:`/`on:` as true): it names the file, where the key is, and the fix."""
+    err = exc.errors()[0]
+    loc = list(err["loc"])
+    if err["type"] == "invalid_key":
+        parent, key = loc[:-1], err.get("input")
+    elif loc and loc[-1] == "[key]":
+        parent, key = loc[:-2], loc[-2]
+    else:
+        return None
+    where = f"under '{'.'.join(map(str, parent))}'" if parent else "at the top level"
+    return (f"{source}: the key {key!r} {where} is not a string (YAML reads ~ as null, 1 as a number, yes/on as true); "
+            "quote the key or remove it")
 
 
 def load_recipe(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:

@@ -11,15 +11,26 @@ read back from a run directory therefore have their paths refused unless the use
 
 Every number in a recipe is finite: typed fields refuse inf and nan (`allow_inf_nan=False`), and
 `check_finite` refuses them in the free-form parts (component keywords, `data.options`, ...).
+A number field refuses true/false (pydantic would read `batch_size: true` as a batch of 1), and
+seeds are whole numbers in [0, 2**32) (the loaders derive int64 seeds from them).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from steepest.errors import ConfigError, did_you_mean
 from steepest.hub import PRETRAINED, VisionWeights, vision_weights
@@ -28,6 +39,50 @@ PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+SEED_LIMIT = 2**32  # what every generator a run seeds takes: the loaders derive seed * 1_000_003 + epoch (int64 in torch)
+SEARCH_SEED_LIMIT = 2**31  # Optuna's samplers seed numpy's legacy RandomState (< 2**32) with search.seed + the trial number
+
+
+def _seed_below(limit: int, shown: str):
+    def check(value: int) -> int:
+        if not 0 <= value < limit:
+            raise ValueError(f"a seed must be a whole number in [0, {shown})")
+        return value
+
+    return check
+
+
+Seed = Annotated[int, AfterValidator(_seed_below(SEED_LIMIT, "2**32"))]
+SearchSeed = Annotated[int, AfterValidator(_seed_below(SEARCH_SEED_LIMIT, "2**31"))]
+
+
+def _kinds(annotation: Any) -> set[type]:
+    """The plain types a field's annotation admits: bool, int, float, str, ... (Any as object);
+    a Literal contributes the types of its values, Annotated its base type."""
+    if annotation is Any:
+        return {object}
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return {type(a) for a in get_args(annotation)}
+    if origin is Annotated:
+        return _kinds(get_args(annotation)[0])
+    if origin in (list, tuple, dict, set, frozenset):
+        return {origin}
+    if isinstance(annotation, type) and not get_args(annotation):
+        return {annotation}
+    return set().union(*(_kinds(a) for a in get_args(annotation))) if get_args(annotation) else {object}
+
+
+def _refuse_bool(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """Pydantic's lax mode reads `true` as 1 for an int (`data.batch_size: true` would be a batch of
+    1), as 1.0 for a float and as 1 for Literal[1, 3]: a number field that does not also take
+    true/false refuses one."""
+    if isinstance(value, bool):
+        field = cls.model_fields.get(info.field_name or "")
+        kinds = _kinds(field.annotation) if field is not None else {object}
+        if not kinds & {bool, object} and kinds & {int, float}:
+            raise ValueError(f"expected {'a whole number' if int in kinds and float not in kinds else 'a number'}, not true/false")
+    return value
 
 
 def check_finite(data: Any, key: str = "") -> None:
@@ -43,6 +98,11 @@ def check_finite(data: Any, key: str = "") -> None:
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        return _refuse_bool(cls, value, info)
+
 
 class Component(BaseModel):
     """A registry name or an import path, plus the component's own keyword arguments."""
@@ -50,6 +110,11 @@ class Component(BaseModel):
     model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
     name: str | None = None
     component: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        return _refuse_bool(cls, value, info)
 
     @model_validator(mode="before")
     @classmethod
@@ -99,7 +164,7 @@ class DataConfig(Section):
     split_order: Literal["random", "ordered"] = "random"  # ordered: train, then val, then test (time series)
     augment: dict[str, Any] | None = None  # steepest.data.augment: image, text or spectrogram keys, plus copies
     balance: Literal["none", "class_weights", "sampler", "oversample", "smote", "adasyn", "undersample"] = "none"  # steepest.data.imbalance
-    split_seed: int = 0
+    split_seed: Seed = 0
     batch_size: PositiveInt | Literal["full"] = 64
     eval_batch_size: PositiveInt | None = None
     normalize: Literal["standard", "none"] | NormalizeStats = "standard"
@@ -215,7 +280,7 @@ class EarlyStoppingConfig(Section):
 class TrainerConfig(Section):
     max_epochs: PositiveInt | None = 20
     max_steps: PositiveInt | None = None
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     accumulate: PositiveInt = 1
@@ -349,7 +414,7 @@ class SearchConfig(Section):
     direction: Literal["minimize", "maximize", "auto"] = "auto"
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["median", "none"] = "median"
-    seed: int = 0
+    seed: SearchSeed = 0
     timeout_seconds: PositiveFloat | None = None
 
 

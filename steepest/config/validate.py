@@ -1,7 +1,9 @@
 """Check a whole recipe before any data is read or anything is built: every registry name exists,
 every component path imports, every component's keys (and `data.options`) fit the signature of
-what receives them (types from its hints), every number is finite, and the hyperparameters every
-optimizer shares are in range. Errors are one line naming the key (see `steepest.config.load`).
+what receives them (types from its hints), every number is finite, the hyperparameters every
+optimizer shares are in range, and so are the registered model's, loss's and schedules' own
+arguments, as training checks them (`hidden: [0]`, `label_smoothing: 1.5`, `warmup_fraction: 2`).
+Errors are one line naming the key (see `steepest.config.load`).
 
 Validating imports the recipe's `component:` paths: a recipe with such paths is code, so validate
 only recipes you trust; `component_report` says what each path is (`steepest validate` prints it).
@@ -35,9 +37,9 @@ from steepest.models.build import INJECTED as MODEL_INJECTED
 from steepest.models.build import RESERVED as MODEL_RESERVED
 from steepest.nn.init import INITS
 from steepest.optim import OPTIMIZERS
-from steepest.registry import import_object
+from steepest.registry import accepted_arguments, import_object
 from steepest.regularize import BATCH_TRANSFORMS
-from steepest.schedules import SCHEDULES
+from steepest.schedules import SCHEDULES, build_schedule
 from steepest.training.callbacks import CALLBACKS
 from steepest.training.callbacks._registry import LOGGERS
 from steepest.training.precision import FP16_SECOND_ORDER
@@ -101,16 +103,41 @@ def _check_data_options(data: DataConfig) -> None:
         check_kwargs("data.options", record.target, data.options, fixed=(*record.defaults, "data_dir"))
 
 
+# The step budget a schedule is checked against when the recipe gives no trainer.max_steps (the real
+# budget depends on the data's size): checks of the form "warmup_steps < total_steps" pass unless
+# training could never run that long, so validation refuses nothing that training would accept.
+NOMINAL_STEPS = 10**9
+
+
+def _check_model_arguments(name: str | None, target: Any, kwargs: dict[str, Any]) -> None:
+    """A registered model's own argument checks, without building it: its `check_arguments`
+    (a static method taking the recipe's keys, e.g. `steepest.models.mlp.MLP.check_arguments`),
+    when it has one. Errors read as training's (`model (mlp): ...`)."""
+    check = getattr(target, "check_arguments", None)
+    if not callable(check):
+        return
+    params, var_kw = accepted_arguments(check)
+    try:
+        check(**{k: v for k, v in kwargs.items() if var_kw or k in params})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model ({name}): {exc}") from None
+
+
 def validate_recipe(recipe: Recipe) -> None:
     """Resolve every registry name and import every component path, check every component's
     arguments and `data.options`, refuse inf and nan anywhere (no data, no model, no optimizer is
-    built). Raises ConfigError naming the first wrong key."""
+    built). The ranges training checks are checked too: the registered loss and schedules are
+    built (small objects; a schedule for `trainer.max_steps`, else `NOMINAL_STEPS`) and a registered
+    model's arguments go through its `check_arguments` (without building it). Raises ConfigError
+    naming the first wrong key."""
     check_finite(recipe.model_dump())  # a recipe built in Python skips load's check of the free-form keys
     if recipe.data.name is not None or recipe.data.format is not None or recipe.data.component is not None:
         _check_data_options(recipe.data)
-    target, _ = component_target(recipe.model, MODELS, "model")
+    target, defaults = component_target(recipe.model, MODELS, "model")
     model_kwargs = {k: v for k, v in recipe.model.kwargs().items() if k not in MODEL_RESERVED}
     check_kwargs("model", target, model_kwargs, MODEL_INJECTED)
+    if recipe.model.component is None:
+        _check_model_arguments(recipe.model.name, target, {**defaults, **model_kwargs})
     init = recipe.model.kwargs().get("init")
     if init is not None:
         INITS.get(init if isinstance(init, str) else dict(init).get("scheme", "default"), "model.init")
@@ -118,7 +145,13 @@ def validate_recipe(recipe: Recipe) -> None:
         target, _ = component_target(recipe.batch_transform, BATCH_TRANSFORMS, "batch_transform")
         check_kwargs("batch_transform", target, recipe.batch_transform.kwargs(), ("num_classes",))
     target, _ = component_target(recipe.optimizer, OPTIMIZERS, "optimizer")
-    check_kwargs("optimizer", target, recipe.optimizer.kwargs(), ("params", "lr", "weight_decay"))
+    kwargs = dict(recipe.optimizer.kwargs())
+    if recipe.optimizer.component is None and "lr_scale" in kwargs:  # create()'s own argument: lr multipliers by name pattern
+        scales = kwargs.pop("lr_scale")
+        if not isinstance(scales, dict) or not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   and math.isfinite(v) and v >= 0 for k, v in scales.items()):
+            raise ConfigError("optimizer.lr_scale: give module-name patterns and lr multipliers >= 0, e.g. {'blocks.*': 0.1}")
+    check_kwargs("optimizer", target, kwargs, ("params", "lr", "weight_decay"))
     _check_optimizer_ranges(recipe.optimizer.kwargs())
     if recipe.trainer.precision == "fp16" and needs_create_graph(recipe):
         raise ConfigError(FP16_SECOND_ORDER)
@@ -133,9 +166,18 @@ def validate_recipe(recipe: Recipe) -> None:
     for key, section in schedules.items():
         target, _ = component_target(section, SCHEDULES, key)  # a path is called with its keys alone (config.build)
         check_kwargs(key, target, section.kwargs(), () if section.component is not None else ("total_steps",))
+        if section.component is None:  # the schedule's own range checks, as training builds it (a frozen dataclass: no cost)
+            build_schedule(section.name, recipe.trainer.max_steps or NOMINAL_STEPS, **section.kwargs())
     if recipe.loss.name is not None or recipe.loss.component is not None:
-        target, _ = component_target(recipe.loss, LOSSES, "loss")
+        target, defaults = component_target(recipe.loss, LOSSES, "loss")
         check_kwargs("loss", target, recipe.loss.kwargs())
+        if recipe.loss.component is None:  # the loss's own range checks (label_smoothing in [0, 1), ...): a small module
+            try:
+                target(**{**defaults, **recipe.loss.kwargs()})
+            except ValueError as exc:
+                raise ConfigError(f"loss ({recipe.loss.name}): {exc}") from None
+            except TypeError:  # a key the loss does not take, past check_kwargs (nn.Module's **kwargs): training
+                pass  # reports it when it builds the loss, after the data (whose errors come first)
     for i, section in enumerate(recipe.callbacks):
         target, _ = component_target(section, CALLBACKS, f"callbacks.{i}")
         check_kwargs(f"callbacks.{i}", target, section.kwargs())

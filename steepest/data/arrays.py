@@ -48,7 +48,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate, default_collate_fn_map
 
-from steepest.data.checks import check_classes, check_targets
+from steepest.data.checks import check_classes, check_targets, class_count
 from steepest.data.containers import DataBundle, DataInfo, DatasetSplit, task_from_labels
 from steepest.data.imbalance import class_weights, sample_weights
 from steepest.data.normalize import Standardizer
@@ -359,7 +359,7 @@ def load_memmap(cfg, seed: int = 0) -> Any:
     if task in ("classification", "binary"):
         num_classes = cfg.num_classes or (2 if task == "binary" else None)
         check_targets(all_y, task, num_classes, f"{source.y_path} labels")
-        num_classes = num_classes or int(np.max(all_y)) + 1
+        num_classes = num_classes or class_count(all_y, f"{source.y_path} labels")
     else:
         check_targets(all_y, task, None, f"{source.y_path} targets")
     if cfg.augment and cfg.augment.get("copies"):

@@ -11,7 +11,13 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from steepest.data._registry import DATASETS
 from steepest.data.arrays import load_memmap
-from steepest.data.checks import check_classes, check_features, check_lengths, check_targets
+from steepest.data.checks import (
+    check_classes,
+    check_features,
+    check_lengths,
+    check_targets,
+    class_count,
+)
 from steepest.data.containers import (
     DataBundle,
     DataInfo,
@@ -224,7 +230,7 @@ def load_dataset_component(cfg) -> DataBundle:
     """`data: {component: pkg.mod:make_dataset, stream: true}`: the user's map-style Dataset read
     sample by sample through torch's DataLoader, never materialized. The factory returns one Dataset
     (split into train/val/test index sets, stratified by its labels) or a dict with "train", "val"
-    and optionally "test" Datasets (used as they are; the test split falls back to "val"). Labels
+    and optionally "test" Datasets (used as they are; without "test" there is no test split). Labels
     come from a `targets`/`labels` attribute when the Dataset has one, else from one pass that
     keeps only the labels. Inputs are not standardized (normalize in the Dataset); batches are
     checked row by row as they are read (`steepest.data.checks.batch_checker`)."""
@@ -253,14 +259,15 @@ def load_dataset_component(cfg) -> DataBundle:
         missing = {"train", "val"} - set(parts)
         if missing:
             raise DataError(f"data.component: the dict from '{cfg.component}' needs 'train' and 'val' Datasets (missing {', '.join(sorted(missing))})")
-        splits = {k: (parts.get(k, parts["val"]), _labels_of(parts.get(k, parts["val"]), cfg.component)) for k in ("train", "val", "test")}
+        parts = {**parts, "test": parts.get("test", Subset(parts["val"], []))}  # no test given: none (not the val split again)
+        splits = {k: (parts[k], _labels_of(parts[k], cfg.component)) for k in ("train", "val", "test")}
         task = infer_task(RawData(x=np.zeros((len(splits["train"][1]), 1)), y=splits["train"][1]), cfg.task)
     all_y = np.concatenate([v[1] for v in splits.values()])
     num_classes = None
     if task in ("classification", "binary"):
         num_classes = cfg.num_classes or (2 if task == "binary" else None)
         check_targets(all_y, task, num_classes, f"{cfg.component} labels")
-        num_classes = num_classes or int(np.max(all_y)) + 1
+        num_classes = num_classes or class_count(all_y, f"{cfg.component} labels")
     first = splits["train"][0][0]
     x0 = first[0] if isinstance(first, (tuple, list)) else None
     input_shape = tuple(np.shape(np.asarray(x0))) if x0 is not None else ()
@@ -296,7 +303,8 @@ def _peek_labels(stream: IterableDataset, source: str, name: str) -> tuple[np.nd
 
 def _stream_component(cfg, parts: dict[str, Any]) -> DataBundle:
     """`data.component` giving IterableDatasets (streams, read in order and never indexed): a dict
-    with "train" and "val" (and optionally "test"; it falls back to "val"), each a stream or a
+    with "train" and "val" (and optionally "test"; without it the run has no test split and reports
+    its validation metrics), each a stream or a
     map-style Dataset. Task, classes and input shape come from the first PEEK_SAMPLES training
     samples (declare `data.num_classes` when later samples hold classes the first ones lack; a label
     out of range stops the run naming its sample). Streams know no length unless they define
@@ -314,9 +322,12 @@ def _stream_component(cfg, parts: dict[str, Any]) -> DataBundle:
     if cfg.balance not in ("none", "class_weights"):
         raise DataError(f"data.balance: {cfg.balance} needs the samples indexed; with a stream use class_weights (from the first samples)")
     labels, firsts = {}, {}
+    parts = {**parts, "test": parts.get("test", Subset(parts["val"], []))}  # no test given: none (not the val stream again)
     for key in ("train", "val", "test"):
-        part = parts.get(key, parts["val"])
-        if isinstance(part, IterableDataset):
+        part = parts[key]
+        if key == "test" and isinstance(part, Subset) and not part.indices:
+            labels[key], firsts[key] = labels["val"][:0], None
+        elif isinstance(part, IterableDataset):
             labels[key], firsts[key] = _peek_labels(part, source, key)
         else:
             labels[key], firsts[key] = _labels_of(part, source), None
@@ -326,11 +337,11 @@ def _stream_component(cfg, parts: dict[str, Any]) -> DataBundle:
     if task in ("classification", "binary"):
         num_classes = cfg.num_classes or (2 if task == "binary" else None)
         check_targets(np.concatenate(list(labels.values())), task, num_classes, f"{source} labels")
-        num_classes = num_classes or int(np.max(np.concatenate(list(labels.values())))) + 1
+        num_classes = num_classes or class_count(np.concatenate(list(labels.values())), f"{source} labels")
     x0 = firsts["train"]
     input_shape = tuple(np.shape(np.asarray(x0))) if x0 is not None else ()
     num_outputs = num_classes if task == "classification" else 1 if task == "binary" or y_train.ndim == 1 else int(y_train.shape[1])
-    splits = {k: DatasetSplit(parts.get(k, parts["val"]), torch.from_numpy(_targets_array(labels[k], task))) for k in ("train", "val", "test")}
+    splits = {k: DatasetSplit(parts[k], torch.from_numpy(_targets_array(labels[k], task))) for k in ("train", "val", "test")}
     sizes = {k: size for k, v in splits.items() if (size := split_size(v)) is not None}
     class_weights = None
     if cfg.balance == "class_weights" and task in ("classification", "binary"):
@@ -363,7 +374,7 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
     if task in ("classification", "binary"):
         num_classes = cfg.num_classes or raw.num_classes or (2 if task == "binary" else None)
         check_targets(all_y, task, num_classes, f"{source} labels")
-        num_classes = num_classes or int(np.max(all_y)) + 1
+        num_classes = num_classes or class_count(all_y, f"{source} labels")
     else:
         check_targets(all_y, task, None, f"{source} targets")
     if spec is None:  # a tabular table's cells were checked by its reader; numbers are checked after encoding

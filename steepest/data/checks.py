@@ -3,6 +3,7 @@ starts, or batch by batch for data read sample by sample (`batch_checker`)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,8 +41,9 @@ def check_rows(x: np.ndarray, where: str = "features", name: str = "x") -> None:
         raise DataError(f"{where}: no samples ({name} has 0 rows); give at least one row per sample")
 
 
-def check_features(x: np.ndarray, where: str = "features") -> None:
-    """Features (N, ...): N >= 1, numeric, finite and within float32 range; the first bad row is named."""
+def check_features(x: np.ndarray, where: str = "features", stage: str = "training") -> None:
+    """Features (N, ...): N >= 1, numeric, finite and within float32 range; the first bad row is named.
+    `stage` is what the fix must come before ("training", or "predicting" for a run's inputs)."""
     check_rows(x, where)
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{where}: features must be numeric, got dtype {x.dtype}; encode categorical columns first")
@@ -49,7 +51,7 @@ def check_features(x: np.ndarray, where: str = "features") -> None:
     if bad.any():
         row = _first_bad_row(bad)
         kind = "NaN" if np.isnan(x[row]).any() else "inf"
-        raise DataError(f"{where}: row {row} contains {kind}; drop or impute that row before training")
+        raise DataError(f"{where}: row {row} contains {kind}; drop or impute that row before {stage}")
     big = _beyond_float32(x)
     if big.any():
         row = _first_bad_row(big)
@@ -88,6 +90,39 @@ def check_targets(y: np.ndarray, task: str, num_classes: int | None, where: str 
             row = _first_bad_row(big)
             raise DataError(f"{where}: row {row} has target {y[row][big[row]].flat[0]:.3g}, beyond the float32 range (±{FLOAT32_MAX:.3g}) "
                             "training uses; rescale the targets (a unit or a log scale) or drop the row")
+
+
+FEW_ABSENT = 5  # class ids below the largest label that may be absent before the labels read as ids of another kind
+MAX_ABSENT = 10_000  # absent class ids refused however many classes there are (each would be a model output)
+
+
+def _ids(values: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:limit])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def class_count(y: np.ndarray, where: str = "labels") -> int:
+    """The number of classes K of labels y (already checked as whole numbers >= 0 by
+    `check_targets`) when the data does not declare it: the largest label + 1.
+
+    Labels that are ids of another kind (years, product codes: {0, 1000000} would be a model with a
+    million outputs, most never seen) are a DataError: more than `MAX_ABSENT` class ids below the
+    largest label absent, or more than `FEW_ABSENT` absent and more than half of them. A few absent
+    ids (labels {1, 2}: class 0 never occurs) are a warning naming them: the model still gets an
+    output for each, one that is never trained."""
+    present = np.unique(np.asarray(y).reshape(-1))
+    k = int(present[-1]) + 1
+    absent = k - len(present)
+    if absent > MAX_ABSENT or (absent > FEW_ABSENT and k > 2 * len(present)):
+        raise DataError(f"{where}: the labels are not class ids 0..K-1: {len(present)} distinct values up to {k - 1}, which would "
+                        f"make {k:,} classes, {absent:,} of them never seen; relabel them 0..{len(present) - 1}, or set "
+                        "data.task: regression if they are quantities")
+    if absent:
+        missing = np.setdiff1d(np.arange(k), present)
+        warnings.warn(f"{where}: class{'es' if absent > 1 else ''} {_ids(missing)} never occur{'' if absent > 1 else 's'} (labels run "
+                      f"up to {k - 1}): {absent} of the model's {k} outputs would never be trained; relabel the classes "
+                      f"0..{len(present) - 1}, or set data.num_classes: {k} if the ids are meant", stacklevel=2)
+    return k
 
 
 def check_classes(y: np.ndarray, where: str = "labels", names: list[str] | None = None) -> None:

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from steepest.data.checks import check_classes, check_targets
+from steepest.data.checks import check_classes, check_targets, class_count
 from steepest.data.containers import MAX_AUTO_CLASSES, DataBundle, DataInfo, DatasetSplit
 from steepest.data.imbalance import balance
 from steepest.data.normalize import Standardizer
@@ -599,7 +599,7 @@ def _infer_targets(raw: np.ndarray, feature: Any, cfg: Any, where: str) -> tuple
     if task in ("classification", "binary"):
         k = cfg.num_classes or (len(names) if names else None) or (2 if task == "binary" else None)
         check_targets(values, task, k, column)
-        k = k or int(np.max(values)) + 1
+        k = k or class_count(values, column)  # not max + 1 blindly: ids like {0, 1000000} are refused
     else:
         check_targets(values, task, None, column)
     return Targets(task, k, names, codes), values

@@ -61,6 +61,12 @@ def read_image_folder(path: str | Path) -> tuple[list[Path], list[int], list[str
     if len(classes) < 2 or not files:
         raise DataError(f"{root}: an image folder needs one sub-folder of images per class, at least 2 classes "
                         f"(found {len(classes)} folders, {len(files)} images)")
+    found = set(labels)
+    empty = [name for k, name in enumerate(classes) if k not in found]
+    if empty:  # a class with no example would be an output the model never learns, and stratified splits cannot place it
+        more = f" (and {len(empty) - 1} more: {', '.join(empty[1:4])}{', ...' if len(empty) > 4 else ''})" if len(empty) > 1 else ""
+        raise DataError(f"{root}: class folder '{empty[0]}'{more} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                        "add images to it or remove the folder")
     return files, labels, classes
 
 

@@ -137,6 +137,9 @@ def read_csv(path: str | Path, target: str, delimiter: str = ",", categorical: l
         raise DataError(f"{path}: empty CSV; the first row must name the columns")
     header = csv_header(header, path)
     if target not in header:
+        delimiter_hint = _delimiter_hint(header, target, delimiter)
+        if delimiter_hint:
+            raise DataError(f"data.target: column '{target}' not in {path}: {delimiter_hint}")
         raise DataError(f"data.target: column '{target}' not in {path};{did_you_mean(target, header)} columns: {', '.join(header)}")
     t = header.index(target)
     features = [h for j, h in enumerate(header) if j != t]
@@ -188,6 +191,24 @@ def read_csv(path: str | Path, target: str, delimiter: str = ",", categorical: l
                        class_names=names, feature_names=features, num_classes=len(names), meta=meta)
 
 
+_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "bars", ",": "commas"}
+
+
+def _delimiter_hint(header: list[str], target: str, delimiter: str) -> str | None:
+    """When a header read as one column holds another delimiter (a semicolon CSV from a European
+    spreadsheet, a TSV): which `data.options.delimiter` to set."""
+    if len(header) != 1:
+        return None
+    for sep, name in _DELIMITERS.items():
+        if sep != delimiter and sep in header[0]:
+            shown = "\\t" if sep == "\t" else sep
+            names = [h.strip() for h in header[0].split(sep)]
+            found = f"'{target}' is among the columns it then gives" if target in names else f"columns: {', '.join(names)}"
+            return (f"the header reads as one column {header[0]!r}, so the file is probably separated by {name} ({found}); "
+                    f'set data.options.delimiter: "{shown}"')
+    return None
+
+
 def _categorical_names(categorical: list[str] | None, header: list[str], target: str, path: Path) -> list[str]:
     """`data.options.categorical` checked against the header: every name a feature column."""
     names = [str(c).strip() for c in (categorical or [])]
@@ -235,12 +256,32 @@ def _feature_columns(cells: list[list[str]], features: list[str], named: list[st
 def load_npz(path: Path, keys: Iterable[str]) -> tuple[dict[str, np.ndarray], list[str]]:
     """The arrays named `keys` that the .npz at `path` holds (pickled arrays refused), and every
     name it holds. An unreadable or corrupt file is a DataError."""
+    not_npz = f"{path}: not a numeric .npz archive (the zip of .npy arrays that numpy.savez writes)"
+    try:
+        with path.open("rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if magic.startswith(b"\x93NUMPY"):
+        raise DataError(f"{not_npz}: it is a single .npy array; save the arrays with numpy.savez(path, x=..., y=...)")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip's local file header, or an empty zip
+        raise DataError(f"{not_npz}; it may be corrupt or another format: save the arrays with numpy.savez(path, x=..., y=...)")
     try:
         with np.load(path, allow_pickle=False) as f:
             names = list(f.keys())
-            return {k: f[k] for k in keys if k in names}, names
+            found = {}
+            for k in keys:
+                if k in names:
+                    try:
+                        found[k] = f[k]
+                    except ValueError as exc:
+                        if "allow_pickle" not in str(exc):
+                            raise
+                        raise DataError(f"{path}: array '{k}' holds Python objects, which steepest does not load (they would "
+                                        "run pickled code); save it with a numeric dtype, e.g. x.astype(np.float32)") from None
+            return found, names
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: cannot read .npz ({exc})") from None
+        raise DataError(f"{path}: cannot read .npz ({exc}); the archive is truncated or corrupt: write it again with numpy.savez") from None
 
 
 def read_npz(path: str | Path, x_key: str = "x", y_key: str = "y") -> RawData:

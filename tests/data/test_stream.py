@@ -155,6 +155,10 @@ def make(n_train=1200):
 
 def one():
     return Blobs(100, 0)
+
+
+def no_test():
+    return {"train": Blobs(600, 0), "val": Blobs(150, 1)}
 '''
 
 
@@ -174,3 +178,10 @@ def test_a_recipe_component_may_give_streams(tmp_path, monkeypatch):
     assert info["num_classes"] == 3 and info["input_shape"] == [8] and summary["steps"] == 60
     with pytest.raises(DataError, match="cannot be split by index"):
         steepest.train("digits_mlp", ["data={component: 'blobs:one', stream: true}"], tmp_path / "one", console=False)
+    # without a test stream there is no test split: the validation stream is not reported again as "test"
+    sets[0] = "data={component: 'blobs:no_test', stream: true, batch_size: 50}"
+    summary = steepest.train("digits_mlp", sets, tmp_path / "no_test", console=False)
+    assert not any(k.startswith("test_") for k in summary) and summary["val_accuracy"] >= 0.95
+    from steepest.commands import headline
+
+    assert headline(summary).startswith("val (no test split) accuracy:")
