@@ -8,6 +8,7 @@ invoked command's modules are imported, so `steepest --help` and `steepest CMD -
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import warnings
@@ -54,6 +55,59 @@ _command("align", "steepest.align.commands", "align", "align_arguments",
          "(a small byte-level one, or a pretrained Hugging Face model with --model)")
 
 
+def whole_number(minimum: int = 1):
+    """An argparse `type`: a whole number >= `minimum` (counts: steps, iterations, trials); anything
+    else is a usage error naming the option, the bound and the value given."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"give a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"give a whole number >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse `type`: a finite number > 0 (a learning rate, say)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"give a finite number > 0, got {text}")
+    return value
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (`steepest runs | head -1`): polled, so that a
+    broken pipe of anything else (a worker process) is still reported. True where it cannot be told."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
+def _quiet_exit_on_closed_stdout() -> int:
+    """The reader of stdout stopped reading: exit quietly as a shell's tools do (status 141, killed
+    by SIGPIPE), with stdout pointed at devnull so that the interpreter's own flush at exit finds no
+    broken pipe (the recipe of Python's `signal` documentation, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
+    return 141
+
+
 def _invoked(argv: list[str]) -> str | None:
     """The command name on the command line (the first word that is not an option)."""
     return next((a for a in argv if not a.startswith("-")), None)
@@ -82,10 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.warnoptions:
         warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        return COMMANDS.get(args.command).target(args)
+        code = COMMANDS.get(args.command).target(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return code
     except SteepestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # before OSError: `steepest events | head -1` is no error of the user's
+        if _stdout_closed():
+            return _quiet_exit_on_closed_stdout()
+        print("error: a pipe to another process closed (broken pipe); run the command again", file=sys.stderr)
+        return 2
     except OSError as exc:  # the machine's side: a full disk, a read-only folder, a missing permission
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}; free space, fix the permissions or choose another folder", file=sys.stderr)

@@ -8,6 +8,11 @@ targets in their original units for regression. The batch dimension stays dynami
     steepest export runs/exp1 --format torchscript # runs/exp1/model.torchscript.pt (torch.jit.load; deprecated by PyTorch)
     steepest export runs/exp1 --format onnx        # runs/exp1/model.onnx (needs the onnx and onnxscript packages)
 
+The file is written atomically (a crash leaves the old file or the new one, never half of one; ONNX
+excepted, written by its exporter), a missing folder is made as `steepest predict -o` and `steepest
+report -o` make theirs, and an output that would replace one of the run's own files (config.yaml,
+model.safetensors, a checkpoint, ...) is refused.
+
 After writing, the artifact is loaded back and compared with the run's own predictor on random
 inputs; the largest difference is reported, and a mismatch is an error.
 
@@ -22,7 +27,9 @@ medians, indicator columns) runs in `steepest predict` / `Predictor` instead.
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -34,8 +41,11 @@ from steepest.data.containers import DataInfo
 from steepest.data.text import tokenize
 from steepest.errors import SteepestError
 from steepest.predict import Predictor
+from steepest.run.directory import refuse_output
+from steepest.training.checkpoint import atomic_write_bytes
 
 FORMATS = {"export": "model.pt2", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+ONNX_ONE_FILE_BYTES = 1_800_000_000  # weights above this go to a side file (model.onnx.data): protobuf caps a file at 2 GB
 
 
 def _norm_buffers(norm: dict | None, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,6 +96,33 @@ def example_inputs(info: DataInfo, n: int, seed: int = 0) -> torch.Tensor:
     return x
 
 
+def _output_folder(path: Path) -> None:
+    """Make the folder of `path` when missing (as `predict -o` does); SteepestError when it cannot be
+    made or written."""
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise SteepestError(f"-o {path}: {parent} is a file, not a folder; choose another file name")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SteepestError(f"-o {path}: cannot create the folder {parent} ({exc.strerror or exc}); "
+                            "create it first or choose another folder") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SteepestError(f"-o {path}: the folder {parent} is not writable; fix its permissions or choose another folder")
+
+
+def _write(path: Path, data: bytes) -> None:
+    """`data` into `path` atomically (through a symlink to its target); a failure is one line and
+    leaves neither the old file damaged nor a temp file behind."""
+    target = path.resolve() if path.is_symlink() else path
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as exc:
+        target.with_name(f".{target.name}.tmp-{os.getpid()}").unlink(missing_ok=True)  # atomic_write_bytes' temp file
+        raise SteepestError(f"cannot write {path}: {exc.strerror or exc}; free space, fix the permissions or choose "
+                            "another file with -o") from None
+
+
 def export_run(run_dir: str | Path, fmt: str = "export", out: str | Path | None = None, *,
                trust_code: bool = False) -> tuple[Path, float]:
     """Write the run's inference artifact; returns (path, largest difference from the run's predictor).
@@ -94,30 +131,43 @@ def export_run(run_dir: str | Path, fmt: str = "export", out: str | Path | None 
     with categorical or imputed columns (`steepest predict` encodes its raw rows)."""
     if fmt not in FORMATS:
         raise SteepestError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    path = Path(out) if out is not None else Path(run_dir) / FORMATS[fmt]
+    if out is not None:
+        refuse_output([run_dir], out, "-o", FORMATS[fmt])  # before the work: an export never replaces the run's own files
     predictor = Predictor.load(run_dir, trust_code=trust_code)
     if predictor.info.tabular:
         raise SteepestError(f"{run_dir}: this run encodes categorical or missing CSV cells (text in, data_info.json 'tabular'), which an "
                             f"exported tensor graph cannot take; use `steepest predict {run_dir} rows.csv` (or steepest.predict.Predictor)")
     module = InferenceModule(predictor.model, predictor.info).eval()
-    path = Path(out) if out else Path(run_dir) / FORMATS[fmt]
+    _output_folder(path)
     example = example_inputs(predictor.info, 4)
     if fmt == "export":
         batch = torch.export.Dim("batch", min=1, max=1 << 20)
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        torch.export.save(program, str(path))
+        buffer = io.BytesIO()  # saved to memory, then written atomically
+        torch.export.save(program, buffer)
+        _write(path, buffer.getvalue())
         loaded = torch.export.load(str(path)).module()
     elif fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             traced = torch.jit.trace(module, example)
-            traced.save(str(path))
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer)
+            _write(path, buffer.getvalue())
             loaded = torch.jit.load(str(path))
     else:
         missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
         if missing:
             raise SteepestError(f"ONNX export needs {' and '.join(missing)}: pip install {' '.join(missing)}")
         batch = torch.export.Dim("batch", min=1, max=1 << 20)
-        torch.onnx.export(module, (example,), str(path), dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+        try:
+            big = sum(t.numel() * t.element_size() for t in module.state_dict().values()) > ONNX_ONE_FILE_BYTES
+            torch.onnx.export(module, (example,), str(path), dynamic_shapes=({0: batch},), dynamo=True, verbose=False,
+                              external_data=big)  # one self-contained file (protobuf's 2 GB limit aside)
+        except OSError as exc:
+            raise SteepestError(f"cannot write {path}: {exc.strerror or exc}; free space, fix the permissions or choose "
+                                "another file with -o") from None
         loaded = None
     check = example_inputs(predictor.info, 7, seed=1)
     expected = predictor.outputs(check.numpy())

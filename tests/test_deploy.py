@@ -57,6 +57,7 @@ def test_onnx_export_runs_in_onnxruntime(runs):
     import onnxruntime
 
     path, diff = export_run(runs["digits_mlp"], "onnx")
+    assert not path.with_name(path.name + ".data").exists()  # one self-contained file: copying model.onnx alone works
     session = onnxruntime.InferenceSession(str(path))
     x = example_inputs(Predictor.load(runs["digits_mlp"]).info, 3)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]

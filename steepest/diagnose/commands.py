@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from steepest.cli import whole_number
 from steepest.config.arguments import (
     add_recipe_arguments,
     add_trust_code_argument,
@@ -20,6 +21,7 @@ def doctor(args: argparse.Namespace) -> int:
     from steepest.diagnose.report import Report
 
     run = Path(args.run_dir) if args.run_dir else None
+    _check_json(args, "doctor.json")
     if run and not (args.recipe or args.set or args.checks):
         recipe, report = None, Report([diagnose_run(run)])  # a finished run: the learning curves only
     else:
@@ -39,8 +41,7 @@ def doctor(args: argparse.Namespace) -> int:
         from steepest.track import default_run_dir
 
         out = default_run_dir(f"doctor-{recipe.name}") / "doctor.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.to_json())
+    _write_file(out, report.to_json())
     print(f"report: {out}")
     if run:
         from steepest.diagnose.doctor import log_verdicts
@@ -86,11 +87,35 @@ def _recipe_and_model(args: argparse.Namespace):
     return ctx, model
 
 
-def _write_json(args: argparse.Namespace, name: str, payload: dict) -> None:
+def _check_json(args: argparse.Namespace, name: str) -> None:
+    """Before the work: --json may not be a folder or one of the --run-dir run's own files
+    (config.yaml, model.safetensors, a checkpoint, ...); `name` is the file written without it."""
+    if args.json is not None:
+        from steepest.run.directory import refuse_output
+
+        refuse_output([args.run_dir] if args.run_dir else [], args.json, "--json", name)
+
+
+def _write_file(out: Path, text: str) -> None:
+    """`text` into `out` atomically (its folder made when missing); a failed write is one line."""
+    import os
+
+    from steepest.errors import SteepestError
+    from steepest.training.checkpoint import atomic_write_bytes
+
+    target = out.resolve() if out.is_symlink() else out
+    try:
+        atomic_write_bytes(target, text.encode())
+    except OSError as exc:
+        target.with_name(f".{target.name}.tmp-{os.getpid()}").unlink(missing_ok=True)  # atomic_write_bytes' temp file
+        raise SteepestError(f"cannot write {out}: {exc.strerror or exc}; free space, fix the permissions or choose another "
+                            "file with --json") from None
+
+
+def _write_json(args: argparse.Namespace, name: str, payload) -> None:
     out = Path(args.json) if args.json else (Path(args.run_dir) / name if args.run_dir else None)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=2))
+        _write_file(out, json.dumps(payload, indent=2))
         print(f"report: {out}")
 
 
@@ -100,6 +125,7 @@ def batch_size(args: argparse.Namespace) -> int:
 
     if args.small < 1 or args.big <= args.small:
         raise ConfigError(f"batch-size: need 1 <= --small ({args.small}) < --big ({args.big})")
+    _check_json(args, "batch_size.json")
     ctx, model = _recipe_and_model(args)
     train = ctx.data.train
     if args.warmup_steps and not args.run_dir:
@@ -118,6 +144,7 @@ def batch_size(args: argparse.Namespace) -> int:
 def sharpness(args: argparse.Namespace) -> int:
     from steepest.diagnose.sharpness import measure_sharpness
 
+    _check_json(args, "sharpness.json")
     ctx, model = _recipe_and_model(args)
     x, y = ctx.batch(args.samples_batch)
     with ctx.threads():
@@ -132,6 +159,7 @@ def baseline(args: argparse.Namespace) -> int:
     from steepest.diagnose.baselines import compare_with_run, fit_baselines, table
 
     run = Path(args.run_dir) if args.run_dir else None
+    _check_json(args, "baselines.json")
     recipe = recipe_from_arguments(args, run)
     data = load_data(recipe.data, recipe.trainer.seed)
     try:
@@ -171,10 +199,11 @@ def doctor_arguments(p: argparse.ArgumentParser) -> None:
 def batch_size_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
     p.add_argument("--run-dir", help="measure at this finished run's final weights (recipe: its config.yaml)")
-    p.add_argument("--small", type=int, default=16, help="small batch size")
-    p.add_argument("--big", type=int, default=512, help="big batch size (at most the training split)")
-    p.add_argument("--iterations", type=int, default=30, help="pairs of gradients averaged")
-    p.add_argument("--warmup-steps", type=int, default=50, help="without --run-dir, train this many steps first (the noise scale at init is atypical)")
+    p.add_argument("--small", type=whole_number(1), default=16, help="small batch size")
+    p.add_argument("--big", type=whole_number(2), default=512, help="big batch size (at most the training split)")
+    p.add_argument("--iterations", type=whole_number(1), default=30, help="pairs of gradients averaged")
+    p.add_argument("--warmup-steps", type=whole_number(0), default=50,
+                   help="without --run-dir, train this many steps first (the noise scale at init is atypical; 0: none)")
     p.add_argument("--json", help="write the result as JSON here (default with --run-dir: RUN_DIR/batch_size.json)")
     add_trust_code_argument(p)
 
@@ -182,8 +211,8 @@ def batch_size_arguments(p: argparse.ArgumentParser) -> None:
 def sharpness_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
     p.add_argument("--run-dir", help="measure the final weights of this finished run")
-    p.add_argument("--iterations", type=int, default=100, help="power-iteration steps")
-    p.add_argument("--probes", type=int, default=50, help="Hutchinson probe vectors")
-    p.add_argument("--samples-batch", type=int, default=512, help="samples in the loss whose Hessian is measured")
+    p.add_argument("--iterations", type=whole_number(1), default=100, help="power-iteration steps")
+    p.add_argument("--probes", type=whole_number(1), default=50, help="Hutchinson probe vectors")
+    p.add_argument("--samples-batch", type=whole_number(1), default=512, help="samples in the loss whose Hessian is measured")
     p.add_argument("--json", help="write the result as JSON here (default with --run-dir: RUN_DIR/sharpness.json)")
     add_trust_code_argument(p)

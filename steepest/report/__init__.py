@@ -11,12 +11,14 @@ the diff of their recipes. Viewable offline: no script, no request, images embed
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from steepest.errors import SteepestError
 from steepest.report.page import compare_sections, page, run_sections
 from steepest.report.predictions import test_view
 from steepest.report.run_files import read_run
+from steepest.run.directory import refuse_output
 from steepest.run.listing import recipe_diff
 from steepest.training.checkpoint import atomic_write_bytes
 
@@ -27,7 +29,11 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None, *, t
     """Write the report of one run (default file: RUN_DIR/report.html) or of several runs overlaid
     (default: report.html in the current folder); returns the file. The test-split sections
     rebuild the model and the data from the run's recipe; when that is not possible (data missing,
-    an untrusted component) they say why and the rest of the report is written."""
+    an untrusted component) they say why and the rest of the report is written. `out` may not be
+    a folder or one of the runs' own files (config.yaml, metrics.db, a checkpoint, ...) other than
+    their report.html; its folder is made when missing. The file is written atomically."""
+    if out is not None:  # before the work; a run's own report.html may be rewritten: it is what this writes
+        refuse_output(run_dirs, out, "-o", "report.html", allow=("report.html",))
     runs = [read_run(d) for d in run_dirs]
     if not runs:
         raise SteepestError("steepest report needs at least one run directory")
@@ -45,7 +51,13 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None, *, t
         diff = _diff_all([r.path for r in runs])
         text = page(f"steepest report: {len(runs)} runs", compare_sections(runs, diff))
         path = Path(out) if out else Path("report.html")
-    atomic_write_bytes(path, text.encode())
+    target = path.resolve() if path.is_symlink() else path  # through a symlink, as `predict -o` writes
+    try:
+        atomic_write_bytes(target, text.encode())
+    except OSError as exc:
+        target.with_name(f".{target.name}.tmp-{os.getpid()}").unlink(missing_ok=True)  # atomic_write_bytes' temp file
+        raise SteepestError(f"cannot write the report {path}: {exc.strerror or exc}; free space, fix the permissions "
+                            "or choose another file with -o") from None
     return path
 
 

@@ -55,7 +55,7 @@ RUN_FILES = (CONFIG, DATA_INFO, RUN_INFO, CONSOLE_LOG, "metrics.db", "checkpoint
              "lora_adapters.safetensors", "metrics.csv", "tensorboard", "mlflow.db", "wandb",
              "report.html")  # what a run writes; --overwrite removes exactly these (and their SIDECARS)
 SIDECARS = tuple(f"{db}-{kind}" for db in ("metrics.db", "mlflow.db") for kind in ("wal", "shm", "journal"))  # SQLite's
-LOCK = ".steepest.lock"  # made before anything else: the folder is steepest's; flock'ed while a process trains there
+LOCK = ".steepest.lock"  # made before anything else: the folder is steepest's; locked while a process trains there
 _PROBE = re.compile(r"^\.write-test-\d+$")
 
 
@@ -99,14 +99,48 @@ def refuse_run_file(run_dir: str | Path, path: str | Path, option: str = "-o") -
         raise ConfigError(f"{option} {path} is a folder; give a file name in it")
 
 
+def refuse_output(run_dirs: list[str | Path], out: str | Path, option: str, default: str, allow: tuple[str, ...] = ()) -> None:
+    """ConfigError, before any work, when an output path `out` (given as `option`: export -o,
+    report -o, the diagnostics' --json) is empty, a folder, or would replace one of the own files of
+    a run in `run_dirs` (`run_file_at`; names in `allow` excepted); the message suggests `default`,
+    the file name written when `option` is left out."""
+    if not str(out).strip():
+        raise ConfigError(f"{option} is empty; give a file name, or leave {option} out for the default")
+    for run_dir in run_dirs:
+        name = run_file_at(run_dir, out)
+        if name not in (None, ".") and name not in allow:
+            raise ConfigError(f"{option} {out} would overwrite {name} of the run {run_dir}; write to another file, "
+                              f"e.g. {Path(run_dir) / default} (the default)")
+    if Path(out).is_dir():
+        raise ConfigError(f"{option} {out} is a folder; give a file name in it, e.g. {Path(out) / default}")
+
+
 # -- the lock: one steepest process trains in a folder at a time ----------------------------------------
 _HELD: dict[Path, list[int]] = {}  # resolved run dir -> [file descriptor, count] held by this process
+
+
+def _drop_locks_in_child() -> None:
+    """After a fork, in the child: close the lock descriptors it inherited. An flock belongs to the
+    open file description, shared by every copy of the descriptor, so a DataLoader worker left
+    alive for a moment after its parent was killed would otherwise keep the folder locked."""
+    for fd, _ in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_locks_in_child)
 
 
 def lock_run_dir(path: str | Path) -> None:
     """Lock RUN_DIR/.steepest.lock (an exclusive, non-blocking flock, created when missing), held by
     this process until `release_run_dir` (as often as it was taken) or its exit, a crash included
-    (the OS drops the lock with the process). Reentrant within a process. ConfigError when another
+    (the OS drops the lock with the process). A forked child (a DataLoader worker) closes its copy
+    of the descriptor at once (`_drop_locks_in_child`), so a run killed while its workers are still
+    shutting down can be resumed at once. Reentrant within a process. ConfigError when another
     process holds it, naming that process."""
     key = _resolved(path)
     if key in _HELD:
@@ -148,7 +182,7 @@ def release_run_dir(path: str | Path) -> None:
         pass
     try:
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)  # also for DataLoader workers forked with a copy of the descriptor
+            fcntl.flock(fd, fcntl.LOCK_UN)
     except OSError:
         pass
     os.close(fd)

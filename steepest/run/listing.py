@@ -18,7 +18,7 @@ from typing import Any
 
 from steepest.config.arguments import RUN_CONFIG
 from steepest.config.yaml_io import read_yaml
-from steepest.errors import ConfigError, SteepestError
+from steepest.errors import ConfigError, SteepestError, did_you_mean
 
 COLUMNS = [("run", "run"), ("date", "date"), ("recipe", "recipe"), ("data", "data"), ("model", "model"),
            ("optimizer", "optimizer"), ("lr", "lr"), ("status", "status"), ("steps", "steps"), ("val_loss", "val_loss"),
@@ -89,7 +89,10 @@ def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
     """One row per run directory (a folder holding config.yaml) under `root`, at any depth, newest first."""
     root = Path(root)
     if not root.exists():
-        return []
+        raise ConfigError(f"runs --root {root}: no such folder; give the folder holding the run directories (default runs, "
+                          "where `steepest train` writes them)")
+    if not root.is_dir():
+        raise ConfigError(f"runs --root {root}: a file, not a folder; give the folder holding the run directories")
     runs = sorted({p.parent for p in root.rglob(RUN_CONFIG) if p.is_file()})
     rows = [run_row(run, root) for run in runs]
     return sorted(rows, key=lambda r: r["date"], reverse=True)
@@ -99,12 +102,19 @@ _OPS = [("<=", operator.le), (">=", operator.ge), ("!=", operator.ne), ("=", ope
         (">", operator.gt), ("~", lambda a, b: str(b).lower() in str(a).lower())]
 
 
+_OP_CHARS = "<>=!~"
+_WHERE_HELP = "KEY OP VALUE (OP: = != < > <= >= ~), e.g. \"val_accuracy > 0.9\""
+
+
 def parse_where(text: str):
-    """'KEY OP VALUE' (OP one of = != < > <= >= ~; ~ is "contains") -> a row predicate."""
+    """'KEY OP VALUE' (OP one of = != < > <= >= ~; ~ is "contains") -> a row predicate; its
+    `.key` is KEY. ConfigError for anything else ("steps >> 3", "lr =", "= 3")."""
     for symbol, op in _OPS:
         key, sep, value = text.partition(symbol)
         if sep and key.strip():
             key, value = key.strip(), value.strip()
+            if not value or value[0] in _OP_CHARS or key[-1] in _OP_CHARS:
+                raise ConfigError(f"runs --where: '{text}' is not {_WHERE_HELP}")
             try:
                 number = float(value)
             except ValueError:
@@ -118,16 +128,33 @@ def parse_where(text: str):
                     return op(float(have), number)
                 return op(str(have), value) if symbol in ("=", "!=", "~") else False
 
+            keep.key = key
             return keep
-    raise ConfigError(f"runs --where: '{text}' is not KEY OP VALUE (OP: = != < > <= >= ~), e.g. \"val_accuracy > 0.9\"")
+    raise ConfigError(f"runs --where: '{text}' is not {_WHERE_HELP}")
+
+
+def _check_key(key: str, rows: list[dict], option: str) -> None:
+    """ConfigError when no row has `key` (a typo would otherwise filter out every run, or sort none),
+    listing the keys the rows have. Nothing to check without rows."""
+    known = {k for r in rows for k in r}
+    if rows and key not in known:
+        names = [k for k, _ in COLUMNS if k in known] + sorted(known - {k for k, _ in COLUMNS})
+        raise ConfigError(f"runs {option}: no run has '{key}';{did_you_mean(key, known)} available: {', '.join(names)}")
 
 
 def select(rows: list[dict], where: list[str], sort: str | None) -> list[dict]:
+    """The rows that every `where` clause keeps, sorted by `sort` ("key" or "-key", descending; rows
+    without the key last). ConfigError for a malformed clause or a key no row has."""
+    everything = rows
     for clause in where:
         keep = parse_where(clause)
+        _check_key(keep.key, everything, "--where")
         rows = [r for r in rows if keep(r)]
-    if sort:
+    if sort is not None:
         key, reverse = sort.lstrip("-"), sort.startswith("-")
+        if not key.strip():
+            raise ConfigError(f"runs --sort: '{sort}' names no column; give --sort KEY or --sort=-KEY (descending)")
+        _check_key(key, everything, "--sort")
         present = [r for r in rows if r.get(key) is not None]
         missing = [r for r in rows if r.get(key) is None]
         try:

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from argparse import ArgumentTypeError
 from pathlib import Path
 
+from steepest.cli import positive_number, whole_number
 from steepest.config.arguments import add_recipe_arguments, recipe_from_arguments
 from steepest.errors import ConfigError
+
+MIN_RANGE_STEPS = 10  # fewer leave the suggestion rules a handful of points (as `search --lr-steps` asks, tune/procedure.py)
 
 
 def _out_dir(args, prefix: str, recipe) -> Path:
@@ -24,6 +28,8 @@ def find_lr(args: argparse.Namespace) -> int:
     from steepest.run import build_run
     from steepest.tune.lr_finder import grid_search, plot, range_test
 
+    if args.mode == "range" and not args.start < args.end:
+        raise ConfigError(f"find-lr: --start ({args.start:g}) must be below --end ({args.end:g}); the range test raises the lr from one to the other")
     recipe = recipe_from_arguments(args)
     run = build_run(recipe, None, console=False)
     if args.mode == "range":
@@ -51,9 +57,12 @@ def compare(args: argparse.Namespace) -> int:
     for item in args.lr or []:
         name, _, value = item.partition("=")
         try:
-            lrs[name] = float(value)
-        except ValueError:
-            raise ConfigError(f"compare --lr: '{item}' is not NAME=FLOAT") from None
+            lrs[name] = positive_number(value)
+        except ArgumentTypeError:
+            raise ConfigError(f"compare --lr: '{item}' is not NAME=LR with a finite LR > 0, e.g. adam=1e-3") from None
+        if name not in names:
+            raise ConfigError(f"compare --lr {item}: '{name}' is not among --optimizers ({', '.join(names)}); "
+                              "give NAME=LR for one of them")
     out = _out_dir(args, "compare", recipe)
     rows = compare_optimizers(recipe, names, out, lrs, lr_from_finder=args.lr_from_finder)
     print(format_table(rows))
@@ -125,11 +134,12 @@ def procedure(args: argparse.Namespace) -> int:
 def find_lr_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
     p.add_argument("--mode", choices=["range", "grid"], default="range")
-    p.add_argument("--start", type=float, default=1e-7, help="first lr of the range test (default 1e-7)")
-    p.add_argument("--end", type=float, default=10.0, help="last lr of the range test (default 10)")
-    p.add_argument("--steps", type=int, default=100, help="steps of the range test (default 100)")
+    p.add_argument("--start", type=positive_number, default=1e-7, help="first lr of the range test (default 1e-7)")
+    p.add_argument("--end", type=positive_number, default=10.0, help="last lr of the range test (default 10)")
+    p.add_argument("--steps", type=whole_number(MIN_RANGE_STEPS), default=100,
+                   help=f"steps of the range test (default 100, at least {MIN_RANGE_STEPS})")
     p.add_argument("--suggest", choices=["valley", "steepest", "min10"], default="valley")
-    p.add_argument("--grid-steps", type=int, default=30, help="steps per lr in grid mode")
+    p.add_argument("--grid-steps", type=whole_number(1), default=30, help="steps per lr in grid mode")
     p.add_argument("--out", help="output folder (default runs/find-lr-<recipe>-<time>)")
 
 
@@ -143,7 +153,7 @@ def compare_arguments(p: argparse.ArgumentParser) -> None:
 
 def search_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
-    p.add_argument("--trials", type=int, help="number of trials (default: search.n_trials)")
+    p.add_argument("--trials", type=whole_number(1), help="number of trials (default: search.n_trials)")
     p.add_argument("--storage", help="Optuna RDB URL shared by parallel workers, one process each (default sqlite:///OUT/study.db)")
     p.add_argument("--study", help="study name (default: the recipe name)")
     p.add_argument("--out", help="output folder; trials go to OUT/<study>/trial-<number> (default runs/search-<recipe>-<time>; "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -52,8 +53,19 @@ def smooth_losses(losses: list[float], beta: float = 0.98) -> list[float]:
 def _finite(lrs, losses):
     pairs = [(lr, loss) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
     if len(pairs) < 2:
-        raise ValueError("the range test recorded fewer than two finite losses; lower the start lr")
+        raise ConfigError(_too_few_losses(lrs, losses, len(pairs)))
     return np.log10([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def _too_few_losses(lrs, losses, finite: int) -> str:
+    """Why a suggestion cannot be made (fewer than two finite losses), and the fix for that cause."""
+    bad = next((i for i, loss in enumerate(losses) if not math.isfinite(loss)), None)
+    if bad is None:  # every loss finite: the test was too short
+        return (f"find-lr: the range test recorded {len(losses)} loss(es); a suggestion needs at least two: "
+                "give more steps (--steps, default 100)")
+    return (f"find-lr: the loss was not finite from step {bad + 1} of the range test on (lr {lrs[bad]:.3g}), leaving {finite} "
+            f"finite loss(es), fewer than the two a suggestion needs; lower the start lr (--start, now {lrs[0]:.3g}), "
+            "or run `steepest doctor` on the recipe if the loss is not finite even at a tiny lr")
 
 
 def suggest_steepest(lrs: list[float], losses: list[float]) -> float:
@@ -153,6 +165,8 @@ def range_test(trainer, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps:
     """Exponential lr sweep on the trainer's model and data; the trainer is left as it was."""
     if suggest not in SUGGESTIONS:
         raise ConfigError(f"find-lr --suggest: unknown method '{suggest}'; valid: {', '.join(SUGGESTIONS)}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 2:
+        raise ConfigError(f"find-lr --steps: the range test needs at least 2 steps (100 by default), got {num_steps!r}")
     snap = _snapshot(trainer)
     ratios = _lr_ratios(trainer.optimizer)
     lrs = exponential_lrs(start_lr, end_lr, num_steps)
@@ -190,6 +204,8 @@ def range_test(trainer, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps:
 def grid_search(trainer, lrs: list[float] | None = None, steps_per_lr: int = 30) -> LRFinderResult:
     """The log-scale grid: a short run per lr from the same start; pick the largest lr that
     does not diverge (final loss finite and below the starting loss)."""
+    if isinstance(steps_per_lr, bool) or not isinstance(steps_per_lr, numbers.Integral) or steps_per_lr < 1:
+        raise ConfigError(f"find-lr --grid-steps: give a whole number >= 1 (30 by default), got {steps_per_lr!r}")
     lrs = lrs or grid_lrs()
     snap = _snapshot(trainer)
     ratios = _lr_ratios(trainer.optimizer)

@@ -36,6 +36,7 @@ process group; start several workers with --storage instead).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import random
 import re
@@ -74,7 +75,9 @@ def _optuna():
 def refuse_distributed() -> None:
     """torchrun starts every rank in one process group, but a trial is one run that owns the group
     (`train` creates it and destroys it at the end), so ranks cannot share trials: refuse."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from steepest.training.distributed import torchrun_env
+
+    if torchrun_env().enabled:
         raise ConfigError(TORCHRUN_REFUSAL)
 
 
@@ -183,8 +186,21 @@ def _retrying(what: str, url: str, make):
             time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
         except (sa.ArgumentError, ImportError, ValueError) as exc:
             raise ConfigError(f"search --storage {url}: {what}: {exc}") from None
+        except sa.DatabaseError as exc:  # after its subclasses above: not passing, e.g. a file that is no database
+            raise ConfigError(_not_a_database(url, what, exc)) from None
     reason = str(getattr(error, "orig", None) or error).splitlines()[0]
     raise ConfigError(f"search --storage {url}: {what}: {reason}")
+
+
+def _not_a_database(url: str, what: str, exc) -> str:
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    if url.startswith("sqlite"):
+        import sqlalchemy
+
+        path = sqlalchemy.engine.make_url(url).database or url
+        return (f"search --storage {url}: {path} is not an Optuna database (SQLite: {reason}); give a new file "
+                f"(sqlite:///OUT/study.db is made when --storage is left out) or the study.db of an earlier search")
+    return f"search --storage {url}: {what}: {reason}; give the URL of an Optuna database (or leave --storage out)"
 
 
 def open_storage(optuna, url: str):
@@ -256,6 +272,8 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
     trial on stderr. Optuna's plots of the study are drawn at the end (`write_plots`) unless the
     environment variable STEEPEST_NO_REPORT is 1. Returns the Optuna study."""
     refuse_distributed()
+    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1):
+        raise ConfigError(f"search --trials: give a whole number >= 1 (or leave it out for search.n_trials), got {n_trials!r}")
     optuna = _optuna()
     validate_space(recipe)
     search = recipe.search
@@ -293,7 +311,7 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
         return value
 
     callbacks = [_print_trial(search.metric)] if console else []
-    study.optimize(objective, n_trials=n_trials or search.n_trials, timeout=search.timeout_seconds, callbacks=callbacks)
+    study.optimize(objective, n_trials=search.n_trials if n_trials is None else n_trials, timeout=search.timeout_seconds, callbacks=callbacks)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise ConfigError("search: no trial completed; widen the space or lower pruning (search.pruner: none)")
