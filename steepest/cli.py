@@ -8,7 +8,6 @@ invoked command's modules are imported, so `steepest --help` and `steepest CMD -
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import warnings
@@ -53,34 +52,6 @@ _command("prune", "steepest.compress.commands", "prune", "prune_arguments",
 _command("align", "steepest.align.commands", "align", "align_arguments",
          "instruction tuning (sft), reward model, DPO and generation for a causal LM "
          "(a small byte-level one, or a pretrained Hugging Face model with --model)")
-
-
-def whole_number(minimum: int = 1):
-    """An argparse `type`: a whole number >= `minimum` (counts: steps, iterations, trials); anything
-    else is a usage error naming the option, the bound and the value given."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"give a whole number >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"give a whole number >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"whole number >= {minimum}"
-    return parse
-
-
-def positive_number(text: str) -> float:
-    """An argparse `type`: a finite number > 0 (a learning rate, say)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"give a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"give a finite number > 0, got {text}")
-    return value
 
 
 def _stdout_closed() -> bool:

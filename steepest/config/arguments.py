@@ -13,6 +13,7 @@ passes --trust-code (`add_trust_code_argument`).
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 RUN_CONFIG = "config.yaml"  # the resolved recipe inside a run directory
@@ -45,3 +46,31 @@ def recipe_from_arguments(args: argparse.Namespace, run_dir: str | Path | None =
     if args.recipe is None and run_dir is not None and (Path(run_dir) / RUN_CONFIG).exists():
         return load_run_recipe(Path(run_dir) / RUN_CONFIG, args.set, trust_code=getattr(args, "trust_code", False))
     return load_recipe(args.recipe, args.set)
+
+
+def whole_number(minimum: int = 1):
+    """An argparse `type`: a whole number >= `minimum` (counts: steps, iterations, trials); anything
+    else is a usage error naming the option, the bound and the value given."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"give a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"give a whole number >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse `type`: a finite number > 0 (a learning rate, say)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"give a finite number > 0, got {text}")
+    return value

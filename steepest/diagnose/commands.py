@@ -7,11 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
-from steepest.cli import whole_number
 from steepest.config.arguments import (
     add_recipe_arguments,
     add_trust_code_argument,
     recipe_from_arguments,
+    whole_number,
 )
 
 

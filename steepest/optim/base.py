@@ -89,14 +89,22 @@ def cpu_chunk_numel(l2_bytes: int | None = None, env: str | None = None) -> int:
     return min(max(budget, _CHUNK_RANGE[0]), _CHUNK_RANGE[1])
 
 
+def _first_process() -> bool:
+    """Rank 0 of a torchrun launch, or a single process (WORLD_SIZE unset or 1: a stray RANK does not
+    count); a malformed environment counts as the first (steepest.training.distributed.torchrun_env
+    names it where a run starts). The optim layer reads the variables itself: it sits below training."""
+    try:
+        return int(os.environ.get("WORLD_SIZE") or 1) <= 1 or int(os.environ.get("RANK") or 0) == 0
+    except ValueError:
+        return True
+
+
 def _chunk_at_import() -> tuple[int, bool]:
     """(the starting chunk size, whether it is measured at first use): an override is used as given."""
     try:
         return cpu_chunk_numel(), not os.environ.get(CHUNK_ENV, "").strip()
     except ValueError as exc:  # a bad override must not stop `import steepest`: it is ignored, as if unset
-        from steepest.training.distributed import is_first_process
-
-        if is_first_process():  # torchrun: said once, by the first process, not once per rank
+        if _first_process():  # torchrun: said once, by the first process, not once per rank
             warnings.warn(f"{exc}; ignored: the size comes from the L2 cache and is measured at first use", RuntimeWarning, stacklevel=2)
         return cpu_chunk_numel(env=""), True
 

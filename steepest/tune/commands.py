@@ -9,8 +9,12 @@ import json
 from argparse import ArgumentTypeError
 from pathlib import Path
 
-from steepest.cli import positive_number, whole_number
-from steepest.config.arguments import add_recipe_arguments, recipe_from_arguments
+from steepest.config.arguments import (
+    add_recipe_arguments,
+    positive_number,
+    recipe_from_arguments,
+    whole_number,
+)
 from steepest.errors import ConfigError
 
 MIN_RANGE_STEPS = 10  # fewer leave the suggestion rules a handful of points (as `search --lr-steps` asks, tune/procedure.py)

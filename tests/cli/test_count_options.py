@@ -3,7 +3,8 @@ usage errors (exit 2, the option named), before any recipe is read or anything t
 
 import pytest
 
-from steepest.cli import main, positive_number, whole_number
+from steepest.cli import main
+from steepest.config.arguments import positive_number, whole_number
 
 BAD = [
     (["batch-size", "--iterations", "0"], "--iterations"),  # was a ZeroDivisionError
