@@ -118,7 +118,6 @@ def _write(path: Path, data: bytes) -> None:
     try:
         atomic_write_bytes(target, data)
     except OSError as exc:
-        target.with_name(f".{target.name}.tmp-{os.getpid()}").unlink(missing_ok=True)  # atomic_write_bytes' temp file
         raise SteepestError(f"cannot write {path}: {exc.strerror or exc}; free space, fix the permissions or choose "
                             "another file with -o") from None
 

@@ -98,7 +98,6 @@ def _check_json(args: argparse.Namespace, name: str) -> None:
 
 def _write_file(out: Path, text: str) -> None:
     """`text` into `out` atomically (its folder made when missing); a failed write is one line."""
-    import os
 
     from steepest.errors import SteepestError
     from steepest.training.checkpoint import atomic_write_bytes
@@ -107,7 +106,6 @@ def _write_file(out: Path, text: str) -> None:
     try:
         atomic_write_bytes(target, text.encode())
     except OSError as exc:
-        target.with_name(f".{target.name}.tmp-{os.getpid()}").unlink(missing_ok=True)  # atomic_write_bytes' temp file
         raise SteepestError(f"cannot write {out}: {exc.strerror or exc}; free space, fix the permissions or choose another "
                             "file with --json") from None
 

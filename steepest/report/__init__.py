@@ -11,7 +11,6 @@ the diff of their recipes. Viewable offline: no script, no request, images embed
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from steepest.errors import SteepestError
@@ -55,7 +54,6 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None, *, t
     try:
         atomic_write_bytes(target, text.encode())
     except OSError as exc:
-        target.with_name(f".{target.name}.tmp-{os.getpid()}").unlink(missing_ok=True)  # atomic_write_bytes' temp file
         raise SteepestError(f"cannot write the report {path}: {exc.strerror or exc}; free space, fix the permissions "
                             "or choose another file with -o") from None
     return path
