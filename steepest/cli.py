@@ -99,15 +99,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning to the command's user as one line on stderr, without Python's source location."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
     if "" not in sys.path and os.getcwd() not in sys.path:  # `component:` paths import from the current directory, as `python -m` would
         sys.path.insert(0, os.getcwd())
-    if not sys.warnoptions:
-        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        code = COMMANDS.get(args.command).target(args)
+        with warnings.catch_warnings():  # a caller's (or a test runner's) warning hooks come back after the command
+            if not sys.warnoptions:  # `python -W ...` keeps Python's own format
+                warnings.showwarning = _print_warning
+            code = COMMANDS.get(args.command).target(args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
         return code
     except SteepestError as exc:
