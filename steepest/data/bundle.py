@@ -52,6 +52,8 @@ def in_memory_sample(data: DataBundle, limit: int = 4096, seed: int = 0, num_wor
     def take(part, train: bool) -> Split:
         if isinstance(part, Split):
             return part
+        if split_size(part) == 0:  # a component without a test split: an empty one, shaped as the others
+            return Split(torch.empty((0, *data.info.input_shape)), part.y[:0])
         if isinstance(part.dataset, IterableDataset):  # a stream: its first `limit` samples
             return _stack(list(itertools.islice(iter(part.dataset), limit)))
         n = len(part)

@@ -310,6 +310,12 @@ def from_dataset_object(path: str, options: dict[str, Any]) -> RawData:
     dataset = factory(**options) if callable(factory) else factory
     if isinstance(dataset, RawData):
         return dataset
+    from torch.utils.data import IterableDataset
+
+    if isinstance(dataset, (dict, IterableDataset)):
+        what = f"a dict of splits ({', '.join(map(str, dataset))})" if isinstance(dataset, dict) else "an IterableDataset"
+        raise DataError(f"data.component: '{path}' gave {what}, which is read split by split and sample by sample; "
+                        "set data.stream: true")
     try:
         n = len(dataset)
         pairs = [dataset[i] for i in range(n)]

@@ -1,5 +1,5 @@
 """Out-of-core training (issue 12, "Any data, any size"): `data: {format: memmap}` reads .npy arrays
-memory-mapped from disk a micro-batch at a time. A training set larger than 2 GB trains one epoch
+memory-mapped from disk a micro-batch at a time. A training set larger than 1 GB trains one epoch
 through `steepest train` with the anonymous memory (RssAnon: pages of the mapped file are not
 counted, they belong to the page cache) of the trainer and its DataLoader workers together below
 1 GB; the batches are those of the in-memory path; bad folders are one-line errors."""
@@ -187,10 +187,12 @@ def test_bad_folders_are_one_line_errors(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- out of core
 
-ROWS, FEATURES, CLASSES = 530_000, 1024, 10  # x.npy: 530,000 x 1024 float32 = 2.17 GB
-# 64 steps of 8192 rows (32 MiB) through a linear classifier (the labels are a linear rule): the same
-# 2.17 GB read as with an MLP [64] at 4096 rows (127 steps), for which the trainer process alone spent
-# ~31 s CPU (measured on a loaded 2-core machine) against ~17 s now.
+ROWS, FEATURES, CLASSES = 290_000, 1024, 10  # x.npy: 290,000 x 1024 float32 = 1.19 GB, above LIMIT
+# 35 steps of 8192 rows (32 MiB) through a linear classifier (the labels are a linear rule). The peak
+# anonymous memory does not grow with the file (it is the processes' own: torch in the trainer, two
+# workers, a few 32 MiB batches in flight): at 530,000 rows (2.17 GB) it measured 654-662 MiB too, and
+# that size cost the suite twice the time (50 s), so the file is only as large as it must be to exceed
+# the limit that holds the processes' memory.
 BATCH = 8192
 LIMIT = 1 * GB  # RssAnon of the trainer and its workers together
 # Two workers started by forkserver: a forked worker's RssAnon would count, besides its own batch,
@@ -272,13 +274,13 @@ def steady_throughput(run_dir: Path) -> float:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssAnon from /proc (Linux)")
 def test_a_training_set_larger_than_memory_trains_with_bounded_anonymous_memory(tmp_path):
     free = shutil.disk_usage(tmp_path).free
-    if free < 3 * GB:
-        pytest.skip(f"needs 3 GB free under {tmp_path}, has {free / GB:.1f} GB")
+    if free < 2 * GB:
+        pytest.skip(f"needs 2 GB free under {tmp_path}, has {free / GB:.1f} GB")
     started = time.perf_counter()
     folder = tmp_path / "big"
     try:
         size = write_large_folder(folder)
-        assert size >= 2 * GB
+        assert size > LIMIT  # the file alone would not fit in the anonymous memory allowed
         written = time.perf_counter()
         recipe = tmp_path / "big.yaml"
         recipe.write_text(f"""
@@ -312,9 +314,9 @@ checkpoint: {{enabled: false}}
               f"({memory.samples} samples); val_accuracy {summary['val_accuracy']:.3f}")
         assert summary["epochs"] == 1 and summary["steps"] == math.ceil(n_train / BATCH) and n_train > 0.97 * ROWS
         assert math.isfinite(summary["val_loss"]) and math.isfinite(summary["test_loss"])
-        # it learned something in one pass (chance: 0.1). Measured (trainer seeds 0-4): val_accuracy
-        # 0.890/0.901/0.888/0.887/0.888, peak RssAnon 654-662 MiB (trainer ~272 + two workers 186 each;
-        # with MLP [64] at 4096 rows: 0.903 and 662 MiB = 311 + 169 + 169)
+        # it learned something in one pass (chance: 0.1). Measured at 290,000 rows (trainer seed 0):
+        # val_accuracy 0.819, peak RssAnon 634 MiB (252 + two workers 184 each); at 530,000 rows (seeds
+        # 0-4): 0.887-0.901, 654-662 MiB (trainer ~272 + two workers 186 each)
         assert summary["val_accuracy"] > 2 / CLASSES
         assert memory.samples > 10 and memory.most_processes >= 1 + WORKERS  # the trainer and its workers were watched
         assert memory.peak < LIMIT, f"peak RssAnon {memory.peak / 2**20:.0f} MiB: {[m >> 20 for m in memory.at_peak]}"

@@ -185,3 +185,13 @@ def test_a_recipe_component_may_give_streams(tmp_path, monkeypatch):
     from steepest.commands import headline
 
     assert headline(summary).startswith("val (no test split) accuracy:")
+    from steepest.report import write_report
+
+    # the report reads the empty test split (was: torch.cat of no batches)
+    page = write_report([tmp_path / "no_test"], trust_code=True)
+    assert page.exists() and "Learning curves" in page.read_text()
+    # a dict of splits needs stream: true (was: "cannot iterate 'blobs:make' as (x, y) pairs: 0")
+    with pytest.raises(DataError, match=r"'blobs:no_test' gave a dict of splits \(train, val\).*set data.stream: true"):
+        steepest.train("digits_mlp", ["data={component: 'blobs:no_test'}"], tmp_path / "dict", console=False)
+    with pytest.raises(DataError, match="'blobs:one' gave an IterableDataset.*set data.stream: true"):
+        steepest.train("digits_mlp", ["data={component: 'blobs:one'}"], tmp_path / "iterable", console=False)

@@ -10,8 +10,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import torch
 import yaml
 from safetensors.torch import load_file
+
+from steepest.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,6 +51,7 @@ READSET = textwrap.dedent(
 
 
 def recipe(tmp_path: Path, log: Path) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({
         "data": {"component": "readset:make", "stream": True, "options": {"log": str(log)}, "batch_size": 32, "num_workers": 2},
@@ -60,27 +64,21 @@ def recipe(tmp_path: Path, log: Path) -> Path:
     return path
 
 
-def run(args, tmp_path, **kw):
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "steepest", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, **kw)
-
-
 def reads(log: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
 
 
-def test_kill_mid_epoch_with_workers_then_resume_is_bit_identical_and_reads_nothing_twice(tmp_path):
+def test_kill_mid_epoch_with_workers_then_resume_is_bit_identical_and_reads_nothing_twice(tmp_path, monkeypatch):
+    """Only the killed run has a process of its own; the uninterrupted run and the resume run in this
+    one (its DataLoader workers forked from it), at the same torch thread count as the killed run."""
     (tmp_path / "readset.py").write_text(READSET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "readset", raising=False)
     steps_per_epoch, total_steps = 640 // 32, 2 * 640 // 32
-    ref_log = tmp_path / "ref.log"
-    reference = run(["train", str(recipe(tmp_path / "", ref_log)), "-q", "--run-dir", str(tmp_path / "a"), "--trust-code"], tmp_path)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    probes = len(reads(ref_log)) - total_steps * 32  # reads outside training (the input-shape probe)
-    assert 0 <= probes <= 2
-
     log = tmp_path / "victim.log"
     victim = tmp_path / "b"
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "steepest", "train", str(recipe(tmp_path, log)), "-q", "--run-dir", str(victim),
                              "--trust-code"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -90,13 +88,18 @@ def test_kill_mid_epoch_with_workers_then_resume_is_bit_identical_and_reads_noth
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (victim / "model.safetensors").exists(), "the run finished before it could be killed"
+
+    ref_log = tmp_path / "ref.log"
+    assert main(["train", str(recipe(tmp_path / "ref", ref_log)), "-q", "--run-dir", str(tmp_path / "a"), "--trust-code"]) == 0
+    probes = len(reads(ref_log)) - total_steps * 32  # reads outside training (the input-shape probe)
+    assert 0 <= probes <= 2
     steps = sorted(int(p.stem.split("-")[1]) for p in (victim / "checkpoints").glob("step-*.safetensors"))
     resume_step = steps[-1]
     assert 0 < resume_step % steps_per_epoch, "the kill must fall inside an epoch"
     before = len(reads(log))
 
-    resumed = run(["train", "--run-dir", str(victim), "--resume", "--trust-code", "-q"], tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert main(["train", "--run-dir", str(victim), "--resume", "--trust-code", "-q"]) == 0
+    sys.modules.pop("readset", None)  # this test's module, not left for another test
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(victim / "model.safetensors")
     assert a.keys() == b.keys()
     for key in a:
