@@ -22,18 +22,19 @@ import torch
 from torch import nn
 from torch.utils.data import IterableDataset
 
+from steepest.config.components import check_kwargs
 from steepest.config.schema import Component, Recipe
 from steepest.data import DataBundle, DatasetSplit, DeviceLoader, Split
 from steepest.data.checks import batch_checker
 from steepest.data.containers import split_size
 from steepest.data.stream import IterableLoader, SampleLoader
-from steepest.errors import ConfigError
+from steepest.errors import ConfigError, did_you_mean
 from steepest.finetune.apply import optimizer_lr_scales
 from steepest.losses import LOSSES
 from steepest.models import build_model
 from steepest.optim import OPTIMIZERS
 from steepest.optim import create as create_optimizer
-from steepest.registry import Registry, import_object
+from steepest.registry import Registry, accepted_arguments, import_object
 from steepest.regularize import BATCH_TRANSFORMS
 from steepest.schedules import build_schedule
 from steepest.training.callbacks import CALLBACKS, EarlyStopping, Evaluate
@@ -134,6 +135,21 @@ def loss_name(recipe: Recipe, task: str) -> str | None:
     return recipe.loss.name or DEFAULT_LOSS.get(task)
 
 
+def check_default_loss_kwargs(task: str, kwargs: dict[str, Any]) -> None:
+    """A recipe's loss keys given without `loss.name`, against the task's default loss (DEFAULT_LOSS).
+    ConfigError naming the key, the loss it went to and what that loss takes."""
+    name = DEFAULT_LOSS[task]
+    target = LOSSES.get(name).target
+    params, _ = accepted_arguments(target)
+    for key in kwargs:
+        if key not in params:
+            valid = ", ".join(sorted(params)) or "none"
+            raise ConfigError(f"loss.{key}: no loss.name is given, so the {task} data trains with {name}, which does not take "
+                              f"'{key}' (it takes: {valid});{did_you_mean(key, sorted(params))} name the loss that does "
+                              "(loss.name) or remove the key")
+    check_kwargs("loss", target, kwargs)
+
+
 def build_loss(recipe: Recipe, task: str, class_weights: torch.Tensor | None = None):
     """The recipe's loss for a `task`. `class_weights` (K,) (from `data.balance: class_weights`)
     go through the loss's own class-weight argument (see the LOSSES flag `class_weight`); a loss
@@ -158,10 +174,12 @@ def build_loss(recipe: Recipe, task: str, class_weights: torch.Tensor | None = N
         kwargs = {**kwargs, **_class_weight_kwargs(section, weight_arg, kwargs, class_weights, task)}
     if section.component is None and "multiclass" not in kwargs and "multiclass" in inspect.signature(target).parameters:
         kwargs["multiclass"] = task == "classification"  # the task decides, not the targets' shape (mixup's soft targets)
+    if section.component is None and section.name is None:
+        check_default_loss_kwargs(task, section.kwargs())
     try:
         loss = target(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"loss ({section.name or section.component}): {exc}") from None
+        raise ConfigError(f"loss ({section.name or section.component or name}): {exc}") from None
     if not callable(loss):
         raise ConfigError(f"loss ({section.component}): built a {type(loss).__name__}, which is not callable")
     return loss

@@ -20,7 +20,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from steepest.config.build import SCHEDULABLE, component_target, needs_create_graph
+from steepest.config.build import (
+    DEFAULT_LOSS,
+    SCHEDULABLE,
+    check_default_loss_kwargs,
+    component_target,
+    needs_create_graph,
+)
 from steepest.config.components import check_kwargs
 from steepest.config.schema import DataConfig, Recipe, check_finite
 from steepest.data import DATASETS
@@ -123,6 +129,47 @@ def _check_model_arguments(name: str | None, target: Any, kwargs: dict[str, Any]
         raise ConfigError(f"model ({name}): {exc}") from None
 
 
+def known_task(recipe: Recipe) -> str | None:
+    """The data's task where the recipe alone tells it (`data.task`, or a bundled data set's own),
+    else None (it is read from the labels when the data is loaded)."""
+    data = recipe.data
+    if data.task != "auto":
+        return data.task
+    if data.name is not None and data.component is None and data.format is None:
+        record = DATASETS.get(data.name, "data.name")
+        return record.defaults.get("task") or record.flags.get("task")
+    return None
+
+
+def _check_loss(recipe: Recipe) -> None:
+    """The loss section's keys and ranges. With no loss named, the keys are checked against the
+    task's default loss when the recipe tells the task, else against every default loss (a key none
+    of them takes is refused: a leftover `label_smoothing` after switching to a regression set)."""
+    section, kwargs = recipe.loss, recipe.loss.kwargs()
+    if section.name is None and section.component is None:
+        if not kwargs:
+            return
+        task = known_task(recipe)
+        if task not in DEFAULT_LOSS:
+            defaults = sorted(set(DEFAULT_LOSS.values()))
+            for key in kwargs:
+                if not any(key in accepted_arguments(LOSSES.get(n).target)[0] for n in defaults):
+                    raise ConfigError(f"loss.{key}: no loss takes it by default ({', '.join(defaults)}, chosen by the "
+                                      "data's task); name the loss that does with loss.name, or remove the key")
+            return
+        check_default_loss_kwargs(task, kwargs)
+        section = section.model_copy(update={"name": DEFAULT_LOSS[task]})
+    target, defaults = component_target(section, LOSSES, "loss")
+    check_kwargs("loss", target, kwargs)
+    if section.component is None:  # the loss's own range checks (label_smoothing in [0, 1), ...): a small module
+        try:
+            target(**{**defaults, **kwargs})
+        except ValueError as exc:
+            raise ConfigError(f"loss ({section.name}): {exc}") from None
+        except TypeError:  # a key the loss does not take, past check_kwargs (nn.Module's **kwargs): training
+            pass  # reports it when it builds the loss, after the data (whose errors come first)
+
+
 def validate_recipe(recipe: Recipe) -> None:
     """Resolve every registry name and import every component path, check every component's
     arguments and `data.options`, refuse inf and nan anywhere (no data, no model, no optimizer is
@@ -168,16 +215,7 @@ def validate_recipe(recipe: Recipe) -> None:
         check_kwargs(key, target, section.kwargs(), () if section.component is not None else ("total_steps",))
         if section.component is None:  # the schedule's own range checks, as training builds it (a frozen dataclass: no cost)
             build_schedule(section.name, recipe.trainer.max_steps or NOMINAL_STEPS, **section.kwargs())
-    if recipe.loss.name is not None or recipe.loss.component is not None:
-        target, defaults = component_target(recipe.loss, LOSSES, "loss")
-        check_kwargs("loss", target, recipe.loss.kwargs())
-        if recipe.loss.component is None:  # the loss's own range checks (label_smoothing in [0, 1), ...): a small module
-            try:
-                target(**{**defaults, **recipe.loss.kwargs()})
-            except ValueError as exc:
-                raise ConfigError(f"loss ({recipe.loss.name}): {exc}") from None
-            except TypeError:  # a key the loss does not take, past check_kwargs (nn.Module's **kwargs): training
-                pass  # reports it when it builds the loss, after the data (whose errors come first)
+    _check_loss(recipe)
     for i, section in enumerate(recipe.callbacks):
         target, _ = component_target(section, CALLBACKS, f"callbacks.{i}")
         check_kwargs(f"callbacks.{i}", target, section.kwargs())

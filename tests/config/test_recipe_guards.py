@@ -123,3 +123,28 @@ def test_hidden_zero_refused_by_train_before_data(tmp_path, capsys):
     err = one_error_line(["train", "--set", "model.hidden=[0]", "--set", "trainer.max_epochs=1",
                           "--run-dir", str(tmp_path / "run")], capsys)
     assert "model (mlp): hidden widths must be whole numbers >= 1" in err
+
+
+# -- loss keys without loss.name ---------------------------------------------------------------------
+def test_loss_keys_are_checked_against_the_tasks_default_loss(tmp_path, capsys):
+    """A loss key left over after switching data (label_smoothing on a regression set) went to the task's
+    default loss: validate passed it and training ended in "loss (None): MSE.__init__() got an unexpected
+    keyword argument". Where the recipe tells the task (a bundled set, data.task) validate checks the
+    default loss; where it does not, a key that no default loss takes is refused."""
+    leftover = "no loss.name is given, so the regression data trains with mse, which does not take 'label_smoothing'"
+    assert leftover in one_error_line(["validate", "diabetes_regression", "--set", "loss.label_smoothing=0.1"], capsys)
+    assert leftover in one_error_line(["train", "diabetes_regression", "--set", "loss.label_smoothing=0.1", "--run-dir",
+                                       str(tmp_path / "r")], capsys)
+    assert "(it takes: ignore_index, label_smoothing, weight); did you mean 'label_smoothing'?" in one_error_line(
+        ["validate", "mnist_cnn", "--set", "loss.smoothing=0.1"], capsys)  # MNIST's task is known before it loads
+    assert "loss (cross_entropy): label_smoothing must be in [0, 1)" in one_error_line(
+        ["validate", "mnist_cnn", "--set", "loss.label_smoothing=1.5"], capsys)
+    assert main(["validate", "mnist_cnn", "--set", "loss.label_smoothing=0.1"]) == 0
+    assert "trains with mse" in one_error_line(["validate", "mnist_cnn", "--set", "data.task=regression", "--set", "loss.gamma=2"],
+                                               capsys)
+    csv = tmp_path / "r.yaml"
+    csv.write_text("data: {name: null, format: csv, path: x.csv, target: y}\nloss: {gamma: 2}\n")
+    assert "loss.gamma: no loss takes it by default" in one_error_line(["validate", str(csv)], capsys)
+    csv.write_text("data: {name: null, format: csv, path: x.csv, target: y}\nloss: {label_smoothing: 0.1}\n")
+    assert main(["validate", str(csv)]) == 0  # classification data would take it; the labels decide
+    assert "loss.label_smoothing" in one_error_line(["validate", "--set", "loss={name: mse, label_smoothing: 0.1}"], capsys)
