@@ -7,6 +7,7 @@ from typing import Any, get_type_hints
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from steepest.config.schema import annotation_kinds
 from steepest.errors import ConfigError, did_you_mean
 from steepest.registry import accepted_arguments
 
@@ -33,6 +34,10 @@ def check_kwargs(where: str, target: Callable[..., Any], kwargs: dict[str, Any],
         hint = hints.get(key)
         if hint is None:
             continue
+        kinds = annotation_kinds(hint)
+        if isinstance(value, bool) and not kinds & {bool, object} and kinds & {int, float}:  # lax mode reads true as 1
+            number = "a whole number" if int in kinds and float not in kinds else "a number"
+            raise ConfigError(f"{where}.{key}: expected {number}, not true/false (got {value!r})")
         try:
             adapter = TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True, allow_inf_nan=False))
         except Exception:

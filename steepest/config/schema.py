@@ -56,7 +56,7 @@ Seed = Annotated[int, AfterValidator(_seed_below(SEED_LIMIT, "2**32"))]
 SearchSeed = Annotated[int, AfterValidator(_seed_below(SEARCH_SEED_LIMIT, "2**31"))]
 
 
-def _kinds(annotation: Any) -> set[type]:
+def annotation_kinds(annotation: Any) -> set[type]:
     """The plain types a field's annotation admits: bool, int, float, str, ... (Any as object);
     a Literal contributes the types of its values, Annotated its base type."""
     if annotation is Any:
@@ -65,12 +65,12 @@ def _kinds(annotation: Any) -> set[type]:
     if origin is Literal:
         return {type(a) for a in get_args(annotation)}
     if origin is Annotated:
-        return _kinds(get_args(annotation)[0])
+        return annotation_kinds(get_args(annotation)[0])
     if origin in (list, tuple, dict, set, frozenset):
         return {origin}
     if isinstance(annotation, type) and not get_args(annotation):
         return {annotation}
-    return set().union(*(_kinds(a) for a in get_args(annotation))) if get_args(annotation) else {object}
+    return set().union(*(annotation_kinds(a) for a in get_args(annotation))) if get_args(annotation) else {object}
 
 
 def _refuse_bool(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
@@ -79,7 +79,7 @@ def _refuse_bool(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
     true/false refuses one."""
     if isinstance(value, bool):
         field = cls.model_fields.get(info.field_name or "")
-        kinds = _kinds(field.annotation) if field is not None else {object}
+        kinds = annotation_kinds(field.annotation) if field is not None else {object}
         if not kinds & {bool, object} and kinds & {int, float}:
             raise ValueError(f"expected {'a whole number' if int in kinds and float not in kinds else 'a number'}, not true/false")
     return value

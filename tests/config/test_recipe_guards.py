@@ -57,6 +57,22 @@ def test_true_is_not_a_learning_rate(capsys):
     assert "optimizer.lr: expected a number, not true/false" in err
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ("loss={name: focal, gamma: true}", "loss.gamma: expected a number"),
+    ("model.dropout=true", "model.dropout: expected a number"),
+    ("callbacks=[{name: early_stopping, patience: true}]", "callbacks.0.patience: expected a whole number"),
+    ("optimizer.weight_decay=false", "optimizer.weight_decay: expected a number"),
+])
+def test_true_is_not_a_number_in_component_arguments(setting, message, capsys):
+    """Component arguments (checked against the component's type hints) took true as 1 in pydantic's lax mode."""
+    err = one_error_line(["validate", "mnist_cnn", "--set", setting], capsys)
+    assert f"error: {message}, not true/false" in err
+
+
+def test_component_booleans_still_take_booleans():
+    assert main(["validate", "mnist_cnn", "--set", "optimizer={name: sgd, nesterov: true, momentum: 0.9}"]) == 0
+
+
 def test_boolean_fields_still_take_booleans():
     recipe = load_recipe("digits_mlp", ["data.shuffle=false", "data.pin_memory=false", "data.batch_size=full",
                                         "data.shuffle=once", "trainer.seed=3"])
