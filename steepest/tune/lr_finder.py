@@ -69,8 +69,14 @@ def _too_few_losses(lrs, losses, finite: int) -> str:
 
 
 def suggest_steepest(lrs: list[float], losses: list[float]) -> float:
+    """The lr where the smoothed loss falls fastest (most negative d loss / d log lr) on the way down
+    to its minimum: the curve after the minimum is left out, where the average falls only as it
+    forgets a spike of the divergence (measured: a spike to 115 at lr 3.6, then 'steepest' at 4.8)."""
     log_lr, loss = _finite(lrs, losses)
-    slope = np.gradient(loss, log_lr)
+    low = int(np.argmin(loss))
+    if low < 1:  # the loss never fell below its start: the smallest lr tried
+        return float(10 ** log_lr[0])
+    slope = np.gradient(loss[: low + 1], log_lr[: low + 1])
     return float(10 ** log_lr[int(np.argmin(slope))])
 
 

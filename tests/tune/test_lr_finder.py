@@ -93,7 +93,19 @@ def test_range_test_stops_on_divergence_and_nan():
     trainer = small_trainer()
     result = range_test(trainer, start_lr=1e-4, end_lr=1e6, num_steps=80)
     assert result.stopped_early and len(result.lrs) < 80
-    assert math.isfinite(result.suggested_lr) and result.suggested_lr < 1e3
+    smoothed = result.smoothed
+    # it stopped at the first step whose smoothed loss diverged (non-finite, or 4x the best before it), not later
+    last = smoothed[-1]
+    assert not math.isfinite(last) or last > 4 * min(smoothed[:-1]), smoothed[-3:]
+    assert all(s <= 4 * min(smoothed[: i + 1]) for i, s in enumerate(smoothed[:-1])), smoothed
+    # every suggestion is a rate the sweep tried before it diverged, where the loss was below where it started
+    lowest = min(range(len(smoothed)), key=smoothed.__getitem__)
+    assert result.suggestions["min10"] == pytest.approx(result.lrs[lowest] / 10, rel=1e-9)  # a tenth of the minimum's lr
+    for name, lr in result.suggestions.items():
+        lr = lr * 10 if name == "min10" else lr
+        at = min(range(len(result.lrs)), key=lambda i: abs(math.log(result.lrs[i] / lr)))
+        assert lr == pytest.approx(result.lrs[at], rel=1e-9) and at < len(result.lrs) - 1, (name, lr, result.lrs[-3:])
+        assert math.isfinite(smoothed[at]) and smoothed[at] < smoothed[0], (name, lr, smoothed[at], smoothed[0])
 
 
 def test_grid_mode_picks_largest_stable_lr():
@@ -175,3 +187,13 @@ def test_valley_is_fastais_rule_and_one_bump_does_not_move_it():
     for _ in range(20):  # noisy curves: the same rule as the written-out reference
         noisy = (np.array(loss) + rng.normal(0, 0.02, len(loss))).tolist()
         assert suggest_valley(lrs, noisy) == pytest.approx(_valley_reference(lrs, noisy))
+
+
+def test_steepest_is_taken_on_the_way_down_not_in_a_spikes_decay():
+    """A smoothed curve that falls, then jumps on a spike and decays from it as the average forgets the
+    spike: the steepest fall is the descent before the minimum (was: the decay after the spike)."""
+    lrs = [10 ** (-4 + 0.25 * i) for i in range(24)]
+    smoothed = [2.3 - 0.05 * i for i in range(12)] + [1.5 - 0.02 * i for i in range(4)] + [9.0, 7.0, 5.6, 4.7, 4.1, 3.7, 3.4, 3.2]
+    steepest = suggest_steepest(lrs, smoothed)
+    assert lrs.index(min(lrs, key=lambda lr: abs(math.log(lr / steepest)))) < 16
+    assert suggest_steepest(lrs[:3], [2.0, 2.5, 3.0]) == pytest.approx(lrs[0])  # the loss only rose: the smallest lr
