@@ -37,7 +37,7 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="run directory (default runs/<recipe>-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest good checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir (its files are deleted first)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output (nor the Hugging Face datasets progress bars and MLflow INFO lines)")
     p.add_argument("--no-report", action="store_true", help="do not write RUN_DIR/report.html at the end "
                    "(also: environment variable STEEPEST_NO_REPORT=1)")
     add_trust_code_argument(p)  # --resume without a RECIPE builds the run's own config.yaml
@@ -48,6 +48,9 @@ def train(args: argparse.Namespace) -> int:
     from steepest.training.distributed import torchrun_env
 
     _not_empty(args.run_dir, "--run-dir", "give a folder, or leave --run-dir out for runs/<recipe>-<timestamp>")
+    if args.quiet:  # the libraries' own chatter too, read when they are imported (a user's own setting stays)
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     first = torchrun_env().rank == 0  # RANK/WORLD_SIZE checked before anything is built
     if args.resume and not args.run_dir:
         raise SteepestError("--resume needs --run-dir DIR (the run to continue)")

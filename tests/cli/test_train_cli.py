@@ -142,3 +142,13 @@ def test_bad_data_rejected_before_training_with_row(tmp_path, capsys):
     code = main(["train", "--set", "data={format: csv, path: " + str(path) + ", target: y}", "--run-dir", str(tmp_path / "r"), "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "row 20 contains NaN" in err and err.count("\n") == 1
+
+
+def test_quiet_quiets_the_libraries_too(tmp_path, monkeypatch, capsys):
+    """-q sets the switches the Hugging Face datasets progress bars and MLflow's INFO lines read when
+    those packages are imported (they printed through -q); a value the user set is kept."""
+    monkeypatch.delenv("HF_DATASETS_DISABLE_PROGRESS_BARS", raising=False)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "ERROR")
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "-q", "--set", "trainer.max_steps=2"]) == 0
+    assert os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1" and os.environ["MLFLOW_LOGGING_LEVEL"] == "ERROR"
+    assert capsys.readouterr().err == ""
