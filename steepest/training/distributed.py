@@ -105,8 +105,17 @@ def is_first_process() -> bool:
         return True
 
 
+_groups_made = 0  # process groups this process has created (runs one after another under one torchrun)
+
+
 def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
-    """Join the process group torchrun describes in the environment (no-op for a single process)."""
+    """Join the process group torchrun describes in the environment (no-op for a single process, and
+    for a group the caller already created). A later run in the same process (`steepest.train` twice
+    in one torchrun script; the run before destroyed its group) joins a new group whose keys in
+    torchrun's store have a prefix of their own: `init_process_group()` again would reuse the first
+    group's keys (torch restarts its group count), and a rank could read the stale addresses and
+    wait forever."""
+    global _groups_made
     ctx = torchrun_env()
     if not ctx.enabled:
         return ctx, device
@@ -114,7 +123,14 @@ def init_from_env(device: torch.device) -> tuple[DistContext, torch.device]:
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if _groups_made == 0:
+            dist.init_process_group(backend)
+        else:
+            store, rank, world = next(dist.rendezvous("env://"))
+            dist.init_process_group(backend, store=dist.PrefixStore(f"steepest-group-{_groups_made}", store), rank=rank,
+                                    world_size=world)
+        _groups_made += 1
     return ctx, device
 
 

@@ -217,7 +217,29 @@ def open_storage(optuna, url: str):
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
                                               **{k: v(max_retry=MAX_RETRY) for k, v in retry.items()})
 
+    _refuse_missing_sqlite_folder(url)
     return _retrying("cannot open the storage", url, make)
+
+
+def _refuse_missing_sqlite_folder(url: str) -> None:
+    """A SQLite file whose folder does not exist, or that is a folder, is refused at once: SQLite says
+    only "unable to open database file", which another worker creating the study never fixes."""
+    if not url.startswith("sqlite"):
+        return
+    import sqlalchemy
+
+    try:
+        path = sqlalchemy.engine.make_url(url).database
+    except sqlalchemy.exc.ArgumentError:
+        return  # _retrying reports a malformed URL
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    where = Path(path)
+    if where.is_dir():
+        raise ConfigError(f"search --storage {url}: {where} is a folder; give a database file in it (e.g. {where / 'study.db'})")
+    if not where.parent.is_dir():
+        raise ConfigError(f"search --storage {url}: the folder {where.parent} does not exist; create it, or give a file in an "
+                          "existing folder")
 
 
 def study_dir(out: str | Path, study_name: str) -> Path:

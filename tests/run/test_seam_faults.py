@@ -47,13 +47,19 @@ NAN_ON_RANK0 = textwrap.dedent(
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun missing")
 def test_a_nan_on_one_rank_skips_the_step_on_every_rank(tmp_path):
-    """DDP: rank 0 sees a NaN loss at step 3; both ranks must skip that step and stay identical."""
+    """DDP: rank 0 sees a NaN loss at step 3; both ranks must skip that step and stay identical. The
+    ranks read digits from an .npz of the arrays `data.name=digits` loads (float32 pixels, int64
+    labels; the same run to the bit), so that neither imports scikit-learn (~3-7 s each, both at once)."""
+    import numpy as np
     from safetensors.torch import load_file
+    from sklearn.datasets import load_digits
 
+    digits = load_digits()
+    np.savez(tmp_path / "digits.npz", x=digits.data.astype(np.float32), y=digits.target.astype(np.int64))
     (tmp_path / "nanmod.py").write_text(NAN_ON_RANK0)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    sets = ["trainer.max_steps=8", "trainer.max_epochs=null", "model.dropout=0.0", "trainer.early_stopping=null",
-            "checkpoint.enabled=false", "loss={component: 'nanmod:NanOnRankZero'}",
+    sets = ["data.name=null", "data.format=npz", f"data.path={tmp_path / 'digits.npz'}", "trainer.max_steps=8", "trainer.max_epochs=null",
+            "model.dropout=0.0", "trainer.early_stopping=null", "checkpoint.enabled=false", "loss={component: 'nanmod:NanOnRankZero'}",
             f"callbacks=[{{component: 'nanmod:SaveEveryRank', folder: '{tmp_path}'}}]"]
     done = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "steepest", "train", "digits_mlp", "-q",
                            *[x for s in sets for x in ("--set", s)], "--run-dir", str(tmp_path / "run")],

@@ -1,6 +1,7 @@
-"""Run by test_distributed under torchrun (2 ranks): rank 1 alone asks to stop at step 3 (log steps
-every 5, no evaluation before step 12); writes argv[1]/rank<r>.json with the step each rank stopped
-at, its reason and how many stop agreements (all-reduces) the run made."""
+"""Run by test_distributed_scripts.py under torchrun (2 ranks, through two_rank_checks.py): rank 1
+alone asks to stop at step 3 (log steps every 5, no evaluation before step 12), on digits read from
+the .npz argv[2]; writes argv[1]/rank<r>.json with the step each rank stopped at, its reason and how many stop agreements
+(all-reduces) the run made."""
 
 import json
 import sys
@@ -11,17 +12,6 @@ from steepest.run import build_run
 from steepest.training import distributed
 from steepest.training.events import Callback
 
-agreements = []
-real_agree = distributed.agree_on_stop
-
-
-def counting_agree(reason, ctx, device):
-    agreements.append(reason)
-    return real_agree(reason, ctx, device)
-
-
-distributed.agree_on_stop = counting_agree
-
 
 class StopOnOneRank(Callback):
     name = "stop_on_one_rank"
@@ -31,9 +21,27 @@ class StopOnOneRank(Callback):
             trainer.state.request_stop("rank 1 asked at step 3")
 
 
-sets = ["data.subset=400", "data.batch_size=8", "trainer.max_steps=30", "trainer.log_every_n_steps=5",
-        "trainer.early_stopping=null", "checkpoint.enabled=false", "model.dropout=0.0"]
-run = build_run(load_recipe("digits_mlp", sets), None, console=False, extra_callbacks=[StopOnOneRank()])
-state = run.trainer.fit()
-Path(sys.argv[1], f"rank{run.dist.rank}.json").write_text(json.dumps(
-    {"step": state.step, "reason": state.stop_reason, "agreements": len(agreements), "steps_per_epoch": run.trainer.steps_per_epoch}))
+def run(out: str, digits_npz: str) -> None:
+    """The run (it joins the process group torchrun describes, as `steepest train` does) and its record."""
+    agreements = []
+    real_agree = distributed.agree_on_stop
+
+    def counting_agree(reason, ctx, device):
+        agreements.append(reason)
+        return real_agree(reason, ctx, device)
+
+    distributed.agree_on_stop = counting_agree
+    try:
+        sets = ["data.name=null", "data.format=npz", f"data.path={digits_npz}", "data.subset=400", "data.batch_size=8",
+                "trainer.max_steps=30", "trainer.log_every_n_steps=5", "trainer.early_stopping=null", "checkpoint.enabled=false",
+                "model.dropout=0.0"]
+        built = build_run(load_recipe("digits_mlp", sets), None, console=False, extra_callbacks=[StopOnOneRank()])
+        state = built.trainer.fit()
+    finally:
+        distributed.agree_on_stop = real_agree
+    Path(out, f"rank{built.dist.rank}.json").write_text(json.dumps(
+        {"step": state.step, "reason": state.stop_reason, "agreements": len(agreements), "steps_per_epoch": built.trainer.steps_per_epoch}))
+
+
+if __name__ == "__main__":
+    run(sys.argv[1], sys.argv[2])
