@@ -25,8 +25,11 @@ def held_out_accuracy(run_dir, n=40):
 
 
 def test_sft_then_dpo_from_the_command_line(tmp_path, capsys):
-    """The demo data, all defaults (dpo's lr 1e-3). Measured over --seed 0-9: held-out accuracy 0.200 / 0.480 / 0.625
-    (min / mean / max) after the noisy SFT, 0.900 / 0.980 / 1.000 after 10 epochs of DPO, gains of at least 0.275.
+    """The demo data, all defaults (dpo's lr 1e-3) but 7 epochs of DPO. Measured over --seed 0-9 (one thread): held-out
+    accuracy 0.200 / 0.480 / 0.625 (min / mean / max) after the noisy SFT; after each DPO epoch 1-10 (the lr is
+    constant, so a shorter run is the start of a longer one): after 7, 0.975 / 0.995 / 1.000, gains of at least 0.350;
+    after 10 (the default, kept before) 0.900 / 0.980 / 1.000, gains of at least 0.275. Single epochs dip now and
+    then, on other epochs than the 7th: 0.625 after 5 (seed 4), 0.775 after 8 (seed 9); after 6, min 0.925.
     Before (lr 2e-3, 15 epochs): 0.800 to 1.000 here, 0.6-0.7 on other CPUs; with 12 SFT epochs a seed collapsed
     to 0.000, greedy answers like "nooo" and "yyyy" (DPO over-optimized the tokens after the first)."""
     data = tmp_path / "data"
@@ -36,7 +39,7 @@ def test_sft_then_dpo_from_the_command_line(tmp_path, capsys):
     assert arch["stage"] == "sft" and arch["steps"] == 6 * 10
     noisy = held_out_accuracy(tmp_path / "sft")
     assert main(["align", "dpo", str(data / "pairs.jsonl"), "--from", str(tmp_path / "sft"), "--run-dir", str(tmp_path / "dpo"),
-                 "--epochs", "10"]) == 0
+                 "--epochs", "7"]) == 0
     repaired = held_out_accuracy(tmp_path / "dpo")
     assert repaired >= 0.8 and repaired > noisy + 0.2, (noisy, repaired)
     capsys.readouterr()

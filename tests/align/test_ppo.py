@@ -346,25 +346,36 @@ def held_out_prompts(n=100, seed=1234):
     return [format_prompt({"instruction": "Is the review positive?", "input": review(rng)}) for _ in range(n)]
 
 
-def ppo_outcome(runs, seed=0, config=PPO):
-    """Mean reward-model score and KL to the SFT model on 100 held-out reviews (4 samples each), before and after PPO."""
+def ppo_outcome(runs, seed=0, config=PPO, before=None):
+    """Mean reward-model score and KL to the SFT model on 100 held-out reviews (4 samples each), before and after PPO.
+    `before`: the SFT model's figures for this seed when already computed (they do not depend on the PPO config, and
+    fit_ppo seeds torch itself, so skipping their evaluation leaves the PPO run as it was)."""
     lm, _ = load_lm(runs.sft)
     reward, _ = load_reward_model(runs.rm)
     reference = copy.deepcopy(lm)
     held_out = held_out_prompts()
-    before = evaluate_policy(lm, reward, reference, held_out, TOK, samples=4, max_new_tokens=8, seed=seed)
+    if before is None:
+        before = evaluate_policy(lm, reward, reference, held_out, TOK, samples=4, max_new_tokens=8, seed=seed)
     log = fit_ppo(lm, reward, runs.prompts, TOK, hidden=D_MODEL, reference=reference, config=config, steps=PPO_STEPS,
                   batch_size=32, seed=seed)
     after = evaluate_policy(lm, reward, reference, held_out, TOK, samples=4, max_new_tokens=8, seed=seed)
     return before, after, log
 
 
-def test_ppo_raises_the_reward_models_score_within_a_kl_bound(demo):
+@pytest.fixture(scope="module")
+def sft_outcome(demo):
+    """The SFT model's held-out reward and KL (seed 0): the `before` of both PPO tests, evaluated once."""
+    lm, _ = load_lm(demo.sft)
+    reward, _ = load_reward_model(demo.rm)
+    return evaluate_policy(lm, reward, copy.deepcopy(lm), held_out_prompts(), TOK, samples=4, max_new_tokens=8, seed=0)
+
+
+def test_ppo_raises_the_reward_models_score_within_a_kl_bound(demo, sft_outcome):
     """20 PPO steps of 32 prompts (beta 1, lr 3e-4, 2 PPO epochs). Measured over seeds 0-19, the whole pipeline seeded
     (SFT, reward model, PPO), one thread: held-out reward rise 0.82 / 1.77 / 3.28 and KL to the SFT model 0.11 / 0.40 /
     0.88 nats (min / mean / max), against the bounds 0.3 and 2.0. The reward model scores right answers about +2 to +6
     and wrong ones as far below. With 4 PPO epochs one seed of the 20 degenerated at step 20 ("yees", "yeees": KL 3.1)."""
-    before, after, log = ppo_outcome(demo)
+    before, after, log = ppo_outcome(demo, before=sft_outcome)
     assert before["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy is the reference at the start
     assert after["reward"] >= before["reward"] + RISE, (before, after)
     assert 0.0 < after["kl"] <= KL_BOUND, (before, after)
@@ -375,7 +386,7 @@ NORMALIZED_BETA = 0.3  # per standard deviation of the initial policy's scores (
 # about the strength of the default beta 1 on the raw scores
 
 
-def test_ppo_raises_the_reward_models_score_with_reward_normalization(demo, mode="running"):
+def test_ppo_raises_the_reward_models_score_with_reward_normalization(demo, sft_outcome, mode="running"):
     """The demo test with the scores normalized (beta 0.3 per standard deviation). Measured over seeds 0-9 (SFT, reward
     model and PPO seeded, one thread), held-out rise of the raw score min / mean / max: initial 1.03 / 1.88 / 3.47 at
     KL 0.14 / 0.37 / 0.73 nats; running 0.81 / 1.87 / 3.38 at KL 0.07 / 0.36 / 0.63; without normalization (beta 1)
@@ -384,7 +395,7 @@ def test_ppo_raises_the_reward_models_score_with_reward_normalization(demo, mode
     Run for `running` only (the suite's time; `initial` differs only in where the moments come from, which the
     formula tests check)."""
     config = dataclasses.replace(PPO, beta=NORMALIZED_BETA, reward_norm=mode)
-    before, after, log = ppo_outcome(demo, config=config)
+    before, after, log = ppo_outcome(demo, config=config, before=sft_outcome)
     assert after["reward"] >= before["reward"] + RISE, (before, after)
     assert 0.0 < after["kl"] <= KL_BOUND, (before, after)
     assert len(log) == PPO_STEPS

@@ -147,7 +147,7 @@ def test_npz_with_scalar_x_or_3d_y_names_the_array(tmp_path, capsys):
     assert "'x' is a scalar" in err and "(n_samples, ...)" in err
     cube = tmp_path / "cube.npz"
     np.savez(cube, x=np.zeros((60, 3)), y=np.zeros((60, 2, 2)))
-    err = refused(tmp_path, capsys, f"{{format: npz, path: {cube}}}", "loss.name=mse")
+    err = refused(tmp_path, capsys, f"{{format: npz, path: {cube}}}", "loss={name: mse}")
     assert "'y' has shape (60, 2, 2); expected (60,) or (60, k)" in err
     other = tmp_path / "keys.npz"
     np.savez(other, feats=np.zeros((60, 3)), target=np.zeros((60, 1, 1)))
@@ -165,7 +165,7 @@ def test_truncated_npz_is_one_line(tmp_path, capsys):
 def test_values_beyond_float32_refused_with_row(tmp_path, capsys):
     targets = tmp_path / "big.csv"
     targets.write_text("a,b,y\n" + "".join(f"{i},{i * 2},{i * 0.5}\n" for i in range(40)) + "3,4,-1e308\n")
-    err = refused(tmp_path, capsys, f"{{format: csv, path: {targets}, target: y}}", "loss.name=mse")
+    err = refused(tmp_path, capsys, f"{{format: csv, path: {targets}, target: y}}", "loss={name: mse}")
     assert "row 40 has target -1e+308, beyond the float32 range" in err
     features = tmp_path / "bigx.csv"
     features.write_text("a,b,label\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40)) + "1e308,4,1\n")

@@ -161,6 +161,15 @@ def _network(weights, size: int, pretrained: bool, seed: int, **kwargs) -> Effic
     return net
 
 
+def _in_chunks(fn, x: torch.Tensor, size: int = 25) -> torch.Tensor:
+    """fn (an eval-mode network, no grad) over x, `size` images at a time: the same outputs (to the bit here for
+    the probe's 250 images at 96 px, seed 0, and the 150 test images at 64 px, seeds 0 and 3, both arms; every
+    image is computed on its own either way) in under half the time. A batch of 250 inverted bottlenecks'
+    activations at 96 px is hundreds of MB, and its BatchNorm, ReLU6 and padding passes run at memory speed
+    (features of both arms: 7.7 s in one batch, 3.2 s in batches of 25)."""
+    return torch.cat([fn(chunk) for chunk in x.split(size)])
+
+
 def _probes(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Tensor) -> dict[str, torch.Tensor]:
     """Test predictions of two linear probes on standardized features (training-split statistics):
     L2-regularized logistic regression fitted to convergence with L-BFGS (scikit-learn's
@@ -198,7 +207,7 @@ def probe_accuracies(fashion, weights, seed: int) -> dict[str, float]:
     for arm in ("pretrained", "random"):
         net = _network(weights, PROBE_SIZE, arm == "pretrained", seed).eval()
         with torch.no_grad():
-            features = net.features(x)
+            features = _in_chunks(net.features, x)
         for kind, predicted in _probes(features[: len(train)], y_train, features[len(train):]).items():
             scores[f"{arm} {kind}"] = (predicted == y_test).float().mean().item()
     return scores
@@ -228,7 +237,7 @@ def finetune_accuracies(fashion, weights, seed: int) -> dict[str, float]:
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            scores[arm] = (net.eval()(x_test).argmax(-1).numpy() == labels[test]).mean().item()
+            scores[arm] = (_in_chunks(net.eval(), x_test).argmax(-1).numpy() == labels[test]).mean().item()
     return scores
 
 
