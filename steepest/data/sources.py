@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import importlib.util
 import io
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
@@ -20,11 +22,36 @@ from steepest.errors import DataError, did_you_mean
 from steepest.registry import import_object
 
 
-def sklearn_set(loader: str, task: str, data_dir: str | None = None) -> RawData:
-    """A data set bundled with scikit-learn (`sklearn.datasets.<loader>`), read offline."""
-    import sklearn.datasets as skd
+def _digits_file() -> Path | None:
+    """scikit-learn's own copy of the digits table (`sklearn/datasets/data/digits.csv.gz`), found without
+    importing scikit-learn (~2 s: scipy and its validation layers), or None where the file is not there."""
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
 
-    bunch = getattr(skd, loader)()
+
+def _read_digits(path: Path) -> SimpleNamespace:
+    """The fields of `sklearn.datasets.load_digits()` this module reads, from its CSV (64 pixel columns, then the
+    label): the same arrays, values and names as scikit-learn's loader gives (a test compares them)."""
+    table = np.loadtxt(path, delimiter=",")
+    names = [f"pixel_{row}_{col}" for row in range(8) for col in range(8)]
+    return SimpleNamespace(data=table[:, :-1], target=table[:, -1].astype(int), target_names=np.arange(10),
+                           feature_names=names)
+
+
+def sklearn_set(loader: str, task: str, data_dir: str | None = None) -> RawData:
+    """A data set bundled with scikit-learn (`sklearn.datasets.<loader>`), read offline. The digits table is read
+    straight from scikit-learn's file (the default recipe's data: no scikit-learn import at start-up)."""
+    path = _digits_file() if loader == "load_digits" else None
+    if path is not None:
+        bunch = _read_digits(path)
+    else:
+        import sklearn.datasets as skd
+
+        bunch = getattr(skd, loader)()
     names = [str(n) for n in bunch.target_names] if task == "classification" and hasattr(bunch, "target_names") else None
     y = bunch.target.astype(np.int64) if task == "classification" else bunch.target.astype(np.float32)
     return RawData(

@@ -8,39 +8,29 @@ import tracemalloc
 
 import pytest
 
-from steepest.cli import main
 from steepest.config import load_recipe, recipe_from_dict
 from steepest.config.validate import validate_recipe
 from steepest.config.yaml_io import parse_yaml
 from steepest.errors import ConfigError
 
 
-def one_error_line(argv, capsys) -> str:
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 2, (argv, captured.out[-300:], captured.err)
-    err = captured.err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
-
-
 # -- duplicate keys ------------------------------------------------------------------------------------
-def test_duplicate_key_is_refused_naming_key_and_line(tmp_path, capsys):
+def test_duplicate_key_is_refused_naming_key_and_line(tmp_path, one_error_line):
     recipe = tmp_path / "dup.yaml"
     recipe.write_text("trainer: {max_steps: 2}\noptimizer: {name: adamw, lr: 0.001, lr: 100.0}\n")
-    err = one_error_line(["validate", str(recipe)], capsys)
+    err = one_error_line(["validate", str(recipe)])
     assert "optimizer.lr" in err and "line 2" in err and "keep one" in err
 
 
-def test_duplicate_section_in_block_style_names_both_lines(tmp_path, capsys):
+def test_duplicate_section_in_block_style_names_both_lines(tmp_path, one_error_line):
     recipe = tmp_path / "dup.yaml"
     recipe.write_text("optimizer:\n  lr: 0.01\ntrainer:\n  max_steps: 2\noptimizer:\n  lr: 5.0\n")
-    err = one_error_line(["validate", str(recipe)], capsys)
+    err = one_error_line(["validate", str(recipe)])
     assert "'optimizer'" in err and "lines 1 and 5" in err
 
 
-def test_duplicate_key_in_an_override_value(capsys):
-    err = one_error_line(["validate", "--set", "model={name: mlp, hidden: [8], hidden: [4]}"], capsys)
+def test_duplicate_key_in_an_override_value(one_error_line):
+    err = one_error_line(["validate", "--set", "model={name: mlp, hidden: [8], hidden: [4]}"])
     assert "model.hidden" in err or "'hidden'" in err
 
 
@@ -74,10 +64,10 @@ def test_alias_bomb_fails_fast_in_bounded_memory(tmp_path):
     assert peak < 50e6
 
 
-def test_alias_bomb_one_line_from_the_cli(tmp_path, capsys):
+def test_alias_bomb_one_line_from_the_cli(tmp_path, one_error_line):
     recipe = tmp_path / "bomb.yaml"
     recipe.write_text(laughs())
-    err = one_error_line(["validate", str(recipe)], capsys)
+    err = one_error_line(["validate", str(recipe)])
     assert "alias" in err and str(recipe) in err
 
 
@@ -127,14 +117,14 @@ OPTIONS = [
 
 
 @pytest.mark.parametrize("data,expected", OPTIONS, ids=[d for d, _ in OPTIONS])
-def test_data_options_checked_at_validation(data, expected, user_data, capsys):
-    err = one_error_line(["validate", "--set", data], capsys)
+def test_data_options_checked_at_validation(data, expected, user_data, one_error_line):
+    err = one_error_line(["validate", "--set", data])
     assert expected in err
 
 
-def test_data_options_typo_stops_train_before_reading_data(tmp_path, capsys):
+def test_data_options_typo_stops_train_before_reading_data(tmp_path, one_error_line):
     err = one_error_line(["train", "--set", "data.options={bogus: 1}", "--set", "trainer.max_steps=1",
-                          "--run-dir", str(tmp_path / "r"), "-q"], capsys)
+                          "--run-dir", str(tmp_path / "r"), "-q"])
     assert "data.options.bogus" in err
 
 
@@ -164,15 +154,15 @@ NON_FINITE = [
 
 
 @pytest.mark.parametrize("override,key", NON_FINITE, ids=[o for o, _ in NON_FINITE])
-def test_non_finite_numbers_refused_naming_the_key(override, key, capsys):
-    err = one_error_line(["validate", "--set", override], capsys)
+def test_non_finite_numbers_refused_naming_the_key(override, key, one_error_line):
+    err = one_error_line(["validate", "--set", override])
     assert f"error: {key}:" in err and "finite" in err
 
 
-def test_non_finite_in_a_recipe_file(tmp_path, capsys):
+def test_non_finite_in_a_recipe_file(tmp_path, one_error_line):
     recipe = tmp_path / "inf.yaml"
     recipe.write_text("optimizer: {lr: .inf}\n")
-    err = one_error_line(["validate", str(recipe)], capsys)
+    err = one_error_line(["validate", str(recipe)])
     assert "error: optimizer.lr:" in err and "finite" in err
 
 

@@ -127,3 +127,17 @@ def test_mnist_uses_official_test_split(shared_data):
     assert bundle.info.input_shape == (1, 28, 28)
     mean = Standardizer.from_dict(bundle.info.x_norm).mean[0]
     assert mean == pytest.approx(0.1307, abs=0.01)  # canonical MNIST mean, from a random 2k subset
+
+
+def test_digits_read_from_the_file_equal_scikit_learns_loader():
+    import sklearn.datasets
+
+    from steepest.data.sources import _digits_file, sklearn_set
+
+    assert _digits_file() is not None  # the fast path is the one taken here
+    ours = sklearn_set("load_digits", "classification")
+    bunch = sklearn.datasets.load_digits()
+    assert np.array_equal(ours.x, bunch.data.astype(np.float32))
+    assert np.array_equal(ours.y, bunch.target.astype(np.int64))
+    assert ours.class_names == [str(n) for n in bunch.target_names]
+    assert ours.feature_names == list(bunch.feature_names)
