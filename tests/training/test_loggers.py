@@ -56,11 +56,13 @@ def test_mlflow_store_holds_params_and_metrics(tmp_path):
 
     run = tmp_path / "run"
     recipe = load_recipe("digits_mlp", SETS)
-    logger = MLflowLogger.for_run(run, recipe.model_dump(mode="json"))
+    hparams = {**recipe.model_dump(mode="json"), "extra": {f"k{i}": i for i in range(150)}}  # > 100: several batches
+    logger = MLflowLogger.for_run(run, hparams)
     train(recipe, run, console=False, extra_callbacks=[logger])
     client = MlflowClient(tracking_uri=logger.tracking_uri)
     (found,) = client.search_runs([client.get_experiment_by_name("steepest").experiment_id])
     assert found.info.status == "FINISHED"
+    assert found.data.params == {k: str(v) for k, v in flatten_config(hparams).items()}
     assert found.data.params["optimizer.name"] == "adamw" and float(found.data.params["optimizer.lr"]) == recipe.optimizer.lr
     history = [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "train_loss")]
     want = [(s, v) for s, n, v in store_rows(run) if n == "train_loss"]
