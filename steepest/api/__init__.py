@@ -19,9 +19,11 @@ carries its own loss): see `steepest.training.batch`. Every form's rows pass the
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,11 +31,21 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
 
 from steepest.api.arguments import DEFAULT_BATCH_SIZE, check_arguments, check_data_arguments
-from steepest.api.sources import as_loader, check_rows, eval_source, first_batch, task_info
+from steepest.api.sources import (
+    as_loader,
+    check_rows,
+    class_ids,
+    eval_source,
+    first_batch,
+    task_info,
+)
 from steepest.config import Recipe, load_recipe
+from steepest.config.arguments import RUN_CONFIG
 from steepest.config.build import DEFAULT_LOSS
+from steepest.config.load import load_run_recipe
 from steepest.config.schema import cuda_graphs_refusal
 from steepest.data import DataInfo, DeviceLoader
 from steepest.data.checks import batch_checker
@@ -43,7 +55,7 @@ from steepest.optim import OPTIMIZERS, defaults_of
 from steepest.optim import create as create_optimizer
 from steepest.run import train as train_recipe
 from steepest.run.directory import prepare_run_dir, release_run_dir
-from steepest.run.finish import restore_best_weights
+from steepest.run.finish import final_val_metrics, restore_best_weights
 from steepest.schedules import build_schedule
 from steepest.track import MetricStore
 from steepest.training.callbacks import (
@@ -86,18 +98,24 @@ def _no_loss(outputs: Any, target: Any) -> torch.Tensor:
     raise DataError("the model's output carries no loss and no loss function was given: pass loss= (a name or a callable)")
 
 
-def _loss(loss: str | Callable | None, info: DataInfo | None):
+def _no_loss_for_forward(outputs: Any, target: Any) -> torch.Tensor:
+    raise ConfigError("your forward called loss_fn, but with a custom forward there is no default loss (the task is not guessed): "
+                      "pass loss= (a name or a callable) or task= (its default loss)")
+
+
+def _loss(loss: str | Callable | None, info: DataInfo | None, forward: Callable | None = None):
     if callable(loss):
         return loss
     name = loss or (DEFAULT_LOSS[info.task] if info is not None else None)
-    if name is None:
-        return _no_loss  # a model that returns its own loss (dict batches with labels) never calls it
+    if name is None:  # a model that returns its own loss (dict batches with labels) never calls it
+        return _no_loss if forward is None else _no_loss_for_forward
     record = LOSSES.get(name, "loss")
     return record.target(**record.defaults)
 
 
 def _optimizer(optimizer, model: nn.Module, lr: float | None, weight_decay: float | None) -> torch.optim.Optimizer:
     if isinstance(optimizer, torch.optim.Optimizer):
+        _check_optimizer_params(optimizer, model)
         return optimizer
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         OPTIMIZERS.get(str(optimizer), "optimizer")  # one line listing the names
@@ -107,6 +125,22 @@ def _optimizer(optimizer, model: nn.Module, lr: float | None, weight_decay: floa
         return create_optimizer(optimizer, model, **{k: v for k, v in kwargs.items() if v is not None})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"optimizer ({optimizer}): {exc}") from None
+
+
+def _check_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    """An optimizer object must update the model it is given with: none of the model's trainable parameters is a
+    ConfigError (built on another model, or on a copy), some of them a warning (the others get gradients, never steps)."""
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    missing = sum(id(p) not in held for p in trainable)
+    if trainable and missing == len(trainable):
+        raise ConfigError(f"optimizer: the {type(optimizer).__name__} passed holds none of the model's {len(trainable)} trainable parameter "
+                          "tensors (built on another model, or on a copy of it?); build it on this model's parameters, or pass a name "
+                          "(optimizer='adamw', lr=...)")
+    if missing:
+        warnings.warn(f"optimizer: {missing} of the model's {len(trainable)} trainable parameter tensors are not in the "
+                      f"{type(optimizer).__name__} passed: they get gradients but never change (freeze them with "
+                      "requires_grad_(False), or add them to the optimizer)", stacklevel=3)
 
 
 def _last_train_loss(scalars: TrainScalars) -> float:
@@ -146,7 +180,7 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
         optimizer: str | torch.optim.Optimizer = "adamw", lr: float | None = None, weight_decay: float | None = None,
         schedule: str | Callable[[int], float] = "constant", loss: str | Callable | None = None,
         max_epochs: int | None = None, max_steps: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, eval_batch_size: int | None = None,
-        accumulate: int = 1, precision: str = "fp32", clip_norm: float | None = None, early_stopping: dict | None = None,
+        drop_last: bool = False, accumulate: int = 1, precision: str = "fp32", clip_norm: float | None = None, early_stopping: dict | None = None,
         callbacks: Sequence[Callback] = (), loggers: Sequence[str] = (), run_dir: str | Path | None = None, seed: int = 0,
         num_workers: int = 0, collate_fn: Callable | None = None, transform: Callable | None = None,
         target_key: str = "labels", forward: Callable | None = None, device: str = "auto", compile: bool = False,
@@ -154,9 +188,11 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     """Train `model` on `train_data`; returns the final metrics, the run directory and the Trainer.
 
     Data (`train_data`, `val_data`, `test_data`): in-memory arrays `(x, y)` (numpy or torch: x (N,
-    ...), y (N,) class ids or (N, ...) targets; floating point x takes the model's dtype), a torch
-    `Dataset` (map-style or iterable; `batch_size`, `num_workers`, `collate_fn` apply), or a ready
-    `DataLoader` (used as it is: its own batch size, sampler, workers and collate_fn). Rows are
+    ...), y (N,) class ids (or a column (N, 1) of them) or (N, ...) targets; held-out x of train_data's
+    per-sample shape), a torch `Dataset` (map-style or iterable; `batch_size`, `num_workers`, `collate_fn`
+    and, for map-style ones, `drop_last` apply), or a ready `DataLoader` (used as it is: its own batch
+    size, sampler, workers and collate_fn). Floating point inputs take the model's dtype in every form
+    (numpy's float64 included); integer inputs are passed as they are (token ids). Rows are
     checked before the model sees them (NaN/inf inputs, labels outside [0, K), non-finite
     targets): arrays once up front, Datasets and DataLoaders batch by batch as they are read
     (held-out Datasets at their first evaluation). A bad one is a DataError naming the sample, by
@@ -166,7 +202,10 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     `task` (classification, binary, regression, multilabel, metric, language_modeling) is guessed
     when not given, from the first batch's targets and the model's output width (probed on that
     batch): float targets -> regression; integer ones -> classification, one class per output, or
-    binary (labels 0/1) when the model has one output. With the task's default loss (cross
+    binary (labels 0/1) when the model has one output, or language_modeling (a cross-entropy per
+    position: a causal LM's or token classification's (B, L) ids against (B, L, V) scores). A model
+    that cannot take the first batch is a DataError naming the batch's shapes and dtypes (the model's
+    own exception chained). With the task's default loss (cross
     entropy, bce_with_logits, MSE) outputs that cannot match the targets are a ConfigError naming
     the task and why it was taken.
 
@@ -179,6 +218,10 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     per sample in the DataLoader workers of a training Dataset (fresh draws each epoch, seeded per
     (seed, epoch, index)). `early_stopping` is a dict of `EarlyStopping`'s arguments (monitor, mode,
     patience, min_delta, restore_best, target) and needs `val_data`.
+
+    `callbacks` are `steepest.training.events.Callback` objects (others are refused). A loss, the model's
+    own or `loss`'s, must be one number (a 0-d tensor); another result is a ConfigError at the step.
+    An optimizer object must hold the model's trainable parameters (none: ConfigError; some: a warning).
 
     `forward(model, batch, loss_fn) -> (outputs, loss)` replaces the batch rule for training,
     evaluation and the output-width probe; the task is then not guessed (pass `task` for metrics)
@@ -208,6 +251,9 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
                      precision=precision, clip_norm=clip_norm, early_stopping=early_stopping, val_data=val_data, callbacks=callbacks, loggers=loggers,
                      run_dir=run_dir, seed=seed, num_workers=num_workers)
     check_data_arguments(train_data, val_data, test_data, batch_size, eval_batch_size, num_workers, collate_fn, transform)
+    if drop_last and isinstance(train_data, (DataLoader, IterableDataset)):
+        raise ConfigError(f"drop_last applies to arrays and map-style Datasets that fit batches; train_data is a "
+                          f"{type(train_data).__name__}: {'set it on your DataLoader' if isinstance(train_data, DataLoader) else 'drop it'}")
     refusal = cuda_graphs and cuda_graphs_refusal(str(resolve_device(device)), torch.cuda.is_available(), accumulate,
                                                   torchrun_env().world_size)
     if refusal:  # the recipe's wording, in fit's terms
@@ -219,18 +265,21 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
         checked = forward is None  # a custom forward reads its batches its own way: no row checks
         shards = {"rank": ctx.rank, "world_size": ctx.world_size, "dtype": dtype}
-        loader = as_loader(train_data, batch_size, dev, seed, True, num_workers, collate_fn, transform, **shards)
+        loader = as_loader(train_data, batch_size, dev, seed, True, num_workers, collate_fn, transform, **shards, drop_last=drop_last)
         arrays = isinstance(loader, DeviceLoader)
         if checked and not arrays:  # the row checks that need no task, from the first batch on
             loader.check = batch_checker(None, None, target_key, "train_data")
         first = first_batch(loader)
         info = task_info(task, model, first, target_key, forward, loss is None, loader.y if arrays else None)
+        if arrays:
+            loader.y = class_ids(loader.y, info)
         if checked and arrays:
             check_rows(loader.x, loader.y, info, target_key, "train_data")
         elif checked and info is not None:
             loader.check = batch_checker(info.task, info.num_classes, target_key, "train_data")
         size = eval_batch_size or max(batch_size, 256)
-        eval_data = {k: eval_source(v, f"{k}_data", size, dev, num_workers, collate_fn, dtype, info, target_key, checked)
+        train_shape = tuple(loader.x.shape[1:]) if arrays else None
+        eval_data = {k: eval_source(v, f"{k}_data", size, dev, num_workers, collate_fn, dtype, info, target_key, checked, train_shape)
                      for k, v in (("val", val_data), ("test", test_data)) if v is not None}
         options = TrainerOptions(max_epochs=_int(max_epochs) if max_epochs is not None or max_steps is not None else 10,
                                  max_steps=_int(max_steps), accumulate=int(accumulate), precision=precision, clip_norm=clip_norm,
@@ -253,15 +302,14 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
         if cuda_graphs or compile:  # in place: the parameter names (checkpoints) are those of the module
             wrapped.compile(**({"mode": "reduce-overhead"} if cuda_graphs else {}))
         scalars = TrainScalars(options.log_every_n_steps)
-        trainer = Trainer(wrapped, _optimizer(optimizer, model, lr, weight_decay), _loss(loss, info), loader, options=options,
+        trainer = Trainer(wrapped, _optimizer(optimizer, model, lr, weight_decay), _loss(loss, info, forward), loader, options=options,
                           eval_data=eval_data, info=info, schedules=schedules, dist=ctx,
                           callbacks=[*own, *callbacks, scalars, *extra, *([ConsoleLogger()] if console and ctx.rank == 0 else [])],
                           forward=forward, target_key=target_key)
         try:
             trainer.fit()
             restore_best_weights(trainer)  # also when the budget ran out before the patience
-            if "val" in eval_data and "restored the weights" in trainer.state.stop_reason:
-                trainer.evaluate("val", log=False)  # the metrics of the weights returned, not of the last evaluated ones
+            final_val_metrics(trainer, "val" in eval_data)  # of the weights returned, not of the last evaluated ones
             metrics = {k: v for k, v in trainer.state.metrics.items()}
             if "test" in eval_data:
                 metrics.update(trainer.evaluate("test"))
@@ -275,12 +323,25 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     return FitResult(metrics, run_path, trainer)
 
 
-def train(recipe: str | Path | Recipe, overrides: Sequence[str] | None = None, run_dir: str | Path | None = None, *,
-          resume: bool = False, overwrite: bool = False, console: bool = True) -> dict[str, Any]:
+def train(recipe: str | Path | Recipe | None, overrides: Sequence[str] | Mapping[str, Any] | None = None,
+          run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False, console: bool = True,
+          trust_code: bool = False) -> dict[str, Any]:
     """Train a recipe (a bundled name, a YAML file or a `Recipe`) with dotted `overrides`
-    (["optimizer.lr=1e-3", ...]); returns the run's summary (its `run_dir` included), as
-    `steepest train` does."""
-    loaded = recipe if isinstance(recipe, Recipe) else load_recipe(str(recipe), list(overrides or []))
+    (["optimizer.lr=1e-3", ...] or {"optimizer.lr": 1e-3}); returns the run's summary (its `run_dir` included), as
+    `steepest train` does. `resume=True` continues the run in `run_dir` (required); with `recipe=None` it is
+    rebuilt from the run's own config.yaml, whose `component:` paths are refused unless `trust_code`."""
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides is a list of KEY=VALUE strings: [{overrides!r}]")
+    if isinstance(overrides, Mapping):  # values as YAML flow text: JSON's numbers, strings, lists, true/false, null
+        overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    if resume and run_dir is None:
+        raise ConfigError("resume=True continues the run in run_dir: give run_dir (the run to continue)")
     if isinstance(recipe, Recipe) and overrides:
         raise ConfigError("overrides apply to a recipe name or file; edit the Recipe object instead")
+    if recipe is None and resume and (Path(run_dir) / RUN_CONFIG).exists():
+        loaded = load_run_recipe(Path(run_dir) / RUN_CONFIG, list(overrides or []), trust_code=trust_code)
+    elif recipe is None and resume:
+        raise ConfigError(f"{run_dir} is not a run directory (no {RUN_CONFIG}); give the folder of a run, or a recipe to start one there")
+    else:
+        loaded = recipe if isinstance(recipe, Recipe) else load_recipe(None if recipe is None else str(recipe), list(overrides or []))
     return train_recipe(loaded, run_dir, resume_run=resume, overwrite=overwrite, console=console)

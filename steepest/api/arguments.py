@@ -4,6 +4,7 @@ that say what is valid."""
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -45,8 +46,9 @@ def _number(name: str, value: Any, positive: bool, meaning: str) -> None:
         return
     if isinstance(value, torch.Tensor) and value.numel() == 1:  # a tensor lr (compiled optimizers)
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value > 0 if positive else value >= 0):
-        raise ConfigError(f"{name} must be {'a positive number' if positive else 'a number >= 0'} ({meaning}) or None, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value > 0 if positive else value >= 0)
+            or not math.isfinite(value)):
+        raise ConfigError(f"{name} must be {'a positive number' if positive else 'a number >= 0'} ({meaning}; finite) or None, got {value!r}")
 
 
 def check_arguments(*, task, optimizer, lr, weight_decay, schedule, loss, max_epochs, max_steps, batch_size, eval_batch_size,
@@ -104,6 +106,12 @@ def check_arguments(*, task, optimizer, lr, weight_decay, schedule, loss, max_ep
             raise ConfigError("early_stopping monitors a validation metric: pass val_data (or drop early_stopping)")
     if isinstance(callbacks, Callback):
         raise ConfigError(f"callbacks is a list: callbacks=[{type(callbacks).__name__}(...)]")
+    if not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"callbacks is a list of steepest Callback objects, got a {type(callbacks).__name__}")
+    for callback in callbacks:
+        if not isinstance(callback, Callback):  # the Trainer calls every event on every callback
+            raise ConfigError(f"callbacks: a {type(callback).__name__} is not a steepest Callback; subclass steepest.training.events.Callback "
+                              "(it has every event, as no-ops) and override the events you need (`steepest events` lists them)")
     if isinstance(loggers, str):
         raise ConfigError(f"loggers is a list of names: loggers=[{loggers!r}]")
     if loggers and run_dir is None:

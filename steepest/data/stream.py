@@ -124,14 +124,16 @@ def step_groups(batches: Iterable[Any], accumulate: int) -> Iterator[list[Any]]:
         yield group
 
 
-def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """Tensors of a batch (tuples, lists, dicts, nested) moved to `device`; other values unchanged."""
+def to_device(batch: Any, device: torch.device, non_blocking: bool = False, float_dtype: torch.dtype | None = None) -> Any:
+    """Tensors of a batch (tuples, lists, dicts, nested) moved to `device`, floating point ones cast to
+    `float_dtype` when given (a numpy-backed Dataset's float64 for a float32 model); other values unchanged."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
+        dtype = float_dtype if float_dtype is not None and batch.is_floating_point() else None
+        return batch.to(device, dtype=dtype, non_blocking=non_blocking)
     if isinstance(batch, dict):
-        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+        return {k: to_device(v, device, non_blocking, float_dtype) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(v, device, non_blocking) for v in batch)
+        return type(batch)(to_device(v, device, non_blocking, float_dtype) for v in batch)
     return batch
 
 
@@ -174,6 +176,7 @@ class SampleLoader:
         # so starting a pass (an epoch, a resume) never shifts the dropout and mixup draws of training
         self._generator = torch.Generator()
         self._eval: tuple[int, DataLoader] | None = None
+        self.float_dtype: torch.dtype | None = None  # cast floating point batches to it on the way to the device
 
     def __len__(self) -> int:
         """Micro-batches per epoch on this rank."""
@@ -202,7 +205,7 @@ class SampleLoader:
             if self.check is not None:
                 self.check(batch, order[position * self.batch_size:][: self.batch_size].tolist())
             position += 1
-            yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
+            yield to_device(batch, self.device, self.pin_memory, self.float_dtype) if self.device is not None else batch
 
     def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Any]]:
         """Groups of `accumulate` micro-batches, one per optimizer step (the last may be shorter)."""
@@ -229,7 +232,7 @@ class SampleLoader:
             sampler = _Positions(torch.arange(self.num_samples), 0, size, 0, math.ceil(self.num_samples / size))
             self._eval = (size, DataLoader(self.dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(self.seed), **self.options))
         for batch in self._eval[1]:
-            yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
+            yield to_device(batch, self.device, self.pin_memory, self.float_dtype) if self.device is not None else batch
 
 
 def _checked_iter(loader: DataLoader, indices_of: Callable[[int], list[int]], dataset: EpochIndexed | None, epoch: int) -> Iterator[Any]:
@@ -355,6 +358,7 @@ class IterableLoader:
             self.num_samples = len(dataset)
         except TypeError:
             self.num_samples = None
+        self.float_dtype: torch.dtype | None = None  # cast floating point batches to it on the way to the device
 
     def __len__(self) -> int:
         """Micro-batches per epoch on this rank (known only when the stream has a length)."""
@@ -372,7 +376,7 @@ class IterableLoader:
         for indices, batch in _checked_iter(loader, lambda k: [], None, epoch):
             if self.check is not None:
                 self.check(batch, indices)
-            yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
+            yield to_device(batch, self.device, self.pin_memory, self.float_dtype) if self.device is not None else batch
 
     def steps(self, epoch: int, accumulate: int = 1, start_step: int = 0) -> Iterator[list[Any]]:
         """Groups of `accumulate` micro-batches, one per optimizer step (the last may be shorter)."""
@@ -382,7 +386,7 @@ class IterableLoader:
         """Every sample once, in stream order, on this process (no sharding, no transform)."""
         shard = _Shard(self.shard.dataset, batch_size or self.batch_size, 0, 1, None, self.seed, self.shard.collate_fn)
         for _, batch in DataLoader(shard, batch_size=None, generator=torch.Generator().manual_seed(self.seed), **self.options):
-            yield to_device(batch, self.device, self.pin_memory) if self.device is not None else batch
+            yield to_device(batch, self.device, self.pin_memory, self.float_dtype) if self.device is not None else batch
 
 
 def first_tensor(batch: Any) -> torch.Tensor | None:

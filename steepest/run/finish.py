@@ -21,10 +21,7 @@ def finish(run, started: float) -> dict[str, Any]:
     trainer = run.trainer
     restore_best_weights(trainer)  # a run that used its whole budget ships its best evaluated weights too
     test = trainer.evaluate("test") if split_size(run.data.test) != 0 else {}  # data.split may give the test split no share
-    val = {k: v for k, v in trainer.state.metrics.items() if k.startswith("val_")}
-    restored = "restored the weights" in trainer.state.stop_reason  # the last evaluation was of other weights
-    if (restored or not val) and split_size(run.data.val) != 0:
-        val = trainer.evaluate("val", log=not restored)  # restored: logged already, at the step it was evaluated
+    val = final_val_metrics(trainer, split_size(run.data.val) != 0)
     info = run.data.info
     summary: dict[str, Any] = {
         "status": "completed",
@@ -50,6 +47,20 @@ def finish(run, started: float) -> dict[str, Any]:
         atomic_write_bytes(run.run_dir / "model.safetensors", weights)  # atomic, with the user's umask like every run file
         atomic_write_bytes(run.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+def final_val_metrics(trainer, has_val: bool) -> dict[str, float]:
+    """The val_* metrics of the weights the run ends with. Evaluated again where the last evaluation was of other
+    weights: restored best weights (quietly: logged already, at the step they were evaluated), or steps taken
+    since (a budget or a stop that does not fall on an evaluation; logged at the last step)."""
+    val = {k: v for k, v in trainer.state.metrics.items() if k.startswith("val_")}
+    if not has_val:
+        return val
+    if "restored the weights" in trainer.state.stop_reason:
+        return trainer.evaluate("val", log=False)
+    if trainer.evaluated_at.get("val") != trainer.state.step:
+        return trainer.evaluate("val")
+    return val
 
 
 def restore_best_weights(trainer) -> bool:

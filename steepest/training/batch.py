@@ -71,23 +71,33 @@ def forward_batch(model: nn.Module, batch: Any, loss_fn: Callable, target_key: s
     if kwargs and _takes_labels(model, target_key):
         kwargs = {**kwargs, target_key: target}
     outputs = model(*args, **kwargs)
-    own = getattr(outputs, "loss", None) if not isinstance(outputs, torch.Tensor) else None
+    own = own_loss_of(outputs)
     if own is not None:
         return outputs, own
     return outputs, loss_fn(logits_of(outputs), target)
 
 
+def own_loss_of(outputs: Any) -> torch.Tensor | None:
+    """The loss a model's output carries: its `.loss` (Hugging Face) or a dict's "loss"; None for a tensor or tuple."""
+    if isinstance(outputs, torch.Tensor):
+        return None
+    own = getattr(outputs, "loss", None)
+    return outputs.get("loss") if own is None and isinstance(outputs, dict) else own
+
+
 def logits_of(outputs: Any) -> torch.Tensor:
-    """The prediction tensor of a model's output: itself, or its `.logits` (Hugging Face), or the
-    first item of a tuple."""
+    """The prediction tensor of a model's output: itself, or its `.logits` (Hugging Face) or a dict's "logits", or
+    the first item of a tuple."""
     if isinstance(outputs, torch.Tensor):
         return outputs
     logits = getattr(outputs, "logits", None)
+    if logits is None and isinstance(outputs, dict):
+        logits = outputs.get("logits")
     if logits is not None:
         return logits
     if isinstance(outputs, (tuple, list)) and outputs and isinstance(outputs[0], torch.Tensor):
         return outputs[0]
-    raise DataError(f"the model returned a {type(outputs).__name__}; return a tensor (or an object with .logits) or give a forward function")
+    raise DataError(f"the model returned a {type(outputs).__name__}; return a tensor (or an object or dict with logits) or give a forward function")
 
 
 def own_loss_normalizer(model: nn.Module, batch: Any, target_key: str = "labels") -> torch.Tensor | None:

@@ -60,6 +60,20 @@ def loss_normalizer(loss_fn: Callable, targets: torch.Tensor) -> torch.Tensor | 
     return None if count is None else torch.as_tensor(count, dtype=torch.float64)
 
 
+def _checked(result: Any, source: str) -> tuple[Any, torch.Tensor]:
+    """A step's (outputs, loss), or a one-line ConfigError naming the broken contract (plain attribute reads:
+    no device work)."""
+    if source == "your forward" and not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise ConfigError(f"forward(model, batch, loss_fn) must return (outputs, loss); it returned a {type(result).__name__}")
+    loss = result[1]
+    if not isinstance(loss, torch.Tensor):
+        raise ConfigError(f"{source} must give a tensor (a 0-d mean over the batch), got a {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ConfigError(f"{source} must give one number (a 0-d tensor: the mean over the batch), got a tensor of shape {tuple(loss.shape)}; "
+                          "use reduction='mean'")
+    return result
+
+
 class Engine:
     """The optimizer step of `model` under `loss_fn`.
 
@@ -129,8 +143,8 @@ class Engine:
             torch.compiler.cudagraph_mark_step_begin()
         with autocast(self.device, self.precision):
             if self.forward is not None:
-                return self.forward(self.model, batch, self.loss_fn)
-            return forward_batch(self.model, batch, self.loss_fn, self.target_key)
+                return _checked(self.forward(self.model, batch, self.loss_fn), "your forward")
+            return _checked(forward_batch(self.model, batch, self.loss_fn, self.target_key), "the loss")
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[Any, torch.Tensor]:
         """`forward_batch` of an (x, y) batch."""

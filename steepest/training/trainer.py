@@ -137,6 +137,7 @@ class Trainer:
         self.total_steps = step_budget(self.steps_per_epoch, options)
         self.max_epochs = options.max_epochs or (math.ceil(self.total_steps / self.steps_per_epoch) if self.steps_per_epoch else None)
         self.state = TrainState()
+        self.evaluated_at: dict[str, int] = {}  # split -> the step whose weights it was last evaluated on (this process)
         self._longest_row: torch.Tensor | None = None  # the longest row of skipped steps so far (on the device)
         self._agree_now = False  # set by agree_on_stop_now: decide on stopping across ranks after this step
 
@@ -251,6 +252,7 @@ class Trainer:
         self.model.train(was_training)
         metrics = {f"{split}_{k}": v for k, v in meter.compute().items()}
         self.state.metrics.update(metrics)
+        self.evaluated_at[split] = self.state.step
         if log:
             self.log(metrics)
             self._fire("on_eval_end", split, metrics)
