@@ -15,6 +15,10 @@ from steepest.lazy import lazy_exports
 __all__ = ["FitResult", "__version__", "fit", "load_recipe", "train"]
 __getattr__ = lazy_exports(__name__, {name: "steepest.api" for name in ("FitResult", "fit", "load_recipe", "train")})
 
+
+def __dir__() -> list[str]:  # the lazy names too (tab completion, dir())
+    return sorted({*globals(), *__all__})
+
 try:
     __version__ = version("steepest")
 except PackageNotFoundError:  # running from a source tree that was never installed

@@ -105,6 +105,9 @@ class Predictor:
         x = np.asarray(x, dtype=np.float32)
         expected = tuple(self.info.input_shape)
         if x.shape[1:] != expected:
+            if x.shape == expected:
+                raise DataError(f"inputs are one sample of shape {x.shape}; give a batch of shape (N, {', '.join(map(str, expected))}), "
+                                "e.g. x[None] for one sample")
             if int(np.prod(x.shape[1:])) == int(np.prod(expected)):
                 x = x.reshape(len(x), *expected)
             else:

@@ -37,6 +37,8 @@ def test_predict_errors(digits_run, tmp_path):
         Predictor.load(tmp_path)
     with pytest.raises(DataError, match="shape"):
         Predictor.load(digits_run).predict(np.zeros((2, 5)))
+    with pytest.raises(DataError, match=r"one sample of shape \(64,\); give a batch of shape \(N, 64\), e.g. x\[None\]"):
+        Predictor.load(digits_run).predict(np.zeros(64))
     bad = np.zeros((2, 64))
     bad[1, 3] = np.nan
     with pytest.raises(DataError, match="row 1 contains NaN"):

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save as st_save
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -55,7 +56,7 @@ from steepest.optim import OPTIMIZERS, defaults_of
 from steepest.optim import create as create_optimizer
 from steepest.run import train as train_recipe
 from steepest.run.directory import prepare_run_dir, release_run_dir
-from steepest.run.finish import final_val_metrics, restore_best_weights
+from steepest.run.finish import final_val_metrics, parameter_counts, restore_best_weights
 from steepest.schedules import build_schedule
 from steepest.track import MetricStore
 from steepest.training.callbacks import (
@@ -67,6 +68,7 @@ from steepest.training.callbacks import (
     TrainScalars,
 )
 from steepest.training.callbacks._registry import LOGGERS
+from steepest.training.checkpoint import atomic_write_bytes
 from steepest.training.distributed import barrier, init_from_env, torchrun_env, wrap_model
 from steepest.training.events import Callback
 from steepest.training.precision import resolve_device
@@ -141,6 +143,27 @@ def _check_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) 
         warnings.warn(f"optimizer: {missing} of the model's {len(trainable)} trainable parameter tensors are not in the "
                       f"{type(optimizer).__name__} passed: they get gradients but never change (freeze them with "
                       "requires_grad_(False), or add them to the optimizer)", stacklevel=3)
+
+
+def _prepare_run_dir(run_dir: str | Path, overwrite: bool) -> Path:
+    """`prepare_run_dir`, its refusals in fit's terms (fit has `run_dir` and `overwrite`, no resume)."""
+    try:
+        return prepare_run_dir(run_dir, overwrite=overwrite)
+    except ConfigError as exc:
+        message = str(exc).replace("continue it with --resume, replace it with --overwrite", "replace it with overwrite=True")
+        raise ConfigError(message.replace("pass --overwrite", "pass overwrite=True").replace("--run-dir", "run_dir")) from None
+
+
+def _write_results(run_path: Path, trainer: Trainer, metrics: dict[str, float]) -> None:
+    """The run's final weights (model.safetensors, atomic: `model.load_state_dict(safetensors.torch.load_file(...))`
+    reads them back) and summary.json (the metrics returned, steps, stop reason, parameter counts)."""
+    model = trainer.unwrapped_model
+    summary = {"status": "completed", "task": getattr(trainer.info, "task", None), "steps": trainer.state.step,
+               "epochs": trainer.state.epoch, "stop_reason": trainer.state.stop_reason,
+               "nonfinite_steps": trainer.state.nonfinite_total,
+               **parameter_counts(model), **metrics}
+    atomic_write_bytes(run_path / "model.safetensors", st_save({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}))
+    atomic_write_bytes(run_path / "summary.json", json.dumps(summary, indent=2).encode())
 
 
 def _last_train_loss(scalars: TrainScalars) -> float:
@@ -228,7 +251,8 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
     and the rows are not checked. Metrics compare the outputs with the batch rule's target: the
     batch's last item (batch[target_key] for dicts), so give (x, w, y), not (x, y, w).
 
-    With `run_dir`, the run's metrics (metrics.db), checkpoints and `loggers` (tensorboard, csv,
+    With `run_dir`, the run's metrics (metrics.db), checkpoints, final weights (model.safetensors),
+    summary.json (the result's metrics, steps, stop reason) and `loggers` (tensorboard, csv,
     mlflow, wandb) are written there; a `run_dir` that already holds a run is refused unless
     `overwrite`. `compile` compiles the model in place (torch.compile; parameter names unchanged);
     `cuda_graphs` (CUDA only, `accumulate` 1, one process) also records its forward and backward as
@@ -288,7 +312,7 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
         schedules = {"lr": build_schedule(schedule, int(total)) if isinstance(schedule, str) else schedule}
         run_path, store, extra = None, None, []
         if run_dir is not None:
-            run_path = prepare_run_dir(run_dir, overwrite=overwrite) if ctx.rank == 0 else Path(run_dir)
+            run_path = _prepare_run_dir(run_dir, overwrite) if ctx.rank == 0 else Path(run_dir)
             barrier(ctx)
             extra = [Checkpoint(run_path / "checkpoints", every_n_epochs=1)]
             if ctx.rank == 0:
@@ -314,6 +338,8 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, test_data: A
             if "test" in eval_data:
                 metrics.update(trainer.evaluate("test"))
             metrics.setdefault("train_loss", _last_train_loss(scalars))  # a run shorter than one log window
+            if run_path is not None and ctx.rank == 0:
+                _write_results(run_path, trainer, metrics)
         finally:
             if store is not None:
                 store.close()

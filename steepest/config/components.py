@@ -13,16 +13,17 @@ from steepest.registry import accepted_arguments
 
 
 def check_kwargs(where: str, target: Callable[..., Any], kwargs: dict[str, Any], injected: Iterable[str] = (),
-                 fixed: Iterable[str] = ()) -> None:
+                 fixed: Iterable[str] = (), section_keys: Iterable[str] = ()) -> None:
     """Unknown keys -> ConfigError listing the valid ones; values checked against type hints where
     the hints are plain types pydantic understands (inf and nan refused where a number is expected).
 
     `injected`: arguments the caller fills in (left out of the valid list); `fixed`: arguments the
-    caller always sets itself, so a recipe key of that name is refused like an unknown one."""
+    caller always sets itself, so a recipe key of that name is refused like an unknown one; `section_keys`: the
+    recipe section's own keys (optimizer.lr), checked by the schema but listed as valid too."""
     params, var_kw = accepted_arguments(target)
     fixed = set(fixed)
     injected = set(injected) | fixed
-    valid = sorted(k for k in params if k not in injected and k != "params")
+    valid = sorted({*(k for k in params if k not in injected and k != "params"), *section_keys})
     for key in kwargs:
         if key in fixed or (key not in params and not var_kw):
             raise ConfigError(f"{where}.{key}: unknown argument;{did_you_mean(key, valid)} valid: {', '.join(valid) or '(none)'}")

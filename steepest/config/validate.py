@@ -198,7 +198,8 @@ def validate_recipe(recipe: Recipe) -> None:
         if not isinstance(scales, dict) or not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
                                                    and math.isfinite(v) and v >= 0 for k, v in scales.items()):
             raise ConfigError("optimizer.lr_scale: give module-name patterns and lr multipliers >= 0, e.g. {'blocks.*': 0.1}")
-    check_kwargs("optimizer", target, kwargs, ("params", "lr", "weight_decay"))
+    own = ("lr", "weight_decay", "scale_lr", "decay_1d", *(("lr_scale",) if recipe.optimizer.component is None else ()))
+    check_kwargs("optimizer", target, kwargs, ("params", "lr", "weight_decay"), section_keys=own)
     _check_optimizer_ranges(recipe.optimizer.kwargs())
     if recipe.trainer.precision == "fp16" and needs_create_graph(recipe):
         raise ConfigError(FP16_SECOND_ORDER)

@@ -177,3 +177,18 @@ def test_train_overrides_as_a_dict_and_resume_without_a_recipe(tmp_path):
     assert first["steps"] == 3
     again = steepest.train(None, {"trainer.max_steps": 5}, run, resume=True, console=False)
     assert again["steps"] == 5
+
+
+def test_a_fit_run_directory_holds_the_final_weights_and_summary(tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    result = fit(mlp(), (X, Y), val_data=(X, Y), max_epochs=1, run_dir=run)
+    weights = load_file(run / "model.safetensors")
+    assert all(torch.equal(weights[k], v) for k, v in result.model.state_dict().items())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_accuracy"] == result.metrics["val_accuracy"] and summary["steps"] == 4
+    with pytest.raises(steepest.errors.ConfigError, match="already holds a run; replace it with overwrite=True, or choose another run_dir"):
+        fit(mlp(), (X, Y), max_epochs=1, run_dir=run)

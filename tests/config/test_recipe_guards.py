@@ -154,3 +154,8 @@ def test_loss_keys_are_checked_against_the_tasks_default_loss(tmp_path, one_erro
     csv.write_text("data: {name: null, format: csv, path: x.csv, target: y}\nloss: {label_smoothing: 0.1}\n")
     assert main(["validate", str(csv)]) == 0  # classification data would take it; the labels decide
     assert "loss.label_smoothing" in one_error_line(["validate", "--set", "loss={name: mse, label_smoothing: 0.1}"])
+
+
+def test_an_optimizer_key_typo_suggests_the_sections_own_keys(one_error_line):
+    err = one_error_line(["validate", "--set", "optimizer.lrr=1e-3"])
+    assert "optimizer.lrr: unknown argument; did you mean 'lr'?" in err and "weight_decay" in err
