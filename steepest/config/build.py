@@ -325,10 +325,12 @@ def build_eval_data(recipe: Recipe, data: DataBundle, device: torch.device) -> d
     out = {}
     for name in ("val", "test"):
         part = getattr(data, name)
+        # held-out samples read one by one pass the training split's checks, on their first complete read
+        check = batch_checker(data.info.task, data.info.num_classes, where=f"{data.info.source} {'validation' if name == 'val' else 'test'} split")
         if isinstance(part, DatasetSplit) and isinstance(part.dataset, IterableDataset):
-            out[name] = IterableLoader(part.dataset, size, device=device, **_loader_options(recipe.data))
+            out[name] = IterableLoader(part.dataset, size, device=device, check=check, **_loader_options(recipe.data))
         elif isinstance(part, DatasetSplit):
-            out[name] = SampleLoader(part.dataset, size, shuffle=False, device=device, **_loader_options(recipe.data))
+            out[name] = SampleLoader(part.dataset, size, shuffle=False, device=device, check=check, **_loader_options(recipe.data))
         else:
             out[name] = part
     return out

@@ -205,6 +205,9 @@ class DataConfig(Section):
     @classmethod
     def _transform_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value:
+            if "normalize" in value:  # image inputs are normalized by data.normalize (its channel count checked against the images)
+                raise ValueError("normalize is not a transform here; give it as data.normalize: "
+                                 "{mean: [...], std: [...]} (one value per channel), or data.normalize: standard")
             from steepest.data.transforms import from_config
 
             from_config({"image_size": 8, **value}, train=True)  # unknown keys or bad values stop the recipe now
@@ -222,6 +225,14 @@ class DataConfig(Section):
             raise ValueError("format 'csv' needs 'target' (the label column's name)")
         if self.format == "hf_dataset" and self.target is None:
             raise ValueError("format 'hf_dataset' needs 'target' (the label column's name)")
+        if self.task == "binary" and self.num_classes is not None and self.num_classes != 2:
+            raise ValueError(f"task binary has 2 classes but num_classes is {self.num_classes}; set task: classification for "
+                             f"{self.num_classes} classes, or drop num_classes")
+        if isinstance(self.normalize, NormalizeStats) and self.format in ("image_folder", "image_csv") \
+                and len(self.normalize.mean) != self.channels:
+            n = len(self.normalize.mean)
+            raise ValueError(f"normalize: {n} mean{'s' if n != 1 else ''} and std{'s' if n != 1 else ''} for images of {self.channels} channel"
+                             f"{'s' if self.channels != 1 else ''} (data.channels); give one per channel")
         if self.split is not None and abs(sum(self.split) - 1.0) > 1e-6:
             raise ValueError(f"split fractions must add up to 1, got {sum(self.split):g}")
         return self

@@ -18,7 +18,7 @@ import importlib.util
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_type_hints
 
 from steepest.config.build import (
     DEFAULT_LOSS,
@@ -102,11 +102,27 @@ def _check_data_options(data: DataConfig) -> None:
             return
         check_kwargs("data.options", target, data.options)
     elif data.format is not None:
-        reader, fixed = READERS[data.format]
-        check_kwargs("data.options", reader, data.options, fixed=fixed)
+        target, fixed = READERS[data.format]
+        check_kwargs("data.options", target, data.options, fixed=fixed)
     else:
         record = DATASETS.get(data.name, "data.name")
-        check_kwargs("data.options", record.target, data.options, fixed=(*record.defaults, "data_dir"))
+        target = record.target
+        check_kwargs("data.options", target, data.options, fixed=(*record.defaults, "data_dir"))
+    _check_option_values(target, data.options)
+
+
+def _check_option_values(target: Callable[..., Any], options: dict[str, Any]) -> None:
+    """What the signature check lets through (its lax mode reads the text 'false' as a bool): an
+    option typed bool must be true or false, and a CSV delimiter one character."""
+    try:
+        hints = get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except Exception:  # noqa: BLE001 - unresolvable hints: the signature check has said what it can
+        hints = {}
+    for key, value in options.items():
+        if hints.get(key) is bool and not isinstance(value, bool):
+            raise ConfigError(f"data.options.{key}: expected true or false, got {value!r}")
+        if target is read_csv and key == "delimiter" and not (isinstance(value, str) and len(value) == 1):
+            raise ConfigError(f"data.options.delimiter: must be one character (',', ';', '|', or \"\\t\" for tabs), got {value!r}")
 
 
 # The step budget a schedule is checked against when the recipe gives no trainer.max_steps (the real

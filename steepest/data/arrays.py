@@ -23,7 +23,7 @@ Normalization (`data.normalize`): `standard` fits a per-feature (per-channel for
 inputs) mean and std on `fit_rows` training rows drawn at random (default `FIT_ROWS`), recorded in
 `DataInfo.x_norm` like the in-memory path's (prediction and export apply it), and applied to every
 batch as it is read; `none` reads the values as they are; given `{mean, std}` statistics are applied
-as they are (one value per channel, per feature, or one for all). Those sampled rows are also
+as they are (one value per channel for (N, C, H, W) inputs, else one per feature). Those sampled rows are also
 checked for NaN/inf; the rest of the file is not scanned before training (a NaN that slips through
 is what the trainer's `skip_nonfinite` handles).
 
@@ -276,6 +276,9 @@ def read_memmap(path: str | Path, x: str = "x.npy", y: str = "y.npy", x_test: st
     standard`. DataError (one line, naming the file and the fix) for a missing folder or file, an
     unreadable or non-numeric array, Fortran order, zero rows, or y not one row per row of x."""
     folder = Path(path)
+    if folder.is_file():
+        raise DataError(f"data.path: '{folder}' is a file; format memmap reads a folder holding {x} and {y} (an .npz file is "
+                        "format: npz)")
     if not folder.is_dir():
         raise DataError(f"data.path: folder '{folder}' does not exist; format memmap reads a folder holding {x} and {y}")
     if isinstance(fit_rows, bool) or not isinstance(fit_rows, int) or fit_rows < 1:
@@ -332,9 +335,9 @@ def _x_norm(cfg, source: MemmapSource, train: np.ndarray, per_channel: bool) -> 
         return Standardizer.fit(sample if sample.ndim > 1 else sample[:, None], per_channel)
     mean, std = list(cfg.normalize.mean), list(cfg.normalize.std)
     width = source.shape[1] if per_channel else int(np.prod(source.shape[1:], dtype=np.int64))
-    if len(mean) not in (1, width):
+    if len(mean) != width:
         raise DataError(f"data.normalize: {len(mean)} means and stds for {source.x_path.name} rows of shape {source.shape[1:]}; "
-                        f"give one, or {width} (one per {'channel' if per_channel else 'feature'})")
+                        f"give {width}, one per {'channel' if per_channel else 'feature'}, or use normalize: standard")
     return Standardizer(tuple(float(m) for m in mean), tuple(float(s) for s in std), per_channel)
 
 
@@ -359,7 +362,7 @@ def load_memmap(cfg, seed: int = 0) -> Any:
     if task in ("classification", "binary"):
         num_classes = cfg.num_classes or (2 if task == "binary" else None)
         check_targets(all_y, task, num_classes, f"{source.y_path} labels")
-        num_classes = num_classes or class_count(all_y, f"{source.y_path} labels")
+        num_classes = num_classes or class_count(all_y, f"{source.y_path} labels", inferred=cfg.task == "auto")
     else:
         check_targets(all_y, task, None, f"{source.y_path} targets")
     if cfg.augment and cfg.augment.get("copies"):

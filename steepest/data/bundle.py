@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,86 @@ def infer_task(raw: RawData, declared: str) -> str:
     if raw.task != "auto":
         return raw.task
     return task_from_labels(np.asarray(raw.y))
+
+
+def _class_id_column(y: np.ndarray | None, task: str) -> np.ndarray | None:
+    """Class ids given as a column (N, 1) read as (N,): whole numbers when the task is
+    classification or binary, integers (or booleans) when it is read from the labels."""
+    if y is None or y.ndim != 2 or y.shape[1] != 1:
+        return y
+    if task in ("classification", "binary") or (task == "auto" and (np.issubdtype(y.dtype, np.integer) or y.dtype == bool)):
+        return y.reshape(-1)
+    return y
+
+
+def text_labels(raw: RawData, declared: str, source: str) -> RawData:
+    """`raw` with targets given as text (an .npz of strings, a Dataset returning 'cat') turned into
+    class ids, the sorted distinct labels as class names (as `read_csv` does); numeric targets are
+    returned as they are. DataError for text targets of a numeric task, empty labels, or more than
+    one text label per sample."""
+    given = [np.asarray(raw.y)] + ([] if raw.y_test is None else [np.asarray(raw.y_test)])
+    ys = [np.asarray(y.tolist()) if y.dtype.kind == "O" else y for y in given]  # a pandas column of str or numbers: its own dtype
+    if any(y.dtype.kind == "O" for y in ys):
+        raise DataError(f"{source} targets: Python objects of mixed kinds (dtype object); give numbers, or text labels")
+    if not any(y.dtype.kind in "US" for y in ys):
+        return replace(raw, y=ys[0], y_test=ys[1] if len(ys) > 1 else None) if any(y.dtype.kind == "O" for y in given) else raw
+    ys = [y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y for y in ys]
+    if any(y.ndim != 1 for y in ys):
+        raise DataError(f"{source} targets: text labels of shape {ys[0].shape}; give one label per sample, shape (n,)")
+    ys = [np.char.strip(y.astype(str)) for y in ys]
+    for name, y in zip(("labels", "test labels"), ys):
+        empty = np.flatnonzero(y == "")
+        if len(empty):
+            raise DataError(f"{source} {name}: row {int(empty[0])} has an empty label; drop that row or fill in its label")
+    names = sorted(set(np.concatenate(ys).tolist()))
+    task = declared if declared != "auto" else raw.task
+    if task not in ("auto", "classification", "binary"):
+        shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        raise DataError(f"{source} targets: text labels ({shown}) cannot be {task} targets; give numbers, or set "
+                        "data.task: classification")
+    lookup = {n: i for i, n in enumerate(names)}
+    ids = [np.asarray([lookup[v] for v in y.tolist()], np.int64) for y in ys]
+    return replace(raw, y=ids[0], y_test=ids[1] if len(ids) > 1 else None, task="classification" if raw.task == "auto" else raw.task,
+                   class_names=names, num_classes=len(names))
+
+
+def check_binary(task: str, num_classes: int | None, source: str, names: list[str] | None = None, declared: int | None = None) -> None:
+    """`task: binary` holds exactly 2 classes (one output, a sigmoid): more is a DataError naming them."""
+    if task != "binary" or num_classes is None or num_classes == 2:
+        return
+    if declared is not None:
+        raise DataError(f"data.num_classes is {declared} but task binary has 2 classes; set data.task: classification for "
+                        f"{declared} classes, or drop data.num_classes")
+    shown = f" ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''})" if names else ""
+    raise DataError(f"{source}: task binary needs 2 classes, found {num_classes}{shown}; set data.task: classification "
+                    "(or leave it out) to train them as classes")
+
+
+def _count(n: int) -> str:
+    return f"{n} mean{'s' if n != 1 else ''} and std{'s' if n != 1 else ''}"
+
+
+def given_statistics(normalize: Any, x: np.ndarray, kind: str, source: str, encoder: TabularEncoder | None = None) -> Standardizer:
+    """The Standardizer of `data.normalize: {mean, std}` for in-memory inputs `x` (N, ...): one value
+    per feature (per channel for images (N, C, H, W); per numeric value column of a CSV with
+    categorical or imputed columns, whose other columns stay as they are). DataError for another count."""
+    mean, std = [float(v) for v in normalize.mean], [float(v) for v in normalize.std]
+    per_channel = kind == "image" and x.ndim >= 3
+    if encoder is not None:
+        scaled = np.asarray(encoder.scaled, bool)
+        names = [n for n, k in zip(encoder.feature_names, scaled) if k]
+        if len(mean) != len(names):
+            raise DataError(f"data.normalize: {_count(len(mean))} for the {len(names)} numeric columns of {source} "
+                            f"({', '.join(names) or 'none'}); give one per numeric column, or use normalize: standard")
+        full_mean, full_std = np.zeros(len(scaled)), np.ones(len(scaled))
+        full_mean[scaled], full_std[scaled] = mean, std
+        return Standardizer(tuple(float(v) for v in full_mean), tuple(float(v) for v in full_std))
+    width = int(x.shape[1]) if per_channel else int(np.prod(x.shape[1:], dtype=np.int64))
+    if len(mean) != width:
+        what = "channel" if per_channel else "feature"
+        raise DataError(f"data.normalize: {_count(len(mean))} for {source} inputs of shape {tuple(x.shape[1:])}; give "
+                        f"{width}, one per {what}{' column' if what == 'feature' and x.ndim == 2 else ''}, or use normalize: standard")
+    return Standardizer(tuple(mean), tuple(std), per_channel)
 
 
 def _targets_array(y: np.ndarray, task: str) -> np.ndarray:
@@ -214,7 +295,7 @@ def _labels_of(dataset: Dataset, source: str) -> np.ndarray:
     for name in ("targets", "labels"):
         found = getattr(dataset, name, None)
         if found is not None and not callable(found) and len(found) == len(dataset):
-            return np.asarray(found.cpu() if isinstance(found, torch.Tensor) else found)
+            return _numeric_labels(np.asarray(found.cpu() if isinstance(found, torch.Tensor) else found), source)
     out = []
     for i in range(len(dataset)):
         try:
@@ -225,7 +306,17 @@ def _labels_of(dataset: Dataset, source: str) -> np.ndarray:
         if target is None:
             raise DataError(f"data.component: sample {i} of '{source}' is a {type(sample).__name__}; return (x, y) pairs or dicts with 'labels'")
         out.append(np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target))
-    return np.stack(out) if out else np.zeros(0)
+    return _numeric_labels(np.stack(out), source) if out else np.zeros(0)
+
+
+def _numeric_labels(y: np.ndarray, source: str) -> np.ndarray:
+    """Labels of a Dataset read sample by sample: numbers (text cannot be batched into a tensor)."""
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        first = y.reshape(-1)[0].item() if y.size else None
+        what = "text" if y.dtype.kind in "US" else f"dtype {y.dtype}"
+        raise DataError(f"data.component: the labels of '{source}' are {what} ({first!r}, ...); a Dataset read with data.stream: true must return class ids 0..K-1 or numbers: map them "
+                        "in the Dataset (without stream: true, text labels become classes as in a CSV)")
+    return y
 
 
 def load_dataset_component(cfg) -> DataBundle:
@@ -269,7 +360,7 @@ def load_dataset_component(cfg) -> DataBundle:
     if task in ("classification", "binary"):
         num_classes = cfg.num_classes or (2 if task == "binary" else None)
         check_targets(all_y, task, num_classes, f"{cfg.component} labels")
-        num_classes = num_classes or class_count(all_y, f"{cfg.component} labels")
+        num_classes = num_classes or class_count(all_y, f"{cfg.component} labels", inferred=cfg.task == "auto")
     first = splits["train"][0][0]
     x0 = first[0] if isinstance(first, (tuple, list)) else None
     input_shape = tuple(np.shape(np.asarray(x0))) if x0 is not None else ()
@@ -300,7 +391,7 @@ def _peek_labels(stream: IterableDataset, source: str, name: str) -> tuple[np.nd
         out.append(np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target))
     if not out:
         raise DataError(f"data.component: the {name} stream of '{source}' is empty")
-    return np.stack(out), first
+    return _numeric_labels(np.stack(out), source), first
 
 
 def _stream_component(cfg, parts: dict[str, Any]) -> DataBundle:
@@ -339,7 +430,7 @@ def _stream_component(cfg, parts: dict[str, Any]) -> DataBundle:
     if task in ("classification", "binary"):
         num_classes = cfg.num_classes or (2 if task == "binary" else None)
         check_targets(np.concatenate(list(labels.values())), task, num_classes, f"{source} labels")
-        num_classes = num_classes or class_count(np.concatenate(list(labels.values())), f"{source} labels")
+        num_classes = num_classes or class_count(np.concatenate(list(labels.values())), f"{source} labels", inferred=cfg.task == "auto")
     x0 = firsts["train"]
     input_shape = tuple(np.shape(np.asarray(x0))) if x0 is not None else ()
     num_outputs = num_classes if task == "classification" else 1 if task == "binary" or y_train.ndim == 1 else int(y_train.shape[1])
@@ -361,6 +452,13 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
     encoded after the split by a `TabularEncoder` fitted on the training rows only (categories,
     medians, indicator columns; steepest.data.tabular), and standardization then scales the
     numeric value columns only; the encoder is saved as `DataInfo.tabular`."""
+    raw = text_labels(raw, cfg.task, source)
+    declared = cfg.task if cfg.task != "auto" else raw.task
+    y = _class_id_column(np.asarray(raw.y), declared)
+    y_test = None if raw.y_test is None else _class_id_column(np.asarray(raw.y_test), declared)
+    if y_test is not None and y.ndim != y_test.ndim:  # one of them a column of floats: leave both as given
+        y, y_test = np.asarray(raw.y), np.asarray(raw.y_test)
+    raw = replace(raw, y=y, y_test=y_test)
     x, y = np.asarray(raw.x), np.asarray(raw.y)
     spec = raw.meta.get("tabular")
     check_lengths(x, y, source)
@@ -375,8 +473,9 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
     num_classes = None
     if task in ("classification", "binary"):
         num_classes = cfg.num_classes or raw.num_classes or (2 if task == "binary" else None)
+        check_binary(task, num_classes, source, raw.class_names, cfg.num_classes)
         check_targets(all_y, task, num_classes, f"{source} labels")
-        num_classes = num_classes or class_count(all_y, f"{source} labels")
+        num_classes = num_classes or class_count(all_y, f"{source} labels", inferred=cfg.task == "auto" and raw.task == "auto")
     else:
         check_targets(all_y, task, None, f"{source} targets")
     if spec is None:  # a tabular table's cells were checked by its reader; numbers are checked after encoding
@@ -428,6 +527,8 @@ def prepare(raw: RawData, cfg, source: str = "arrays") -> DataBundle:
     x_norm = None
     if standardize:
         x_norm = encoder.fit_standardizer(parts["train"][0]) if encoder else Standardizer.fit(parts["train"][0], per_channel)
+    elif hasattr(cfg.normalize, "mean") and raw.kind != "text":  # given statistics (a pretrained model's, or the data's own)
+        x_norm = given_statistics(cfg.normalize, parts["train"][0], raw.kind, source, encoder)
     y_norm = None
     if task == "regression" and cfg.normalize_targets:
         y_norm = Standardizer.fit(_targets_array(parts["train"][1], task))

@@ -82,6 +82,9 @@ def check_targets(y: np.ndarray, task: str, num_classes: int | None, where: str 
         if bad.any():
             raise DataError(f"{where}: row {_first_bad_row(bad)} is not a 0/1 indicator vector (multilabel targets)")
     else:
+        if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+            raise DataError(f"{where}: {task} targets must be numbers, got dtype {y.dtype}"
+                            f"{' (text labels: set data.task: classification)' if y.dtype.kind in 'US' else ''}")
         bad = ~np.isfinite(y)
         if bad.any():
             raise DataError(f"{where}: row {_first_bad_row(bad)} has a non-finite regression target; drop or impute it")
@@ -101,7 +104,10 @@ def _ids(values: np.ndarray, limit: int = 8) -> str:
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
-def class_count(y: np.ndarray, where: str = "labels") -> int:
+MANY_INFERRED_CLASSES = 20  # distinct integer targets above which a task read from the labels as classes is said
+
+
+def class_count(y: np.ndarray, where: str = "labels", inferred: bool = False) -> int:
     """The number of classes K of labels y (already checked as whole numbers >= 0 by
     `check_targets`) when the data does not declare it: the largest label + 1.
 
@@ -109,7 +115,9 @@ def class_count(y: np.ndarray, where: str = "labels") -> int:
     million outputs, most never seen) are a DataError: more than `MAX_ABSENT` class ids below the
     largest label absent, or more than `FEW_ABSENT` absent and more than half of them. A few absent
     ids (labels {1, 2}: class 0 never occurs) are a warning naming them: the model still gets an
-    output for each, one that is never trained."""
+    output for each, one that is never trained. `inferred` (the task was read from the labels, not
+    declared): more than `MANY_INFERRED_CLASSES` distinct values is one warning saying the target
+    was taken as classes and that `data.task: regression` trains it as a number."""
     present = np.unique(np.asarray(y).reshape(-1))
     k = int(present[-1]) + 1
     absent = k - len(present)
@@ -117,6 +125,12 @@ def class_count(y: np.ndarray, where: str = "labels") -> int:
         raise DataError(f"{where}: the labels are not class ids 0..K-1: {len(present)} distinct values up to {k - 1}, which would "
                         f"make {k:,} classes, {absent:,} of them never seen; relabel them 0..{len(present) - 1}, or set "
                         "data.task: regression if they are quantities")
+    if inferred and len(present) > MANY_INFERRED_CLASSES:  # an integer quantity (a count, an age, a score) read as classes
+        never = f", {absent} id{'s' if absent > 1 else ''} below {k - 1} never occurring" if absent else ""
+        warnings.warn(f"{where}: {len(present)} distinct integer values were taken as classification with {k} classes{never}; "
+                      "set data.task: regression to train the target as a number (or data.task: classification to keep "
+                      "the classes and silence this)", stacklevel=2)
+        return k
     if absent:
         missing = np.setdiff1d(np.arange(k), present)
         warnings.warn(f"{where}: class{'es' if absent > 1 else ''} {_ids(missing)} never occur{'' if absent > 1 else 's'} (labels run "

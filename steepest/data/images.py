@@ -14,7 +14,6 @@ with `normalize: standard`, per-channel statistics fitted on up to `FIT_SAMPLES`
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from steepest.data.sources import csv_header, csv_rows
 from steepest.data.transforms import Compose, Normalize, from_config, load_image
 from steepest.errors import DataError
 
@@ -50,6 +50,9 @@ class ImageFiles(Dataset):
 def read_image_folder(path: str | Path) -> tuple[list[Path], list[int], list[str]]:
     """Files, class ids and class names of a folder with one sub-folder of images per class."""
     root = Path(path)
+    if root.is_file():
+        raise DataError(f"data.path: '{root}' is a file; format image_folder reads a folder with one sub-folder of images per "
+                        "class (a CSV of image paths and labels is format: image_csv)")
     if not root.is_dir():
         raise DataError(f"data.path: image folder '{root}' does not exist")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -72,24 +75,43 @@ def read_image_folder(path: str | Path) -> tuple[list[Path], list[int], list[str
 
 def read_image_csv(path: str | Path, target: str, path_column: str = "path") -> tuple[list[Path], list[int], list[str]]:
     """Files (relative to the CSV's folder), class ids and class names (sorted label values) of a
-    CSV with a file column and a label column."""
+    CSV with a file column and a label column. The text is read as the csv format reads it
+    (UTF-8, or a byte-order mark; other encodings are a DataError with the `iconv` command), cells
+    are stripped of spaces, and a row with a missing or empty path or label, a ragged row, a missing
+    file or fewer than 2 classes is a one-line DataError naming the row."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"data.path: CSV file '{path}' does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"data.path: CSV file '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; format image_csv "
+                        "reads a CSV of image paths and labels")
+    header, *body = csv_rows(path) or [[]]
+    header = csv_header(header, path) if header else []
     for column in (path_column, target):
-        if column not in rows[0]:
-            raise DataError(f"{path}: no column '{column}'; columns: {', '.join(rows[0])} (set data.options.path_column / data.target)")
-    names = sorted({r[target] for r in rows})
+        if column not in header:
+            raise DataError(f"{path}: no column '{column}'; columns: {', '.join(header) or '(none)'} (set data.options.path_column / data.target)")
+    p, t = header.index(path_column), header.index(target)
+    files, labels = [], []
+    for i, row in enumerate(body):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {i} (line {i + 2}) has {len(row)} fields but the header has {len(header)}; fix the ragged row")
+        name, label = row[p].strip(), row[t].strip()
+        for column, cell in ((path_column, name), (target, label)):
+            if not cell:
+                raise DataError(f"{path}: row {i} (line {i + 2}) has no {'label' if column == target else 'file'}: column "
+                                f"'{column}' is empty; drop that row or fill it in")
+        file = path.parent / name
+        if not file.is_file():
+            raise DataError(f"{path}: row {i} (line {i + 2}) names '{file}', which does not exist")
+        files.append(file)
+        labels.append(label)
+    if not files:
+        raise DataError(f"{path}: no rows below the header; give one row per image")
+    names = sorted(set(labels))
+    if len(names) < 2:
+        raise DataError(f"{path}: all {len(files)} images are class '{names[0]}'; classification needs at least 2 classes")
     lookup = {n: i for i, n in enumerate(names)}
-    files = [path.parent / r[path_column] for r in rows]
-    missing = next((f for f in files if not f.is_file()), None)
-    if missing is not None:
-        raise DataError(f"{path}: row {files.index(missing) + 1} names '{missing}', which does not exist")
-    return files, [lookup[r[target]] for r in rows], names
+    return files, [lookup[v] for v in labels], names
 
 
 @dataclass

@@ -157,6 +157,10 @@ def read_csv(path: str | Path, target: str, delimiter: str = ",", categorical: l
     and feature values beyond float32 range.
     """
     path = Path(path)
+    if not (isinstance(delimiter, str) and len(delimiter) == 1):
+        raise DataError(f"data.options.delimiter: must be one character (',', ';', '|', or \"\\t\" for tabs), got {delimiter!r}")
+    if not isinstance(fill_missing, bool):
+        raise DataError(f"data.options.fill_missing: expected true or false, got {fill_missing!r}")
     if not path.exists():
         raise DataError(f"data.path: CSV file '{path}' does not exist")
     header, *body = csv_rows(path, delimiter) or [[]]
@@ -331,8 +335,22 @@ def read_npz(path: str | Path, x_key: str = "x", y_key: str = "y") -> RawData:
                    kind="image" if x.ndim == 4 else "tabular")
 
 
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or type(value).__module__.startswith("torch") and hasattr(value, "shape")
+
+
+def _sample_kind(value: Any) -> str:
+    """'a Tensor', 'a 3-tuple', 'a dict', 'an ndarray': what a user's sample is, for messages."""
+    if isinstance(value, (tuple, list)):
+        return f"a {len(value)}-{type(value).__name__}"
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def from_dataset_object(path: str, options: dict[str, Any]) -> RawData:
-    """A user Dataset (import path): any object with __len__/__getitem__ returning (x, y)."""
+    """A user Dataset (import path): any object with __len__/__getitem__ returning (x, y) pairs (or
+    a `RawData`, or arrays (x, y)). DataError for a bare tensor or array, and for samples that are not pairs (multi-input
+    samples and dicts are read sample by sample with `data.stream: true`)."""
     factory = import_object(path, "data.component")
     dataset = factory(**options) if callable(factory) else factory
     if isinstance(dataset, RawData):
@@ -343,6 +361,13 @@ def from_dataset_object(path: str, options: dict[str, Any]) -> RawData:
         what = f"a dict of splits ({', '.join(map(str, dataset))})" if isinstance(dataset, dict) else "an IterableDataset"
         raise DataError(f"data.component: '{path}' gave {what}, which is read split by split and sample by sample; "
                         "set data.stream: true")
+    if isinstance(dataset, (tuple, list)) and len(dataset) == 2 and all(_is_array(a) and np.ndim(a) >= 1 for a in dataset):
+        x, y = (np.asarray(a.cpu() if hasattr(a, "cpu") else a) for a in dataset)  # arrays (x, y), as steepest.fit takes them
+        check_lengths(x, y, f"data.component '{path}'")
+        return RawData(x=x, y=y, kind="image" if x.ndim == 4 else "tabular")
+    if _is_array(dataset):  # a tensor or array is indexable too, but its rows are not samples with a target
+        raise DataError(f"data.component: '{path}' gave {_sample_kind(dataset)} of shape {tuple(np.shape(dataset))}; samples must be "
+                        "(x, y) pairs: return a Dataset whose items are (x, y), or RawData(x=..., y=...) from steepest.data.raw")
     try:
         n = len(dataset)
         pairs = [dataset[i] for i in range(n)]
@@ -350,6 +375,12 @@ def from_dataset_object(path: str, options: dict[str, Any]) -> RawData:
         raise DataError(f"data.component: cannot iterate '{path}' as (x, y) pairs: {exc}") from None
     if not pairs:
         raise DataError(f"data.component: '{path}' is empty")
+    for i, p in enumerate(pairs):
+        if not (isinstance(p, (tuple, list)) and len(p) == 2):
+            more = (" (multi-input samples (x1, ..., xk, y), for a model whose forward takes k inputs, and dicts are read "
+                    "with data.stream: true)"
+                    if isinstance(p, dict) or (isinstance(p, (tuple, list)) and len(p) > 2) else "")
+            raise DataError(f"data.component: sample {i} of '{path}' is {_sample_kind(p)}; samples must be (x, y) pairs{more}")
     shapes = {np.shape(np.asarray(p[0])) for p in pairs}
     if len(shapes) > 1:
         first = np.shape(np.asarray(pairs[0][0]))

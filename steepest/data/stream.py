@@ -146,7 +146,8 @@ class SampleLoader:
     non-blocking copies when `pin_memory`. `weights` draws each epoch's samples with replacement
     (a weighted sampler). `check(batch, indices)` runs on every training batch in the main process
     (`steepest.data.checks.batch_checker`: NaN/inf inputs, labels out of range, named by sample
-    index). A batch whose samples cannot be collated (shapes differ) is a one-line DataError that
+    index), and on the first complete pass of `eval_batches` (a held-out split's loader is given
+    one to check its samples once). A batch whose samples cannot be collated (shapes differ) is a one-line DataError that
     names the odd sample. The DataLoader options are torch's (`multiprocessing_context`: "fork",
     "forkserver" or "spawn"; a forked worker's anonymous memory counts the parent's pages it
     shares copy-on-write, so forkserver keeps out-of-core runs' memory lower; the Dataset and
@@ -176,6 +177,7 @@ class SampleLoader:
         # so starting a pass (an epoch, a resume) never shifts the dropout and mixup draws of training
         self._generator = torch.Generator()
         self._eval: tuple[int, DataLoader] | None = None
+        self._eval_checked = False  # eval_batches ran `check` over every sample once
         self.float_dtype: torch.dtype | None = None  # cast floating point batches to it on the way to the device
 
     def __len__(self) -> int:
@@ -226,13 +228,20 @@ class SampleLoader:
 
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Any]:
         """Every sample once, in order, untransformed by randomness (epoch 0's draws when the
-        transform is random: pass the evaluation transform for held-out data)."""
+        transform is random: pass the evaluation transform for held-out data). The first complete
+        pass runs `check` on each batch (rows named by their index in the Dataset), so a held-out
+        split is checked like the training one; later passes read the same samples unchecked."""
         size = batch_size or self.batch_size
         if self._eval is None or self._eval[0] != size:  # one DataLoader per size, kept (with its workers when persistent)
             sampler = _Positions(torch.arange(self.num_samples), 0, size, 0, math.ceil(self.num_samples / size))
             self._eval = (size, DataLoader(self.dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(self.seed), **self.options))
-        for batch in self._eval[1]:
+        check = self.check if not self._eval_checked else None
+        batches = _checked_iter(self._eval[1], lambda k: list(range(k * size, min((k + 1) * size, self.num_samples))), self.dataset, 0)
+        for k, batch in enumerate(batches):
+            if check is not None:
+                check(batch, range(k * size, min((k + 1) * size, self.num_samples)))
             yield to_device(batch, self.device, self.pin_memory, self.float_dtype) if self.device is not None else batch
+        self._eval_checked = self._eval_checked or check is not None
 
 
 def _checked_iter(loader: DataLoader, indices_of: Callable[[int], list[int]], dataset: EpochIndexed | None, epoch: int) -> Iterator[Any]:
@@ -346,7 +355,7 @@ class IterableLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
-        self.check = check
+        self.check, self._eval_checked = check, False
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = bool(pin_memory and self.device is not None and self.device.type == "cuda")
         self.shard = _Shard(dataset, batch_size, rank, world_size, transform, seed, collate_fn or default_collate)
@@ -383,10 +392,17 @@ class IterableLoader:
         return step_groups(self.batches(epoch, start_step * accumulate), accumulate)
 
     def eval_batches(self, batch_size: int | None = None) -> Iterator[Any]:
-        """Every sample once, in stream order, on this process (no sharding, no transform)."""
+        """Every sample once, in stream order, on this process (no sharding, no transform). The first
+        complete pass runs `check` on each batch (rows named by their stream index); later passes
+        read the same samples unchecked."""
         shard = _Shard(self.shard.dataset, batch_size or self.batch_size, 0, 1, None, self.seed, self.shard.collate_fn)
-        for _, batch in DataLoader(shard, batch_size=None, generator=torch.Generator().manual_seed(self.seed), **self.options):
+        check = self.check if not self._eval_checked else None
+        loader = DataLoader(shard, batch_size=None, generator=torch.Generator().manual_seed(self.seed), **self.options)
+        for indices, batch in _checked_iter(loader, lambda k: [], None, 0):
+            if check is not None:
+                check(batch, indices)
             yield to_device(batch, self.device, self.pin_memory, self.float_dtype) if self.device is not None else batch
+        self._eval_checked = self._eval_checked or check is not None
 
 
 def first_tensor(batch: Any) -> torch.Tensor | None:
