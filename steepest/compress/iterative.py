@@ -119,7 +119,11 @@ def prune_run(run_dir: str | Path, out: str | Path | None = None, *, amount: flo
     out = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-pruned")
     if out.resolve() == run_dir.resolve():
         raise ConfigError("--out must be a new folder; pruning never overwrites the run it starts from")
-    prepare_run_dir(out, overwrite=overwrite)  # before the work: a refused folder costs nothing; locked until the end
+    try:
+        prepare_run_dir(out, overwrite=overwrite)  # before the work: a refused folder costs nothing; locked until the end
+    except ConfigError as exc:  # in prune's options: --out and --overwrite, no --resume
+        message = str(exc).replace("continue it with --resume, replace it with --overwrite", "replace it with --overwrite")
+        raise ConfigError(message.replace("--run-dir", "--out")) from None
     try:
         started = time.time()
         data = load_data(recipe.data, recipe.trainer.seed)

@@ -20,12 +20,14 @@ def doctor(args: argparse.Namespace) -> int:
     from steepest.diagnose import diagnose_run, run_doctor
     from steepest.diagnose.report import Report
 
-    run = Path(args.run_dir) if args.run_dir else None
+    run = _finished_run(args)
     _check_json(args, "doctor.json")
     if run and not (args.recipe or args.set or args.checks):
         recipe, report = None, Report([diagnose_run(run)])  # a finished run: the learning curves only
     else:
         recipe = recipe_from_arguments(args, run)
+        if run:
+            _same_data(recipe, run, args)
         checks = [c.strip() for c in args.checks.split(",") if c.strip()] if args.checks else None
         report = run_doctor(recipe, checks)
         if run:
@@ -67,6 +69,44 @@ def _against_baselines(run: Path):
         return skip("baselines", f"{path} cannot be read; run `steepest baseline --run-dir {run}` again")
 
 
+def _finished_run(args: argparse.Namespace) -> Path | None:
+    """--run-dir as a Path, after checking it is a run directory (config.yaml or metrics.db) before anything is computed or
+    written."""
+    if not args.run_dir:
+        return None
+    from steepest.config.arguments import RUN_CONFIG
+    from steepest.errors import ConfigError
+
+    run = Path(args.run_dir)
+    if not ((run / RUN_CONFIG).is_file() or (run / "metrics.db").is_file()):  # a recipe run's, or steepest.fit's
+        what = ("does not exist" if not run.exists() else "is not a folder" if not run.is_dir()
+                else f"is not a run directory (no {RUN_CONFIG} or metrics.db)")
+        raise ConfigError(f"--run-dir {run} {what}; give the folder of a finished steepest train run")
+    return run
+
+
+def _same_data(recipe, run: Path, args: argparse.Namespace) -> None:
+    """A recipe named beside --run-dir must read the run's data: results of other data written into the run would
+    read as its own."""
+    if args.recipe is None:
+        return
+    from steepest.config.arguments import RUN_CONFIG
+    from steepest.config.load import recipe_to_dict
+    from steepest.config.yaml_io import read_yaml
+    from steepest.errors import ConfigError
+
+    loading = {"batch_size", "eval_batch_size", "num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "drop_last",
+               "multiprocessing_context"}  # how the data is read, not which
+
+    def which(data: dict) -> dict:
+        return {k: v for k, v in data.items() if k not in loading}
+
+    saved = (read_yaml(run / RUN_CONFIG) or {}).get("data")
+    if isinstance(saved, dict) and which(recipe_to_dict(recipe).get("data") or {}) != which(saved):
+        raise ConfigError(f"recipe {args.recipe} reads other data than the run {run} (its {RUN_CONFIG}); leave the recipe out to use "
+                          "the run's own, or drop --run-dir")
+
+
 def _recipe_and_model(args: argparse.Namespace):
     """The recipe's context and a model: the final weights of `--run-dir` (its config.yaml unless a
     recipe is named; component paths there need --trust-code), else a fresh one."""
@@ -75,7 +115,7 @@ def _recipe_and_model(args: argparse.Namespace):
     from steepest.diagnose import context_from_recipe
     from steepest.errors import CheckpointError
 
-    run = Path(args.run_dir) if args.run_dir else None
+    run = _finished_run(args)
     recipe = recipe_from_arguments(args, run)
     ctx = context_from_recipe(recipe)
     model = ctx.model()
@@ -83,7 +123,12 @@ def _recipe_and_model(args: argparse.Namespace):
         path = run / "model.safetensors"
         if not path.exists():
             raise CheckpointError(f"{path} does not exist; give the directory of a finished steepest train run")
-        model.load_state_dict(load_file(str(path)))
+        try:
+            model.load_state_dict(load_file(str(path)))
+        except RuntimeError as exc:  # another architecture than the run's: the recipe or --set differs from its config.yaml
+            first = str(exc).strip().splitlines()
+            raise CheckpointError(f"{path} does not fit the model of the recipe given ({first[-1].strip() if first else exc}); "
+                                  "leave the recipe and model --set out to use the run's own config.yaml") from None
     return ctx, model
 
 
@@ -156,9 +201,11 @@ def baseline(args: argparse.Namespace) -> int:
     from steepest.data import load_data
     from steepest.diagnose.baselines import compare_with_run, fit_baselines, table
 
-    run = Path(args.run_dir) if args.run_dir else None
+    run = _finished_run(args)
     _check_json(args, "baselines.json")
     recipe = recipe_from_arguments(args, run)
+    if run:
+        _same_data(recipe, run, args)
     data = load_data(recipe.data, recipe.trainer.seed)
     try:
         results = fit_baselines(data, recipe.trainer.seed)

@@ -203,8 +203,9 @@ def _foreign(path: Path) -> list[str]:
 def holds_run(path: Path) -> bool:
     """Whether `path` holds a run that trained: a checkpoint, final weights, a summary or a logged
     metric. A folder with only the config of a run that stopped before its first logged step (a
-    recipe or data error) may be reused."""
-    if not path.is_dir():
+    recipe or data error) may be reused. Only a folder steepest made holds a run (its lock file or a config.yaml):
+    another's checkpoints/ or summary.json make it a foreign folder (see `_foreign`), not a run to continue."""
+    if not path.is_dir() or not ((path / LOCK).exists() or (path / CONFIG).exists()):
         return False
     if any((path / name).exists() for name in ("model.safetensors", "summary.json", "lora_adapters.safetensors")):
         return True

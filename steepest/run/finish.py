@@ -58,7 +58,8 @@ def final_val_metrics(trainer, has_val: bool) -> dict[str, float]:
         return val
     if "restored the weights" in trainer.state.stop_reason:
         return trainer.evaluate("val", log=False)
-    if trainer.evaluated_at.get("val") != trainer.state.step:
+    last = trainer.evaluated_at.get("val", trainer.state.step if val else None)  # none in this process: the state's (a resumed run's)
+    if last != trainer.state.step:
         return trainer.evaluate("val")
     return val
 

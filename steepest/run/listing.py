@@ -126,7 +126,9 @@ def parse_where(text: str):
                     return False
                 if number is not None and isinstance(have, (int, float)) and symbol != "~":
                     return op(float(have), number)
-                return op(str(have), value) if symbol in ("=", "!=", "~") else False
+                if isinstance(have, (int, float)) and not isinstance(have, bool) and symbol not in ("=", "!=", "~"):
+                    raise ConfigError(f"runs --where: {key} is a number; compare it with a number, not {value!r}")
+                return op(str(have), value)  # text in order (ISO dates sort as they read), or = != ~
 
             keep.key = key
             return keep

@@ -38,11 +38,27 @@ def find_checkpoints(run_dir: str | Path, config: dict[str, Any]) -> Iterator[tu
     if first is None:
         if manager.step_files():
             raise CheckpointError(f"no usable checkpoint in {manager.dir}: every one is corrupt; delete them to start over")
+        _check_same_recipe(Path(run_dir), config)  # the run starts over there: still the run's own recipe
         return None
     state, path = first
     if training_relevant(state.get("config", {})) != training_relevant(config):
         raise CheckpointError(f"{path} was written by a different recipe; resume with the run's own config.yaml or start a new --run-dir")
     return _chain(first, found)
+
+
+def _check_same_recipe(run_dir: Path, config: dict[str, Any]) -> None:
+    """With no checkpoint to compare with, the run's config.yaml stands for its recipe: a different one is refused as
+    a checkpoint of a different recipe is (an unreadable config.yaml is left to the run to replace)."""
+    from steepest.config.arguments import RUN_CONFIG
+    from steepest.config.yaml_io import read_yaml
+
+    try:
+        saved = read_yaml(run_dir / RUN_CONFIG)
+    except Exception:  # noqa: BLE001 - missing or unreadable: nothing to compare with
+        return
+    if isinstance(saved, dict) and training_relevant(saved) != training_relevant(config):
+        raise CheckpointError(f"{run_dir} holds a run of a different recipe (its {RUN_CONFIG}) and no checkpoint to continue; "
+                              "resume with the run's own recipe, or start a new --run-dir (or --overwrite it)")
 
 
 def _chain(first, rest):
@@ -57,6 +73,8 @@ def resume(run, checkpoints: Iterator[tuple[dict[str, Any], Path]] | None = None
         checkpoints = find_checkpoints(run.run_dir, run.trainer.recipe)
     if checkpoints is None:
         warnings.warn(f"nothing to resume in {run.run_dir / 'checkpoints'}; starting from scratch", stacklevel=2)
+        if run.store is not None:
+            run.store.truncate_after(-1)  # the earlier attempt's rows: this run logs its steps anew
         return 0
     for state, path in checkpoints:
         try:

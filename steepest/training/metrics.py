@@ -235,3 +235,17 @@ def meter_for(info, device: torch.device):
         std = torch.tensor(y_norm["std"], dtype=torch.float64, device=device) if y_norm else None
         return RegressionMeter(device, mean, std)
     return LossMeter(device)
+
+
+def metric_names(task: str, num_classes: int | None = None) -> list[str]:
+    """The metrics an evaluation of `task` with `num_classes` reports, unprefixed (loss, accuracy, ...): the keys of
+    its meter's result (two classes add PR-AUC).
+
+    >>> metric_names("regression"), metric_names("binary", 2)[-1]
+    (['loss', 'mse', 'mae', 'r2'], 'pr_auc')
+    """
+    from types import SimpleNamespace
+
+    info = SimpleNamespace(task=task, num_classes=num_classes or 3, y_norm=None)
+    names = list(meter_for(info, torch.device("cpu")).compute())
+    return names + ["pr_auc"] if task in ("classification", "binary") and num_classes == 2 else names

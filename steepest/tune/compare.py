@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from steepest.config import Recipe, recipe_from_dict, recipe_to_dict
 from steepest.config.validate import validate_recipe
+from steepest.errors import ConfigError
 from steepest.run import build_run, train
 from steepest.track import read_series
 from steepest.tune.lr_finder import range_test
@@ -51,6 +53,14 @@ def compare(recipe: Recipe, optimizers: list[str], out_dir: Path, lrs: dict[str,
     recipes = {name: recipe_for(recipe, name, (lrs or {}).get(name)) for name in optimizers}
     for r in recipes.values():
         validate_recipe(r)  # every name checked before the first run starts
+    for name in optimizers:  # and every run's folder: a compare into an earlier one's --out stops before any training
+        if (out_dir / name).is_dir() and any((out_dir / name).iterdir()):
+            raise ConfigError(f"compare --out {out_dir}: {out_dir / name} already holds a run (an earlier compare?); give another --out")
+    ignored = {k: v for k, v in recipe_to_dict(recipe)["optimizer"].items() if k not in ("name", "component") and v not in (None, False, "none", {})}
+    if ignored:
+        shown = ", ".join(f"{k} {v}" for k, v in ignored.items())
+        warnings.warn(f"compare: each optimizer runs at its own defaults (lr, weight decay) or --lr NAME=LR; the recipe's optimizer "
+                      f"settings ({shown}) are not used", stacklevel=2)
     for name, r in recipes.items():
         source = "given" if name in (lrs or {}) else "default"
         if lr_from_finder and source == "default":

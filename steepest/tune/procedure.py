@@ -51,14 +51,14 @@ import torch
 
 from steepest.config import Recipe, recipe_from_dict, recipe_to_dict
 from steepest.config.build import build_model_from_recipe
-from steepest.config.validate import validate_recipe
+from steepest.config.validate import known_task, validate_recipe
 from steepest.config.yaml_io import dump_yaml
 from steepest.data import load_data
 from steepest.errors import ConfigError, TrainingError
 from steepest.optim import OPTIMIZERS
 from steepest.run import build_run, train
 from steepest.training.checkpoint import atomic_write_bytes
-from steepest.training.metrics import metric_mode
+from steepest.training.metrics import metric_mode, metric_names
 from steepest.tune.batch_size import estimate_noise_scale, noise_scale_result, sampler_from
 from steepest.tune.lr_finder import range_test
 
@@ -517,6 +517,11 @@ def run_procedure(recipe: Recipe, kind: str, out_dir: str | Path, settings: Sett
     settings.check()
     schedule_names(kind, settings)
     validate_recipe(recipe)
+    task = known_task(recipe)
+    if task is not None:  # a metric the runs will not report is said now, not after the first stages have trained
+        names = [f"val_{m}" for m in metric_names(task, 2 if task in ("classification", "binary") else None)]  # PR-AUC: 2 classes
+        if settings.metric not in names:
+            raise ConfigError(f"search --metric {settings.metric}: {task} runs report {', '.join(names)}")
     out = Path(out_dir)
     if (out / "procedure.json").exists():
         raise ConfigError(f"{out} already holds a tuning procedure; choose another --out")

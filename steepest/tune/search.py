@@ -35,6 +35,8 @@ process group; start several workers with --storage instead).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import numbers
 import os
@@ -240,6 +242,42 @@ def _refuse_missing_sqlite_folder(url: str) -> None:
     if not where.parent.is_dir():
         raise ConfigError(f"search --storage {url}: the folder {where.parent} does not exist; create it, or give a file in an "
                           "existing folder")
+    tables = _sqlite_tables(where)
+    if tables and "studies" not in tables:  # another program's database (a run's metrics.db): Optuna would add its tables to it
+        raise ConfigError(f"search --storage {url}: {where} is a SQLite database of something else (tables "
+                          f"{', '.join(sorted(tables)[:4])}); give a new file or an Optuna study database")
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    """The tables of an existing SQLite file (empty for a missing, empty or unreadable one: left to Optuna to report)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error:
+        return set()
+
+
+def _same_study_recipe(study, base: dict, url: str) -> None:
+    """A study holds the trials of one recipe: the first worker records it (a study user attribute), and a later
+    search into the same study with another recipe or budget is refused (its trials would be ranked together)."""
+    from steepest.training.callbacks.loggers import flatten_config
+
+    recipe = {k: v for k, v in base.items() if k not in ("name", "description")}
+    recipe["search"] = {k: v for k, v in (recipe.get("search") or {}).items() if k != "n_trials"}
+    recipe = json.loads(json.dumps(recipe, default=str))
+    saved = study.user_attrs.get("steepest_recipe")
+    if saved is None:
+        study.set_user_attr("steepest_recipe", recipe)
+        return
+    if saved != recipe:
+        ours, theirs = flatten_config(recipe), flatten_config(saved)
+        keys = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        raise ConfigError(f"search: study '{study.study_name}' in {url} holds trials of another recipe (differs in "
+                          f"{', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}); give another --study or --out, or the same recipe")
 
 
 def study_dir(out: str | Path, study_name: str) -> Path:
@@ -310,6 +348,7 @@ def run_search(recipe: Recipe, out_dir: str | Path, storage: str | None = None, 
         study_name=name, storage=rdb, sampler=_per_trial_sampler(optuna, search), pruner=pruner,
         direction=direction_of(search), load_if_exists=True))
     base = recipe_to_dict(recipe)
+    _same_study_recipe(study, base, url)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial):
