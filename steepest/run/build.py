@@ -155,7 +155,8 @@ def build_run_callbacks(recipe: Recipe, run_dir: Path | None, store: MetricStore
     callbacks: list[Callback] = []
     if run_dir is not None and recipe.checkpoint.enabled:
         c = recipe.checkpoint
-        callbacks.append(Checkpoint(run_dir / "checkpoints", c.every_n_steps, c.every_n_epochs, c.keep_last, c.keep_best, c.monitor))
+        callbacks.append(Checkpoint(run_dir / "checkpoints", c.every_n_steps, c.every_n_epochs, c.keep_last, c.keep_best, c.monitor,
+                                    on_interrupt=True))
     callbacks.append(TrainScalars(t.log_every_n_steps))
     if store is not None:
         callbacks.append(StoreLogger(store))
