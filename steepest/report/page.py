@@ -64,7 +64,8 @@ def run_sections(run: RunFiles, view: TestView | None, view_error: str | None) -
     metric_keys = sorted(k for k in s if k.startswith("val_") and k != "val_loss")
     info = run.run_info
     out.append(f"<h1>{_esc(run.config.get('name') or run.name)} <span class='muted'>{_esc(run.path)}</span></h1>")
-    meta = {"status": run.summary.get("status", "not finished"), "stop": run.summary.get("stop_reason", "-"),
+    out.extend(f"<p class='muted'>{_esc(note)}</p>" for note in run.notes)
+    meta = {"status": run.status, "stop": run.summary.get("stop_reason", "-"),
             "started": info.get("started", "-"), "device": info.get("device", "-"),
             "versions": f"steepest {info.get('steepest', '?')}, torch {info.get('torch', '?')}, Python {info.get('python', '?')}",
             "git": (info.get("git") or {}).get("commit", "-")}

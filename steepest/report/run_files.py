@@ -12,6 +12,7 @@ from typing import Any
 from steepest.config.arguments import RUN_CONFIG
 from steepest.config.yaml_io import read_yaml
 from steepest.errors import SteepestError
+from steepest.run.listing import run_status
 from steepest.training.checkpoint import load_state
 
 
@@ -32,6 +33,8 @@ class RunFiles:
     series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)  # doctor.json, sharpness.json, batch_size.json, lr_finder.json
     best_step: int | None = None
+    status: str = "not started"  # see steepest.run.listing.run_status
+    notes: list[str] = field(default_factory=list)  # what could not be read (shown at the top of the report)
 
     @property
     def name(self) -> str:
@@ -53,16 +56,29 @@ def read_run(run_dir: str | Path) -> RunFiles:
         run.config = _dict(read_yaml(path / RUN_CONFIG))
     except SteepestError:
         pass
-    run.summary = _dict(read_json(path / "summary.json"))
+    summary = read_json(path / "summary.json")
+    run.summary = _dict(summary)
+    run.status = run_status(path, summary if isinstance(summary, dict) else None)
     run.data_info = _dict(read_json(path / "data_info.json"))
     run.run_info = _dict(read_json(path / "run.json"))
     run.series = read_all_series(path / "metrics.db")
+    if (path / "metrics.db").is_file() and not run.series and _unreadable_db(path / "metrics.db"):
+        run.notes.append("metrics.db cannot be read: no learning curves, gradient norms or throughput")
     for name in ("doctor", "sharpness", "batch_size", "lr_finder"):
         found = read_json(path / f"{name}.json")
         if found is not None:
             run.extras[name] = found
     run.best_step = _best_step(path)
     return run
+
+
+def _unreadable_db(db: Path) -> bool:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            conn.execute("SELECT 1 FROM metrics LIMIT 1")
+        return False
+    except sqlite3.Error:
+        return True
 
 
 def read_all_series(db: Path) -> dict[str, list[tuple[int, float]]]:

@@ -55,17 +55,23 @@ def _section(config: dict, key: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def run_status(run: Path, summary: dict | None) -> str:
+    """How a run ended, for `steepest runs` and the report: its summary's status, else "unreadable summary.json",
+    "interrupted at step N" (the last step logged) or "not started"."""
+    if summary is not None:
+        return str(summary.get("status", "completed"))
+    if (run / "summary.json").exists():
+        return "unreadable summary.json"
+    step = _last_step(run)
+    return f"interrupted at step {step}" if step else "not started"
+
+
 def run_row(run: Path, root: Path) -> dict[str, Any]:
     config, summary = _config(run), _read_json(run / "summary.json")
     info = _read_json(run / "run.json") or {}
     data, model, optimizer = _section(config, "data"), _section(config, "model"), _section(config, "optimizer")
-    if summary is None:
-        unreadable = (run / "summary.json").exists()
-        step = _last_step(run)
-        status = "unreadable summary.json" if unreadable else f"interrupted at step {step}" if step else "not started"
-        summary = {}
-    else:
-        status = str(summary.get("status", "completed"))
+    status = run_status(run, summary)
+    summary = summary if summary is not None else {}
     started = info.get("started") if isinstance(info.get("started"), str) else None
     date = started[:16].replace("T", " ") if started else time.strftime("%Y-%m-%d %H:%M", time.localtime(run.stat().st_mtime))
     metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -87,3 +87,18 @@ def test_report_of_something_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a run directory" in err
+
+
+def test_report_of_a_damaged_run_says_what_it_could_not_read(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run), *QUICK, "--no-report"]) == 0
+    (run / "summary.json").write_text("{not json")
+    assert main(["report", str(run), "-o", str(tmp_path / "a.html")]) == 0
+    assert "unreadable summary.json" in (tmp_path / "a.html").read_text()
+    (run / "summary.json").unlink()
+    (run / "model.safetensors").unlink()
+    assert main(["report", str(run), "-o", str(tmp_path / "b.html")]) == 0
+    assert "interrupted at step 30" in (tmp_path / "b.html").read_text()  # as `steepest runs` says
+    (run / "metrics.db").write_text("garbage")
+    assert main(["report", str(run), "-o", str(tmp_path / "c.html")]) == 0
+    assert "metrics.db cannot be read" in (tmp_path / "c.html").read_text()
