@@ -41,8 +41,9 @@ def check_rows(x: np.ndarray, where: str = "features", name: str = "x") -> None:
         raise DataError(f"{where}: no samples ({name} has 0 rows); give at least one row per sample")
 
 
-def check_features(x: np.ndarray, where: str = "features", stage: str = "training") -> None:
-    """Features (N, ...): N >= 1, numeric, finite and within float32 range; the first bad row is named.
+def check_features(x: np.ndarray, where: str = "features", stage: str = "training", row_names: Sequence | None = None) -> None:
+    """Features (N, ...): N >= 1, numeric, finite and within float32 range; the first bad row is named (as
+    `row_names[row]` when given: a file's own row and line, where blank lines were skipped).
     `stage` is what the fix must come before ("training", or "predicting" for a run's inputs)."""
     check_rows(x, where)
     if not np.issubdtype(x.dtype, np.number):
@@ -51,12 +52,12 @@ def check_features(x: np.ndarray, where: str = "features", stage: str = "trainin
     if bad.any():
         row = _first_bad_row(bad)
         kind = "NaN" if np.isnan(x[row]).any() else "inf"
-        raise DataError(f"{where}: row {row} contains {kind}; drop or impute that row before {stage}")
+        raise DataError(f"{where}: row {row_names[row] if row_names else row} contains {kind}; drop or impute that row before {stage}")
     big = _beyond_float32(x)
     if big.any():
         row = _first_bad_row(big)
-        raise DataError(f"{where}: row {row} has value {x[row][big[row]].flat[0]:.3g}, beyond the float32 range (±{FLOAT32_MAX:.3g}) "
-                        "training uses; rescale that column or drop the row")
+        raise DataError(f"{where}: row {row_names[row] if row_names else row} has value {x[row][big[row]].flat[0]:.3g}, beyond the "
+                        f"float32 range (±{FLOAT32_MAX:.3g}) training uses; rescale that column or drop the row")
 
 
 def check_targets(y: np.ndarray, task: str, num_classes: int | None, where: str = "targets") -> None:

@@ -198,10 +198,12 @@ def read_csv(path: str | Path, target: str, delimiter: str = ",", categorical: l
         row = int(np.flatnonzero(bad.any(axis=1))[0])
         if missing[row].any():
             column = features[int(np.flatnonzero(missing[row])[0])]
-            raise DataError(f"{path} features: row {row} contains NaN (column '{column}' is empty or missing); drop that row, or set "
-                            "data.options.fill_missing: true to impute it (training median plus a missing-indicator column)")
+            raise DataError(f"{path} features: row {row_ids[row]} (line {row_ids[row] + 2}) contains NaN (column '{column}' is empty "
+                            "or missing); drop that row, or set data.options.fill_missing: true to impute it (training median plus "
+                            "a missing-indicator column)")
     numeric = np.where(np.isnan(x), 0.0, x) if text or fill_missing else x
-    check_features(numeric, f"{path} features")  # before the float32 cast, which would turn 1e308 into inf
+    file_rows = [f"{i} (line {i + 2})" for i in row_ids]  # the file's rows: blank lines were skipped
+    check_features(numeric, f"{path} features", row_names=file_rows)  # before the float32 cast, which would turn 1e308 into inf
     meta = {}
     if text or fill_missing:
         cats = [features[j] for j in text]
@@ -214,6 +216,9 @@ def read_csv(path: str | Path, target: str, delimiter: str = ",", categorical: l
         x = x.astype(np.float32)
     try:
         y = np.asarray([_parse_number(v) for v in labels], dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(y))
+        if len(bad):
+            raise DataError(f"{path} targets: row {file_rows[bad[0]]} has a non-finite target ({labels[bad[0]]}); drop or fix that row")
         return RawData(x=x, y=y, feature_names=features, meta=meta)
     except ValueError:
         names = sorted(set(labels))

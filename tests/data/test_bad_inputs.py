@@ -169,7 +169,7 @@ def test_values_beyond_float32_refused_with_row(tmp_path, capsys):
     assert "row 40 has target -1e+308, beyond the float32 range" in err
     features = tmp_path / "bigx.csv"
     features.write_text("a,b,label\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40)) + "1e308,4,1\n")
-    assert "row 40 has value 1e+308, beyond the float32 range" in refused(tmp_path, capsys, csv_data(features))
+    assert "row 40 (line 42) has value 1e+308, beyond the float32 range" in refused(tmp_path, capsys, csv_data(features))
     npz = tmp_path / "big.npz"
     x = np.ones((40, 2))
     x[7, 1] = 1e300

@@ -79,10 +79,10 @@ def test_csv_labels_nan_ragged_rejected_with_row(tmp_path):
     with pytest.raises(DataError, match="row 2 .*3 fields|row 2 .* 2 fields"):
         load_data(data_cfg(format="csv", path=str(ragged), target="label"))
     nan = write_csv(tmp_path / "n.csv", ["1,2,0", "nan,4,1", "5,1,0"])
-    with pytest.raises(DataError, match="row 1 contains NaN"):
+    with pytest.raises(DataError, match=r"row 1 \(line 3\) contains NaN"):
         load_data(data_cfg(format="csv", path=str(nan), target="label"))
     inf = write_csv(tmp_path / "i.csv", ["1,2,0", "3,4,1", "5,inf,0"])
-    with pytest.raises(DataError, match="row 2 contains inf"):
+    with pytest.raises(DataError, match=r"row 2 \(line 4\) contains inf"):
         load_data(data_cfg(format="csv", path=str(inf), target="label"))
     labels = write_csv(tmp_path / "l.csv", ["1,2,0", "3,4,1", "5,1,3", "5,1,1"])
     with pytest.raises(DataError, match=r"row 2 has label 3, outside \[0, 2\)"):

@@ -171,7 +171,7 @@ def test_one_line_errors(tmp_path, capsys):
     na_number.write_text("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(30)) + "4,NA\n")
     assert "row 30 (line 32) has no target: column 'label' is 'NA'" in refused(tmp_path, capsys, na_number)
     err = refused(tmp_path, capsys, tmp_path / "ok.csv")  # missing numbers without fill_missing: refused, with the option named
-    assert re.search(r"row \d+ contains NaN \(column 'age' is empty or missing\)", err) and "data.options.fill_missing: true" in err
+    assert re.search(r"row \d+ \(line \d+\) contains NaN \(column 'age' is empty or missing\)", err) and "data.options.fill_missing: true" in err
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("\n".join([*text[:3], "red,old,yes", *text[3:]]) + "\n")
     err = refused(tmp_path, capsys, mixed, "{fill_missing: true}")

@@ -334,3 +334,17 @@ def test_a_file_given_for_a_folder_says_so(tmp_path, fmt):
     extra = {"image_size": 8} if fmt == "image_folder" else {}
     with pytest.raises(DataError, match=f"data.path: '{tmp_path / 'ok.npz'}' is a file; format {fmt} reads a folder"):
         load(format=fmt, path=str(tmp_path / "ok.npz"), **extra)
+
+
+@pytest.mark.parametrize("bad, what", [("0.5,0.5,inf", "targets: row 20 (line 22) has a non-finite target"),
+                                       ("0.5,inf,3", "features: row 20 (line 22) contains inf")])
+def test_csv_errors_name_the_files_row_after_blank_lines(tmp_path, bad, what):
+    from steepest.data.sources import read_csv
+    from steepest.errors import DataError
+
+    lines = [f"{i / 200},{i / 300},{i / 100}" for i in range(120)]
+    lines[3:3] = ["", ""]  # two blank lines: the reader skips them, the message still counts the file's rows
+    lines[20] = bad
+    (tmp_path / "b.csv").write_text("a,b,y\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=what.replace("(", r"\(").replace(")", r"\)")):
+        read_csv(tmp_path / "b.csv", "y")
