@@ -519,9 +519,10 @@ def run_procedure(recipe: Recipe, kind: str, out_dir: str | Path, settings: Sett
     validate_recipe(recipe)
     task = known_task(recipe)
     if task is not None:  # a metric the runs will not report is said now, not after the first stages have trained
-        names = [f"val_{m}" for m in metric_names(task, 2 if task in ("classification", "binary") else None)]  # PR-AUC: 2 classes
-        if settings.metric not in names:
-            raise ConfigError(f"search --metric {settings.metric}: {task} runs report {', '.join(names)}")
+        names = [f"val_{m}" for m in metric_names(task)]
+        two_classes = " (and val_pr_auc with two classes)" if task in ("classification", "binary") else ""
+        if settings.metric not in names and not (two_classes and settings.metric == "val_pr_auc"):  # the class count is read later
+            raise ConfigError(f"search --metric {settings.metric}: {task} runs report {', '.join(names)}{two_classes}")
     out = Path(out_dir)
     if (out / "procedure.json").exists():
         raise ConfigError(f"{out} already holds a tuning procedure; choose another --out")
