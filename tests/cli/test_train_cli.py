@@ -141,7 +141,7 @@ def test_bad_data_rejected_before_training_with_row(tmp_path, capsys):
     path.write_text("a,b,y\n" + "\n".join(f"{i},{i * 2},{i % 2}" for i in range(20)) + "\n3,nan,1\n")
     code = main(["train", "--set", "data={format: csv, path: " + str(path) + ", target: y}", "--run-dir", str(tmp_path / "r"), "-q"])
     err = capsys.readouterr().err
-    assert code == 2 and "row 20 contains NaN" in err and err.count("\n") == 1
+    assert code == 2 and "row 20 (line 22) contains NaN" in err and err.count("\n") == 1
 
 
 def test_quiet_quiets_the_libraries_too(tmp_path, monkeypatch, capsys):
